@@ -1,0 +1,5 @@
+//! Local accounts: how IAM names and ids become Linux names and ids.
+
+pub mod ids;
+pub mod local;
+pub mod names;

@@ -1,0 +1,11 @@
+//! SSH public keys: parsing, validation, fingerprints, the local key cache and the lookup that
+//! decides what `authorized-keys` prints.
+//!
+//! Every key line keyward prints to sshd is rebuilt from a parsed key; nothing read from IAM or
+//! a file is ever echoed verbatim.
+
+pub mod cache;
+pub mod lookup;
+mod parse;
+
+pub use parse::{KeyError, KeyType, PublicKey};

@@ -1,0 +1,14 @@
+//! keyward: AWS IAM as the source of truth for SSH logins.
+//!
+//! The library holds every decision (name mapping, id hashing, key validation, cache freshness)
+//! as pure functions, and thin adapters for IAM and the local system. The binary only parses
+//! arguments and maps results to exit codes. Nothing here may panic on the login path.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod files;
+pub mod iam;
+pub mod keys;
+pub mod logging;
