@@ -1,0 +1,144 @@
+//! What the laptop commands share: the IAM client, whose keys they act on, reading a public key
+//! file safely, and finding a key by id or fingerprint.
+//!
+//! A private key must never leave the laptop: files are parsed locally first and only the
+//! rebuilt public line is ever sent to IAM.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+
+use crate::iam::{AwsIam, ClientOptions, Directory, KeyMeta};
+use crate::keys::{KeyError, PublicKey};
+
+/// Laptop commands are interactive: a slow network gets more patience than sshd does.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn client() -> AwsIam {
+    AwsIam::new(&ClientOptions {
+        timeout: Some(TIMEOUT),
+        role_arn: None,
+    })
+    .await
+}
+
+/// `--user` or, by default, the IAM user the credentials belong to.
+pub async fn resolve_user(iam: &AwsIam, user: Option<String>) -> anyhow::Result<String> {
+    match user {
+        Some(u) if crate::accounts::names::is_valid_iam_name(&u) => Ok(u),
+        Some(u) => {
+            bail!("{u:?} is not a valid IAM user name ([A-Za-z0-9+=,.@_-], 1 to 64 characters)")
+        }
+        None => Ok(iam
+            .caller_user_name()
+            .await
+            .context("cannot tell which IAM user you are")?),
+    }
+}
+
+/// `--identity` or the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub.
+pub fn identity_path(identity: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = identity {
+        return Ok(p);
+    }
+    let home =
+        std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --identity FILE"))?;
+    let ssh = Path::new(&home).join(".ssh");
+    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+        .iter()
+        .map(|n| ssh.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "no public key found in {}: create one with `ssh-keygen -t ed25519` or pass --identity FILE",
+                ssh.display()
+            )
+        })
+}
+
+pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(
+                "{} does not exist: create a key with `ssh-keygen -t ed25519` or pass --identity FILE",
+                path.display()
+            )
+        } else {
+            anyhow!("cannot read {}: {e}", path.display())
+        }
+    })?;
+    if meta.len() > 64 * 1024 {
+        bail!("{} is too large to be an SSH public key", path.display());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} as text", path.display()))?;
+    PublicKey::parse(&text).map_err(|e| match e {
+        KeyError::PrivateKey => anyhow!(
+            "{} is a PRIVATE key: keyward never uploads it. Pass the public half instead: --identity {}.pub",
+            path.display(),
+            path.display()
+        ),
+        other => anyhow!("{} is not a usable SSH public key: {other}", path.display()),
+    })
+}
+
+/// A key in IAM with its parsed body (or why the body is unusable).
+pub struct KeyInfo {
+    pub meta: KeyMeta,
+    pub key: Result<PublicKey, String>,
+}
+
+impl KeyInfo {
+    pub fn status(&self) -> &'static str {
+        if self.meta.active {
+            "Active"
+        } else {
+            "Inactive"
+        }
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.key
+            .as_ref()
+            .map_or_else(|_| "-".into(), |k| k.fingerprint())
+    }
+}
+
+/// Lists the user's keys and fetches every body (concurrently).
+pub async fn keys_with_bodies(iam: &AwsIam, user: &str) -> anyhow::Result<Vec<KeyInfo>> {
+    let listed = iam.list_keys(user).await?;
+    let ids: Vec<String> = listed.iter().map(|k| k.id.clone()).collect();
+    let bodies = iam.get_keys(user, &ids).await;
+    Ok(listed
+        .into_iter()
+        .zip(bodies)
+        .map(|(meta, body)| KeyInfo {
+            meta,
+            key: body
+                .map_err(|e| e.to_string())
+                .and_then(|b| PublicKey::parse(&b).map_err(|e| e.to_string())),
+        })
+        .collect())
+}
+
+/// Finds a key by IAM key id or by `SHA256:` fingerprint.
+pub async fn find_key(iam: &AwsIam, user: &str, spec: &str) -> anyhow::Result<KeyInfo> {
+    let keys = if spec.starts_with("SHA256:") {
+        keys_with_bodies(iam, user).await?
+    } else {
+        iam.list_keys(user)
+            .await?
+            .into_iter()
+            .map(|meta| KeyInfo {
+                meta,
+                key: Err("not fetched".into()),
+            })
+            .collect()
+    };
+    keys.into_iter()
+        .find(|k| k.meta.id == spec || k.key.as_ref().is_ok_and(|p| p.fingerprint() == spec))
+        .ok_or_else(|| {
+            anyhow!("IAM user {user} has no key {spec}: see `keyward list-keys --user {user}`")
+        })
+}

@@ -1,0 +1,67 @@
+//! `keyward list-keys`: the SSH keys of an IAM user, with fingerprints as `ssh-keygen -lf`
+//! prints them so a person can match them to the files on their laptop.
+
+use std::process::ExitCode;
+
+use super::{laptop, Context};
+
+#[derive(Debug, clap::Args)]
+pub struct ListKeys {
+    /// IAM user [default: the user your AWS credentials belong to]
+    #[arg(short, long, value_name = "NAME")]
+    user: Option<String>,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+impl ListKeys {
+    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+        let iam = laptop::client().await;
+        let user = laptop::resolve_user(&iam, self.user).await?;
+        let keys = laptop::keys_with_bodies(&iam, &user).await?;
+        if self.json {
+            let rows: Vec<serde_json::Value> = keys
+                .iter()
+                .map(|k| {
+                    let key = k.key.as_ref().ok();
+                    serde_json::json!({
+                        "id": k.meta.id,
+                        "status": k.status(),
+                        "uploaded": k.meta.uploaded,
+                        "fingerprint": key.map(|p| p.fingerprint()),
+                        "type": key.map(|p| p.key_type().name()),
+                        "bits": key.map(|p| p.bits()),
+                        "comment": key.map(|p| p.comment()),
+                        "error": k.key.as_ref().err(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if keys.is_empty() {
+            println!("IAM user {user} has no SSH keys: upload one with `keyward upload-key`");
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "{:<24} {:<8} {:<20} {:<51} COMMENT",
+            "ID", "STATUS", "UPLOADED", "FINGERPRINT"
+        );
+        for k in &keys {
+            let comment = match &k.key {
+                Ok(p) => format!("{} ({})", p.comment(), p.key_type().label()),
+                Err(e) => format!("unusable: {e}"),
+            };
+            println!(
+                "{:<24} {:<8} {:<20} {:<51} {}",
+                k.meta.id,
+                k.status(),
+                k.meta.uploaded,
+                k.fingerprint(),
+                comment
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

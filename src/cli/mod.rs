@@ -1,0 +1,116 @@
+//! The command line: one file per subcommand, each a clap-derive struct with `run`.
+//!
+//! Exit codes are part of the interface (sshd, PAM, systemd and scripts read them) and are
+//! listed in `--help` and README.
+
+mod authorized_keys;
+mod config_cmd;
+mod delete_key;
+mod key_status;
+mod laptop;
+mod list_keys;
+mod rotate_key;
+mod upload_key;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Source};
+use crate::iam::IamError;
+use crate::logging;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (for authorized-keys also: user not allowed, nothing printed)
+  1  error: bad config, bad input file, invalid key, IAM refused the request
+  2  command-line usage error
+  3  IAM could not be reached (network, timeout, throttling) and no usable cache
+  4  AWS credentials missing or rejected, or IAM access denied (the message names the action)";
+
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, about = "AWS IAM as the source of truth for SSH logins", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Config file [default: /etc/keyward/keyward.toml]
+    #[arg(long, global = true, env = "KEYWARD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print the number of IAM calls made to stderr (iam_calls=N)
+    #[arg(long, global = true)]
+    pub stats: bool,
+    /// Log debug detail to stderr/journald
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// sshd AuthorizedKeysCommand: print the IAM keys allowed for a Linux user (%u %f %k)
+    AuthorizedKeys(authorized_keys::AuthorizedKeys),
+    /// Upload your SSH public key to your IAM user
+    #[command(alias = "upload_key")]
+    UploadKey(upload_key::UploadKey),
+    /// List the SSH public keys of your IAM user
+    #[command(alias = "list_keys")]
+    ListKeys(list_keys::ListKeys),
+    /// Make a key usable for logins again
+    #[command(alias = "enable_key")]
+    EnableKey(key_status::EnableKey),
+    /// Stop a key from being accepted (it stays in IAM)
+    #[command(alias = "disable_key")]
+    DisableKey(key_status::DisableKey),
+    /// Delete a key from IAM
+    #[command(alias = "delete_key")]
+    DeleteKey(delete_key::DeleteKey),
+    /// Upload a new key and disable the old one, in one step
+    RotateKey(rotate_key::RotateKey),
+    /// Print the effective configuration
+    Config(config_cmd::ShowConfig),
+}
+
+/// Options every command may need.
+pub struct Context {
+    pub config_path: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn load_config(&self) -> Result<(Config, Source), ConfigError> {
+        Config::load(self.config_path.as_deref())
+    }
+}
+
+impl Cli {
+    pub fn log_target(&self) -> logging::Target {
+        match self.command {
+            Command::AuthorizedKeys(_) => logging::Target::Host,
+            _ => logging::Target::Interactive,
+        }
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let ctx = Context {
+            config_path: self.config,
+        };
+        match self.command {
+            Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
+            Command::UploadKey(c) => c.run(&ctx).await,
+            Command::ListKeys(c) => c.run(&ctx).await,
+            Command::EnableKey(c) => c.run(&ctx).await,
+            Command::DisableKey(c) => c.run(&ctx).await,
+            Command::DeleteKey(c) => c.run(&ctx).await,
+            Command::RotateKey(c) => c.run(&ctx).await,
+            Command::Config(c) => c.run(&ctx),
+        }
+    }
+}
+
+/// The exit code for an error that reached `main`.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    match err.chain().find_map(|e| e.downcast_ref::<IamError>()) {
+        Some(IamError::Unreachable(_)) => ExitCode::from(3),
+        Some(IamError::NoCredentials(_) | IamError::AccessDenied { .. }) => ExitCode::from(4),
+        _ => ExitCode::FAILURE,
+    }
+}

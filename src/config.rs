@@ -1,0 +1,371 @@
+//! The keyward configuration file (`/etc/keyward/keyward.toml`).
+//!
+//! The config decides who may log in, so it is parsed strictly (unknown keys are errors that
+//! name the key and line), validated as a whole before anything uses it, and only read from a
+//! file that nobody but root (or the user running keyward) could have written.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::accounts::ids::{IdRange, UidScheme, DEFAULT_UID_RANGE};
+use crate::accounts::names::{self, NameMapping};
+use crate::files;
+
+pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
+pub const ENV_VAR: &str = "KEYWARD_CONFIG";
+
+/// Accounts that keyward never maps, whatever the config says. Every other local account that
+/// keyward did not create is protected too, by the ownership check in `accounts::local`.
+pub const BUILTIN_RESERVED: &[&str] = &["root", "keyward"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// IAM groups whose members may log in; `["*"]` means every IAM user, empty means nobody.
+    pub allowed_groups: Vec<String>,
+    /// IAM groups with this prefix become Linux groups (used by `sync`).
+    pub group_prefix: String,
+    #[serde(
+        serialize_with = "serialize_mapping",
+        deserialize_with = "deserialize_mapping"
+    )]
+    pub name_mapping: NameMapping,
+    pub uid_scheme: UidScheme,
+    #[serde(
+        serialize_with = "serialize_range",
+        deserialize_with = "deserialize_range"
+    )]
+    pub uid_range: IdRange,
+    pub cache_dir: PathBuf,
+    /// Where keyward records the accounts it owns.
+    pub state_dir: PathBuf,
+    /// How old a cached key set may be and still be served while IAM cannot be reached.
+    #[serde(with = "human_duration")]
+    pub max_stale: Duration,
+    /// Hard bound on one `authorized-keys` run, IAM retries included.
+    #[serde(with = "human_duration")]
+    pub lookup_timeout: Duration,
+    /// How long a user's IAM group membership is trusted before it is read again.
+    #[serde(with = "human_duration")]
+    pub group_cache_ttl: Duration,
+    pub iam_role_arn: Option<String>,
+    pub reserved_users: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            allowed_groups: Vec::new(),
+            group_prefix: "keyward_".into(),
+            name_mapping: NameMapping::Escape,
+            uid_scheme: UidScheme::Hash,
+            uid_range: DEFAULT_UID_RANGE,
+            cache_dir: "/var/cache/keyward".into(),
+            state_dir: "/var/lib/keyward".into(),
+            // Long enough to ride out a regional IAM or network incident (they have lasted
+            // hours) without locking everyone out; short enough that a host cut off from IAM
+            // for longer stops honouring keys that may have been revoked meanwhile.
+            max_stale: Duration::from_secs(12 * 3600),
+            lookup_timeout: Duration::from_secs(4),
+            group_cache_ttl: Duration::from_secs(300),
+            iam_role_arn: None,
+            reserved_users: Vec::new(),
+        }
+    }
+}
+
+/// Where the config came from, for `keyward config` and error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    /// The default path does not exist: built-in defaults (nobody may log in).
+    Defaults(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Defaults(p) => write!(f, "built-in defaults ({} does not exist)", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path} is not trusted: {reason}")]
+    Untrusted { path: PathBuf, reason: String },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Parses and validates config text. `path` only labels errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Loads the config: an explicit path (flag or `KEYWARD_CONFIG`) must exist; the default
+    /// path may be missing, which means built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok((Config::default(), Source::Defaults(path)));
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        files::check_trusted(&path).map_err(|reason| ConfigError::Untrusted {
+            path: path.clone(),
+            reason,
+        })?;
+        let config = Config::from_toml(&text, &path)?;
+        Ok((config, Source::File(path)))
+    }
+
+    /// Every IAM user may log in.
+    pub fn allows_everyone(&self) -> bool {
+        self.allowed_groups.iter().any(|g| g == "*")
+    }
+
+    pub fn is_reserved(&self, linux_name: &str) -> bool {
+        BUILTIN_RESERVED.contains(&linux_name)
+            || self.reserved_users.iter().any(|r| r == linux_name)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.allows_everyone() && self.allowed_groups.len() > 1 {
+            return Err("allowed_groups: \"*\" must be the only entry".into());
+        }
+        for g in self.allowed_groups.iter().filter(|g| *g != "*") {
+            if !is_valid_iam_group_name(g) {
+                return Err(format!(
+                    "allowed_groups: {g:?} is not a valid IAM group name"
+                ));
+            }
+        }
+        if self.group_prefix.is_empty() || !is_valid_iam_group_name(&self.group_prefix) {
+            return Err(format!(
+                "group_prefix: {:?} must be a non-empty run of IAM group-name characters",
+                self.group_prefix
+            ));
+        }
+        for (key, dir) in [
+            ("cache_dir", &self.cache_dir),
+            ("state_dir", &self.state_dir),
+        ] {
+            if !dir.is_absolute() {
+                return Err(format!("{key}: {} must be an absolute path", dir.display()));
+            }
+        }
+        if self.lookup_timeout.is_zero() || self.lookup_timeout > Duration::from_secs(30) {
+            return Err("lookup_timeout: must be between 1ms and 30s (sshd waits for it)".into());
+        }
+        for r in &self.reserved_users {
+            if !names::is_valid_linux_name(r) {
+                return Err(format!(
+                    "reserved_users: {r:?} is not a valid Linux user name"
+                ));
+            }
+        }
+        if let Some(arn) = &self.iam_role_arn {
+            if !arn.starts_with("arn:") || !arn.contains(":role/") {
+                return Err(format!(
+                    "iam_role_arn: {arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// IAM group names: `[\w+=,.@-]{1,128}`.
+pub fn is_valid_iam_group_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// `name_mapping = "escape"`, `name_mapping = "identity"`, or
+/// `name_mapping = { scheme = "identity", suffix = ".iam" }`.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum MappingSetting {
+    Scheme(String),
+    Table {
+        scheme: String,
+        #[serde(default)]
+        suffix: String,
+    },
+}
+
+fn deserialize_mapping<'de, D: Deserializer<'de>>(d: D) -> Result<NameMapping, D::Error> {
+    use serde::de::Error;
+    let (scheme, suffix) = match MappingSetting::deserialize(d)? {
+        MappingSetting::Scheme(s) => (s, String::new()),
+        MappingSetting::Table { scheme, suffix } => (scheme, suffix),
+    };
+    match scheme.as_str() {
+        "escape" if suffix.is_empty() => Ok(NameMapping::Escape),
+        "escape" => Err(D::Error::custom(
+            "suffix is only allowed with scheme \"identity\"",
+        )),
+        "identity" if names::is_valid_suffix(&suffix) => Ok(NameMapping::Identity { suffix }),
+        "identity" => Err(D::Error::custom(format!(
+            "suffix {suffix:?} must be at most 16 of [a-z0-9_.-]"
+        ))),
+        other => Err(D::Error::custom(format!(
+            "unknown name_mapping {other:?}, expected \"escape\" or \"identity\""
+        ))),
+    }
+}
+
+fn serialize_mapping<S: Serializer>(m: &NameMapping, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        NameMapping::Escape => MappingSetting::Scheme("escape".into()),
+        NameMapping::Identity { suffix } if suffix.is_empty() => {
+            MappingSetting::Scheme("identity".into())
+        }
+        NameMapping::Identity { suffix } => MappingSetting::Table {
+            scheme: "identity".into(),
+            suffix: suffix.clone(),
+        },
+    }
+    .serialize(s)
+}
+
+fn deserialize_range<'de, D: Deserializer<'de>>(d: D) -> Result<IdRange, D::Error> {
+    use serde::de::Error;
+    let [first, last] = <[u32; 2]>::deserialize(d)?;
+    IdRange::new(first, last).map_err(D::Error::custom)
+}
+
+fn serialize_range<S: Serializer>(r: &IdRange, s: S) -> Result<S::Ok, S::Error> {
+    [r.first, r.last].serialize(s)
+}
+
+/// Durations are written the human way: "4s", "500ms", "12h", "7d".
+mod human_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        humantime::format_duration(*d).to_string().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "{text:?} is not a duration like \"30s\" or \"12h\": {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_means_defaults_and_nobody_allowed() {
+        let c = parse("").unwrap();
+        assert_eq!(c, Config::default());
+        assert!(c.allowed_groups.is_empty());
+        assert!(!c.allows_everyone());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("allowed_groups = [\"*\"]\nmax_stal = \"1h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_stal"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_mapping_parse() {
+        let c = parse(
+            "allowed_groups = [\"ops\"]\nmax_stale = \"0s\"\nlookup_timeout = \"2500ms\"\n\
+             name_mapping = { scheme = \"identity\", suffix = \".iam\" }\nuid_scheme = \"keymaker\"\n\
+             uid_range = [100000, 200000]\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_stale, Duration::ZERO);
+        assert_eq!(c.lookup_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            c.name_mapping,
+            NameMapping::Identity {
+                suffix: ".iam".into()
+            }
+        );
+        assert_eq!(c.uid_scheme, UidScheme::Keymaker);
+        assert_eq!(c.uid_range, IdRange::new(100000, 200000).unwrap());
+    }
+
+    #[test]
+    fn printed_config_parses_back_to_itself() {
+        let c =
+            parse("allowed_groups = [\"ops\", \"dev\"]\nname_mapping = \"identity\"\n").unwrap();
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        assert_eq!(
+            parse(&Config::default().to_toml()).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn star_mixed_with_groups_is_refused() {
+        assert!(parse("allowed_groups = [\"*\", \"ops\"]").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for bad in [
+            "allowed_groups = [\"bad group\"]",
+            "cache_dir = \"relative\"",
+            "lookup_timeout = \"0s\"",
+            "lookup_timeout = \"5min\"",
+            "reserved_users = [\"Bad Name\"]",
+            "name_mapping = \"lowercase\"",
+            "max_stale = \"soon\"",
+            "iam_role_arn = \"role/x\"",
+            "uid_range = [0, 100]",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

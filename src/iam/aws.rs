@@ -1,0 +1,291 @@
+//! The production directory: aws-sdk-iam behind the `Directory` trait.
+//!
+//! Region, credentials and endpoint come from aws-config's standard chain (instance profile on
+//! EC2, `AWS_ENDPOINT_URL` for an emulator). Every error is classified into `IamError` here and
+//! nowhere else, and printed with its whole cause chain.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::{EncodingType, StatusType};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::{Directory, IamError, KeyMeta};
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Bound on each IAM operation, retries included.
+    pub timeout: Option<Duration>,
+    /// Assume this role (cross-account IAM) before calling IAM.
+    pub role_arn: Option<String>,
+}
+
+/// IAM operations started by this process, for `--stats` and tests.
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+pub fn total_calls() -> usize {
+    CALLS.load(Ordering::Relaxed)
+}
+
+#[derive(Clone)]
+pub struct AwsIam {
+    client: aws_sdk_iam::Client,
+}
+
+impl AwsIam {
+    pub async fn new(options: &ClientOptions) -> AwsIam {
+        // IAM is a global service: any region reaches it, so a laptop without a configured
+        // region still works.
+        let region = RegionProviderChain::default_provider().or_else("us-east-1");
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .retry_config(RetryConfig::standard().with_max_attempts(3));
+        if let Some(timeout) = options.timeout {
+            loader = loader.timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(timeout)
+                    .connect_timeout(timeout.min(Duration::from_secs(2)))
+                    .build(),
+            );
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_iam::config::Builder::from(&shared);
+        if let Some(arn) = &options.role_arn {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+                .session_name("keyward")
+                .configure(&shared)
+                .build()
+                .await;
+            config = config.credentials_provider(provider);
+        }
+        AwsIam {
+            client: aws_sdk_iam::Client::from_conf(config.build()),
+        }
+    }
+
+    fn count(&self) {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The IAM user the credentials belong to.
+    pub async fn caller_user_name(&self) -> Result<String, IamError> {
+        self.count();
+        let out = self.client.get_user().send().await.map_err(|e| {
+            let err = classify("iam:GetUser", e);
+            match err {
+                // Role and SSO credentials have no IAM user of their own.
+                IamError::Other(m) if m.contains("userName") || m.contains("UserName") => {
+                    IamError::Other(format!(
+                        "these credentials do not belong to an IAM user (a role or SSO session?): pass --user NAME ({m})"
+                    ))
+                }
+                other => other,
+            }
+        })?;
+        out.user
+            .map(|u| u.user_name)
+            .ok_or_else(|| IamError::Other("GetUser returned no user".into()))
+    }
+
+    pub async fn upload_key(&self, user: &str, body: &str) -> Result<KeyMeta, IamError> {
+        self.count();
+        let out = self
+            .client
+            .upload_ssh_public_key()
+            .user_name(user)
+            .ssh_public_key_body(body)
+            .send()
+            .await
+            .map_err(|e| classify("iam:UploadSSHPublicKey", e))?;
+        let key = out
+            .ssh_public_key
+            .ok_or_else(|| IamError::Other("UploadSSHPublicKey returned no key".into()))?;
+        Ok(KeyMeta {
+            id: key.ssh_public_key_id,
+            active: key.status == StatusType::Active,
+            uploaded: key.upload_date.map(|d| d.to_string()).unwrap_or_default(),
+        })
+    }
+
+    pub async fn set_key_active(&self, user: &str, id: &str, active: bool) -> Result<(), IamError> {
+        self.count();
+        let status = if active {
+            StatusType::Active
+        } else {
+            StatusType::Inactive
+        };
+        self.client
+            .update_ssh_public_key()
+            .user_name(user)
+            .ssh_public_key_id(id)
+            .status(status)
+            .send()
+            .await
+            .map_err(|e| classify("iam:UpdateSSHPublicKey", e))?;
+        Ok(())
+    }
+
+    pub async fn delete_key(&self, user: &str, id: &str) -> Result<(), IamError> {
+        self.count();
+        self.client
+            .delete_ssh_public_key()
+            .user_name(user)
+            .ssh_public_key_id(id)
+            .send()
+            .await
+            .map_err(|e| classify("iam:DeleteSSHPublicKey", e))?;
+        Ok(())
+    }
+
+    async fn get_key(&self, user: &str, id: &str) -> Result<String, IamError> {
+        self.count();
+        let out = self
+            .client
+            .get_ssh_public_key()
+            .user_name(user)
+            .ssh_public_key_id(id)
+            .encoding(EncodingType::Ssh)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetSSHPublicKey", e))?;
+        out.ssh_public_key
+            .map(|k| k.ssh_public_key_body)
+            .ok_or_else(|| IamError::Other("GetSSHPublicKey returned no key".into()))
+    }
+}
+
+impl Directory for AwsIam {
+    async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, IamError> {
+        let mut keys = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_ssh_public_keys()
+                .user_name(user)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("iam:ListSSHPublicKeys", e))?;
+            keys.extend(
+                out.ssh_public_keys
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|k| KeyMeta {
+                        id: k.ssh_public_key_id,
+                        active: k.status == StatusType::Active,
+                        uploaded: k.upload_date.to_string(),
+                    }),
+            );
+            match out.marker {
+                Some(m) if out.is_truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn get_keys(&self, user: &str, ids: &[String]) -> Vec<Result<String, IamError>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, id) in ids.iter().enumerate() {
+            let (me, user, id) = (self.clone(), user.to_owned(), id.clone());
+            tasks.spawn(async move { (i, me.get_key(&user, &id).await) });
+        }
+        let mut results: Vec<Result<String, IamError>> = ids
+            .iter()
+            .map(|_| Err(IamError::Other("key fetch did not finish".into())))
+            .collect();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((i, result)) = joined {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = result;
+                }
+            }
+        }
+        results
+    }
+
+    async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
+        let mut groups = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_groups_for_user()
+                .user_name(user)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("iam:ListGroupsForUser", e))?;
+            groups.extend(out.groups.into_iter().map(|g| g.group_name));
+            match out.marker {
+                Some(m) if out.is_truncated => marker = Some(m),
+                _ => return Ok(groups),
+            }
+        }
+    }
+
+    fn calls(&self) -> usize {
+        total_calls()
+    }
+}
+
+/// Turns an SDK error into the variant that decides what the caller does.
+fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let text = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            if is_credentials_failure(&text) {
+                IamError::NoCredentials(text)
+            } else {
+                IamError::Unreachable(text)
+            }
+        }
+        SdkError::ServiceError(service) => {
+            let message = err.message().unwrap_or_default().to_owned();
+            match err.code().unwrap_or_default() {
+                "NoSuchEntity" => IamError::NotFound(message),
+                "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+                    IamError::AccessDenied { action, message }
+                }
+                "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "ServiceFailure"
+                | "ServiceUnavailable"
+                | "InternalFailure" => IamError::Unreachable(text),
+                "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "MissingAuthenticationToken"
+                | "UnrecognizedClientException" => {
+                    IamError::NoCredentials(format!("IAM rejected the credentials: {message}"))
+                }
+                "LimitExceeded" => IamError::LimitExceeded(message),
+                "DuplicateSSHPublicKey" => IamError::Duplicate(message),
+                "InvalidPublicKey" | "UnrecognizedPublicKeyEncoding" => {
+                    IamError::InvalidKey(message)
+                }
+                _ if service.raw().status().is_server_error() => IamError::Unreachable(text),
+                _ => IamError::Other(text),
+            }
+        }
+        _ if is_credentials_failure(&text) => IamError::NoCredentials(text),
+        _ => IamError::Other(text),
+    }
+}
+
+fn is_credentials_failure(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("credential") || lower.contains("identity")
+}

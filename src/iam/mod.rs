@@ -1,0 +1,96 @@
+//! The IAM directory: the only source of truth for who may log in and with which keys.
+//!
+//! Callers see a small trait and a typed error whose variant decides behaviour: `Unreachable`
+//! means "fall back to the cache", `NotFound` is the only authoritative "gone" (purge), and
+//! `AccessDenied` names the IAM action the admin must allow. Nothing here touches local state.
+
+mod aws;
+
+use std::future::Future;
+
+pub use aws::{total_calls, AwsIam, ClientOptions};
+
+/// One SSH key of an IAM user, as ListSSHPublicKeys reports it (no body).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    pub id: String,
+    pub active: bool,
+    /// RFC 3339 upload time, as IAM reports it.
+    pub uploaded: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IamError {
+    /// Network failure, timeout, throttling or a server error: IAM said nothing about the user.
+    #[error("IAM could not be reached: {0}")]
+    Unreachable(String),
+    /// No AWS credentials could be resolved; also not a statement about the user.
+    #[error("no AWS credentials: {0}")]
+    NoCredentials(String),
+    /// IAM says the user (or key) does not exist: the only authoritative "gone".
+    #[error("IAM has no such entity: {0}")]
+    NotFound(String),
+    #[error("IAM denied {action}: allow \"{action}\" in the IAM policy of the caller ({message})")]
+    AccessDenied {
+        action: &'static str,
+        message: String,
+    },
+    #[error("IAM allows at most 5 SSH public keys per user: {0}")]
+    LimitExceeded(String),
+    #[error("IAM already has this SSH public key: {0}")]
+    Duplicate(String),
+    #[error("IAM refused the key: {0}")]
+    InvalidKey(String),
+    #[error("IAM error: {0}")]
+    Other(String),
+}
+
+impl IamError {
+    /// Whether the cache may stand in for IAM: only when IAM said nothing about the user.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            IamError::Unreachable(_) | IamError::NoCredentials(_) | IamError::AccessDenied { .. }
+        )
+    }
+}
+
+/// What `authorized-keys` needs from IAM. Tests use an in-memory fake; production wraps
+/// aws-sdk-iam.
+pub trait Directory {
+    fn list_keys(&self, user: &str) -> impl Future<Output = Result<Vec<KeyMeta>, IamError>>;
+
+    /// Fetches key bodies concurrently; one result per id, in order.
+    fn get_keys(
+        &self,
+        user: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Vec<Result<String, IamError>>>;
+
+    fn groups_for_user(&self, user: &str) -> impl Future<Output = Result<Vec<String>, IamError>>;
+
+    /// IAM operations started so far (each retry of one operation counts once).
+    fn calls(&self) -> usize;
+}
+
+/// SSH public key ids look like `APKAEIBAERJR2EXAMPLE`; anything else is refused before it is
+/// used as a cache file name.
+pub fn is_valid_key_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_that_could_escape_a_directory_are_refused() {
+        assert!(is_valid_key_id("APKAEIBAERJR2EXAMPLE"));
+        for bad in ["", "../etc", "apka", "APKA/X", "APKA.X", &"A".repeat(129)] {
+            assert!(!is_valid_key_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Logging: journald for host commands when its socket exists, stderr otherwise.
+//!
+//! stdout never carries logs: for `authorized-keys` it is the channel to sshd and must hold key
+//! lines only. Audit events carry structured fields and a fixed journald MESSAGE_ID per kind, so
+//! they can be queried (`journalctl MESSAGE_ID=...`) without parsing text.
+
+use std::path::Path;
+
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::EnvFilter;
+
+const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// MESSAGE_IDs of the audit events (stable: scripts and `keyward audit` query them).
+pub mod message_id {
+    pub const KEY_SERVED: &str = "6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d61";
+    pub const KEY_REJECTED: &str = "6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d62";
+    pub const LOOKUP_REFUSED: &str = "6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d63";
+    pub const IAM_UNAVAILABLE: &str = "6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d64";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Host commands run by sshd, PAM or systemd: journald when present.
+    Host,
+    /// Commands a person runs: always the terminal.
+    Interactive,
+}
+
+/// `KEYWARD_LOG` takes an env-filter directive (e.g. `debug`); `-v` means debug.
+pub fn init(target: Target, verbose: bool) {
+    let default = if verbose {
+        "warn,keyward=debug"
+    } else {
+        "warn,keyward=info"
+    };
+    let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if target == Target::Host && Path::new(JOURNALD_SOCKET).exists() {
+        if let Ok(journald) = tracing_journald::layer() {
+            let journald = journald
+                .with_field_prefix(None)
+                .with_syslog_identifier("keyward".into());
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald)
+                .init();
+            return;
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .init();
+}
