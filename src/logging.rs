@@ -4,6 +4,7 @@
 //! lines only. Audit events carry structured fields and a fixed journald MESSAGE_ID per kind, so
 //! they can be queried (`journalctl MESSAGE_ID=...`) without parsing text.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::prelude::*;
@@ -50,6 +51,7 @@ pub fn init(target: Target, verbose: bool) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .init();

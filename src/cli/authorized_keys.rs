@@ -22,6 +22,9 @@ use crate::logging::message_id;
 #[derive(Debug, clap::Args)]
 pub struct AuthorizedKeys {
     /// Linux user name being authenticated (sshd's %u)
+    // Names come from the network via sshd: one starting with '-' is still a name to refuse,
+    // not an option.
+    #[arg(allow_hyphen_values = true)]
     user: String,
     /// Fingerprint of the key the client offered (sshd's %f); only that key is printed
     fingerprint: Option<String>,

@@ -109,7 +109,10 @@ impl AwsIam {
         Ok(KeyMeta {
             id: key.ssh_public_key_id,
             active: key.status == StatusType::Active,
-            uploaded: key.upload_date.map(|d| d.to_string()).unwrap_or_default(),
+            uploaded: key
+                .upload_date
+                .map(|d| whole_seconds(&d))
+                .unwrap_or_default(),
         })
     }
 
@@ -181,7 +184,7 @@ impl Directory for AwsIam {
                     .map(|k| KeyMeta {
                         id: k.ssh_public_key_id,
                         active: k.status == StatusType::Active,
-                        uploaded: k.upload_date.to_string(),
+                        uploaded: whole_seconds(&k.upload_date),
                     }),
             );
             match out.marker {
@@ -237,12 +240,20 @@ impl Directory for AwsIam {
     }
 }
 
+/// Upload times to the second, as people read them ("2026-11-23T12:56:25Z").
+fn whole_seconds(t: &aws_smithy_types::DateTime) -> String {
+    aws_smithy_types::DateTime::from_secs(t.secs())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// Turns an SDK error into the variant that decides what the caller does.
 fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = DisplayErrorContext(&err).to_string();
+    tracing::debug!(action, "IAM error: {}", DisplayErrorContext(&err));
+    let text = cause_chain(&err);
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             if is_credentials_failure(&text) {
@@ -277,12 +288,33 @@ where
                     IamError::InvalidKey(message)
                 }
                 _ if service.raw().status().is_server_error() => IamError::Unreachable(text),
+                // An error body the SDK could not read (moto's auth errors nest <Errors>):
+                // HTTP 403 from IAM is a refusal all the same.
+                "" if service.raw().status().as_u16() == 403 => IamError::AccessDenied {
+                    action,
+                    message: "HTTP 403".into(),
+                },
                 _ => IamError::Other(text),
             }
         }
         _ if is_credentials_failure(&text) => IamError::NoCredentials(text),
         _ => IamError::Other(text),
     }
+}
+
+/// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
 }
 
 fn is_credentials_failure(text: &str) -> bool {

@@ -25,7 +25,7 @@ pub enum IamError {
     #[error("IAM could not be reached: {0}")]
     Unreachable(String),
     /// No AWS credentials could be resolved; also not a statement about the user.
-    #[error("no AWS credentials: {0}")]
+    #[error("no usable AWS credentials: set them up with `aws configure`, `aws sso login` or AWS_PROFILE (on EC2: attach an instance profile); {0}")]
     NoCredentials(String),
     /// IAM says the user (or key) does not exist: the only authoritative "gone".
     #[error("IAM has no such entity: {0}")]

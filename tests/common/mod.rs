@@ -1,0 +1,419 @@
+//! Shared harness for the binary-level tests: a real moto IAM server on a random loopback port,
+//! seeding through aws-sdk-iam, real keys from ssh-keygen, and the one compiled `keyward`
+//! binary run as a child process.
+//!
+//! Nothing is skipped: a missing moto_server or ssh-keygen fails the test with the fix.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_iam::types::StatusType;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keyward");
+
+/// moto from `MOTO_SERVER`, else the repo's venv (made by scripts/test), else PATH.
+fn moto_server_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("moto_server"))
+            .find(|p| p.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("moto_server not found: run scripts/test (it installs moto[server] into .venv) or set MOTO_SERVER")
+    })
+}
+
+pub struct Moto {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// moto enforcing IAM policies after the first `free_actions` requests (for seeding).
+    pub fn start_enforcing_policies(free_actions: u32) -> Moto {
+        Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", &free_actions.to_string())])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("keyward-moto-{port}.log")))
+                .unwrap();
+        let child = Command::new(moto_server_path())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start moto_server");
+        let moto = Moto {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Simulates an IAM outage: the endpoint refuses connections from now on.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn iam(&self) -> Iam {
+        Iam::new(&self.endpoint(), "testing", "testing")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// IAM seeding through the same SDK keyward uses.
+pub struct Iam {
+    client: aws_sdk_iam::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Iam {
+    pub fn new(endpoint: &str, key: &str, secret: &str) -> Iam {
+        let conf = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_sdk_iam::config::BehaviorVersion::latest())
+            .region(aws_sdk_iam::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                key, secret, None, None, "test",
+            ))
+            .build();
+        Iam {
+            client: aws_sdk_iam::Client::from_conf(conf),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Creates a user; returns its immutable UserId.
+    pub fn user(&self, name: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.client.create_user().user_name(name).send())
+            .unwrap();
+        out.user.unwrap().user_id
+    }
+
+    pub fn delete_user(&self, name: &str) {
+        let keys = self
+            .rt
+            .block_on(self.client.list_ssh_public_keys().user_name(name).send())
+            .unwrap();
+        for k in keys.ssh_public_keys.unwrap_or_default() {
+            self.rt
+                .block_on(
+                    self.client
+                        .delete_ssh_public_key()
+                        .user_name(name)
+                        .ssh_public_key_id(k.ssh_public_key_id)
+                        .send(),
+                )
+                .unwrap();
+        }
+        self.rt
+            .block_on(self.client.delete_user().user_name(name).send())
+            .unwrap();
+    }
+
+    /// Uploads a key body as-is (no validation: IAM's or the emulator's is not trusted);
+    /// returns the SSHPublicKeyId.
+    pub fn key(&self, user: &str, body: &str, active: bool) -> String {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .upload_ssh_public_key()
+                    .user_name(user)
+                    .ssh_public_key_body(body)
+                    .send(),
+            )
+            .unwrap();
+        let id = out.ssh_public_key.unwrap().ssh_public_key_id;
+        if !active {
+            self.set_status(user, &id, false);
+        }
+        id
+    }
+
+    pub fn set_status(&self, user: &str, id: &str, active: bool) {
+        let status = if active {
+            StatusType::Active
+        } else {
+            StatusType::Inactive
+        };
+        self.rt
+            .block_on(
+                self.client
+                    .update_ssh_public_key()
+                    .user_name(user)
+                    .ssh_public_key_id(id)
+                    .status(status)
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// (id, Active?) of every key of `user`.
+    pub fn keys(&self, user: &str) -> Vec<(String, bool)> {
+        let out = self
+            .rt
+            .block_on(self.client.list_ssh_public_keys().user_name(user).send())
+            .unwrap();
+        out.ssh_public_keys
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| (k.ssh_public_key_id, k.status == StatusType::Active))
+            .collect()
+    }
+
+    pub fn group(&self, name: &str, members: &[&str]) {
+        self.rt
+            .block_on(self.client.create_group().group_name(name).send())
+            .unwrap();
+        for m in members {
+            self.rt
+                .block_on(
+                    self.client
+                        .add_user_to_group()
+                        .group_name(name)
+                        .user_name(*m)
+                        .send(),
+                )
+                .unwrap();
+        }
+    }
+
+    pub fn allow(&self, user: &str, actions: &[&str]) {
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        });
+        self.rt
+            .block_on(
+                self.client
+                    .put_user_policy()
+                    .user_name(user)
+                    .policy_name("keyward-test")
+                    .policy_document(policy.to_string())
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// Creates an access key for `user`: credentials that belong to that IAM user.
+    pub fn access_key(&self, user: &str) -> (String, String) {
+        let out = self
+            .rt
+            .block_on(self.client.create_access_key().user_name(user).send())
+            .unwrap();
+        let k = out.access_key.unwrap();
+        (k.access_key_id, k.secret_access_key)
+    }
+}
+
+/// A real key pair made by ssh-keygen.
+pub struct KeyPair {
+    pub private: PathBuf,
+    pub public: PathBuf,
+}
+
+impl KeyPair {
+    pub fn generate(dir: &Path, name: &str, kind: &str, comment: &str) -> KeyPair {
+        let private = dir.join(name);
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-C", comment, "-f"])
+            .arg(&private)
+            .status()
+            .expect("ssh-keygen not found: install openssh-client (scripts/test does)");
+        assert!(status.success());
+        KeyPair {
+            public: private.with_extension("pub"),
+            private,
+        }
+    }
+
+    /// The .pub file's line: "TYPE BASE64 COMMENT".
+    pub fn line(&self) -> String {
+        std::fs::read_to_string(&self.public)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// "TYPE BASE64", what sshd compares.
+    pub fn type_and_blob(&self) -> String {
+        self.line().split(' ').take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn blob(&self) -> String {
+        self.line().split(' ').nth(1).unwrap().to_owned()
+    }
+
+    /// The SHA256 fingerprint as `ssh-keygen -lf` prints it.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&self.public)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A host: a config file and a cache directory in a private temp dir.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl Host {
+    pub fn new(moto: &Moto, config: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host {
+            dir,
+            endpoint: moto.endpoint(),
+        };
+        host.write_config(config);
+        host
+    }
+
+    pub fn write_config(&self, extra: &str) {
+        let base = format!(
+            "cache_dir = \"{0}/cache\"\nstate_dir = \"{0}/state\"\n",
+            self.dir.path().display()
+        );
+        std::fs::write(self.config_path(), format!("{base}{extra}\n")).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("keyward.toml")
+    }
+
+    pub fn keyward(&self, args: &[&str]) -> Run {
+        let mut cmd = keyward_cmd(&self.endpoint);
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .arg("--stats")
+            .args(args);
+        Run::of(cmd)
+    }
+}
+
+/// A `keyward` command pointed at moto with static test credentials, isolated from the
+/// caller's AWS config and from the instance metadata service.
+pub fn keyward_cmd(endpoint: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("KEYWARD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .stdin(Stdio::null());
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn of(mut cmd: Command) -> Run {
+        let started = Instant::now();
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The IAM call count printed by `--stats`.
+    pub fn iam_calls(&self) -> usize {
+        self.stderr
+            .lines()
+            .find_map(|l| l.split("iam_calls=").nth(1))
+            .unwrap_or_else(|| panic!("no iam_calls in stderr: {}", self.stderr))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// stdout lines, reduced to "TYPE BASE64".
+    pub fn keys(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    }
+
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "exit {}; stdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
