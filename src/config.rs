@@ -53,6 +53,15 @@ pub struct Config {
     pub group_cache_ttl: Duration,
     pub iam_role_arn: Option<String>,
     pub reserved_users: Vec<String>,
+    /// Create a first-time IAM user's account when they log in (pam_exec hook + sshd's
+    /// keyboard-interactive); they connect again to get in.
+    pub create_on_login: bool,
+    /// Login shell of the accounts keyward creates.
+    pub account_shell: PathBuf,
+    /// An AWS shared config file (profile `default`, or `AWS_PROFILE`) for hosts that cannot
+    /// use the standard chain as sshd runs keyward: sshd and PAM give it a bare environment,
+    /// so on-premises hosts and emulators put region, credentials and `endpoint_url` here.
+    pub aws_config_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -73,6 +82,9 @@ impl Default for Config {
             group_cache_ttl: Duration::from_secs(300),
             iam_role_arn: None,
             reserved_users: Vec::new(),
+            create_on_login: true,
+            account_shell: "/bin/bash".into(),
+            aws_config_file: None,
         }
     }
 }
@@ -176,10 +188,17 @@ impl Config {
                 self.group_prefix
             ));
         }
-        for (key, dir) in [
+        let mut paths = vec![
             ("cache_dir", &self.cache_dir),
             ("state_dir", &self.state_dir),
-        ] {
+            ("account_shell", &self.account_shell),
+        ];
+        paths.extend(
+            self.aws_config_file
+                .as_ref()
+                .map(|p| ("aws_config_file", p)),
+        );
+        for (key, dir) in paths {
             if !dir.is_absolute() {
                 return Err(format!("{key}: {} must be an absolute path", dir.display()));
             }

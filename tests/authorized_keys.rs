@@ -363,3 +363,38 @@ fn config_command_prints_the_effective_config() {
         .stdout
         .contains(&host.config_path().display().to_string()));
 }
+
+#[test]
+fn aws_config_file_reaches_iam_when_sshd_gives_a_bare_environment() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
+    iam.user("alice");
+    iam.key("alice", &k.line(), true);
+    let host = Host::new(&moto, "");
+    let aws = host.dir.path().join("aws-config");
+    std::fs::write(
+        &aws,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    host.write_config(&format!(
+        "allowed_groups = [\"*\"]\naws_config_file = \"{}\"",
+        aws.display()
+    ));
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.env_clear()
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "--config",
+            host.config_path().to_str().unwrap(),
+            "authorized-keys",
+            "alice",
+        ]);
+    let run = common::Run::of(cmd).ok();
+    assert_eq!(run.keys(), vec![k.type_and_blob()]);
+}

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 
 use super::Context;
 use crate::accounts::local::SystemAccounts;
-use crate::iam::{AwsIam, ClientOptions, IamError};
+use crate::iam::{AwsIam, IamError};
 use crate::keys::cache::Cache;
 use crate::keys::lookup::{self, Offer, Outcome, Refusal};
 use crate::keys::PublicKey;
@@ -75,12 +75,9 @@ impl AuthorizedKeys {
 
         let now = SystemTime::now();
         let budget = config.lookup_timeout;
+        let options = super::host_client_options(&config)?;
         let live = timeout(budget, async {
-            let iam = AwsIam::new(&ClientOptions {
-                timeout: Some(budget),
-                role_arn: config.iam_role_arn.clone(),
-            })
-            .await;
+            let iam = AwsIam::new(&options).await;
             lookup::live(&config, &iam, cache.as_ref(), &self.user, &iam_user, now).await
         })
         .await

@@ -19,6 +19,7 @@ pub async fn client() -> AwsIam {
     AwsIam::new(&ClientOptions {
         timeout: Some(TIMEOUT),
         role_arn: None,
+        aws_config_file: None,
     })
     .await
 }

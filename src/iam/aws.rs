@@ -11,6 +11,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
+use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{EncodingType, StatusType};
@@ -24,6 +25,8 @@ pub struct ClientOptions {
     pub timeout: Option<Duration>,
     /// Assume this role (cross-account IAM) before calling IAM.
     pub role_arn: Option<String>,
+    /// Read region, credentials and endpoint from this shared config file only.
+    pub aws_config_file: Option<std::path::PathBuf>,
 }
 
 /// IAM operations started by this process, for `--stats` and tests.
@@ -46,6 +49,16 @@ impl AwsIam {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .retry_config(RetryConfig::standard().with_max_attempts(3));
+        if let Some(file) = &options.aws_config_file {
+            // The file serves as both config and credentials file, and nothing from HOME.
+            let files = EnvConfigFiles::builder()
+                .include_default_config_file(false)
+                .include_default_credentials_file(false)
+                .with_file(EnvConfigFileKind::Config, file)
+                .with_file(EnvConfigFileKind::Credentials, file)
+                .build();
+            loader = loader.profile_files(files);
+        }
         if let Some(timeout) = options.timeout {
             loader = loader.timeout_config(
                 TimeoutConfig::builder()
