@@ -10,5 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod iam;
+pub mod install;
 pub mod keys;
 pub mod logging;

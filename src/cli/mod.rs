@@ -6,10 +6,13 @@
 mod authorized_keys;
 mod config_cmd;
 mod delete_key;
+mod install;
 mod key_status;
 mod laptop;
 mod list_keys;
+mod pam_create_account;
 mod rotate_key;
+mod uninstall;
 mod upload_key;
 
 use std::path::PathBuf;
@@ -49,6 +52,12 @@ pub struct Cli {
 pub enum Command {
     /// sshd AuthorizedKeysCommand: print the IAM keys allowed for a Linux user (%u %f %k)
     AuthorizedKeys(authorized_keys::AuthorizedKeys),
+    /// pam_exec hook: create the account of a first-time IAM user (reads PAM_USER)
+    PamCreateAccount(pam_create_account::PamCreateAccount),
+    /// Wire keyward into sshd, PAM and the sync schedule of this host
+    Install(install::Install),
+    /// Remove what install added and restore the files it changed
+    Uninstall(uninstall::Uninstall),
     /// Upload your SSH public key to your IAM user
     #[command(alias = "upload_key")]
     UploadKey(upload_key::UploadKey),
@@ -84,7 +93,7 @@ impl Context {
 impl Cli {
     pub fn log_target(&self) -> logging::Target {
         match self.command {
-            Command::AuthorizedKeys(_) => logging::Target::Host,
+            Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) => logging::Target::Host,
             _ => logging::Target::Interactive,
         }
     }
@@ -95,6 +104,9 @@ impl Cli {
         };
         match self.command {
             Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
+            Command::PamCreateAccount(c) => c.run(&ctx).await,
+            Command::Install(c) => c.run(&ctx).await,
+            Command::Uninstall(c) => c.run(&ctx).await,
             Command::UploadKey(c) => c.run(&ctx).await,
             Command::ListKeys(c) => c.run(&ctx).await,
             Command::EnableKey(c) => c.run(&ctx).await,
@@ -104,6 +116,20 @@ impl Cli {
             Command::Config(c) => c.run(&ctx),
         }
     }
+}
+
+/// IAM client options for host commands (run by sshd or PAM with a bare environment).
+pub fn host_client_options(config: &Config) -> anyhow::Result<crate::iam::ClientOptions> {
+    if let Some(file) = &config.aws_config_file {
+        // It holds credentials and decides which endpoint is asked who may log in.
+        crate::files::check_trusted(file)
+            .map_err(|e| anyhow::anyhow!("aws_config_file is not trusted: {e}"))?;
+    }
+    Ok(crate::iam::ClientOptions {
+        timeout: Some(config.lookup_timeout),
+        role_arn: config.iam_role_arn.clone(),
+        aws_config_file: config.aws_config_file.clone(),
+    })
 }
 
 /// The exit code for an error that reached `main`.

@@ -1,0 +1,1 @@
+//! Installing keyward into a host: sshd, PAM, systemd or cron.
