@@ -1,5 +1,7 @@
 //! Local accounts: how IAM names and ids become Linux names and ids.
 
+pub mod create;
 pub mod ids;
 pub mod local;
 pub mod names;
+pub mod throttle;

@@ -106,6 +106,21 @@ impl AwsIam {
             .ok_or_else(|| IamError::Other("GetUser returned no user".into()))
     }
 
+    /// The immutable UserId of an IAM user (what UIDs are hashed from).
+    pub async fn user_id(&self, user: &str) -> Result<String, IamError> {
+        self.count();
+        let out = self
+            .client
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetUser", e))?;
+        out.user
+            .map(|u| u.user_id)
+            .ok_or_else(|| IamError::Other("GetUser returned no user".into()))
+    }
+
     pub async fn upload_key(&self, user: &str, body: &str) -> Result<KeyMeta, IamError> {
         self.count();
         let out = self

@@ -1,0 +1,279 @@
+//! Creating the Linux account of an IAM user, shared by `pam-create-account` and `sync`.
+//!
+//! `plan` decides from facts (IAM's answer, who holds the numbers locally) and never touches
+//! the system; `ShadowUtils` carries a plan out with groupadd/useradd, never by editing
+//! /etc/passwd. A UID or GID held by someone else is refused, never reused, and the ownership
+//! record that lets keyward serve keys for the account is written by the same code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids;
+use crate::config::Config;
+use crate::files;
+
+/// What IAM says about the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamFacts {
+    pub user_id: String,
+    pub has_active_key: bool,
+    /// `None` when not read (every IAM user is allowed).
+    pub groups: Option<Vec<String>>,
+}
+
+/// Who, locally, already holds what the new account would take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalFacts {
+    pub uid_holder: Option<String>,
+    pub gid_holder: Option<String>,
+    pub group_exists: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewAccount {
+    pub linux_name: String,
+    pub iam_user: String,
+    pub iam_user_id: String,
+    pub uid: u32,
+    pub shell: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("IAM user has no Active SSH key")]
+    NoActiveKey,
+    #[error("IAM user is in none of allowed_groups")]
+    NotAllowed,
+    #[error("UID {uid} is already held by {holder:?}; not reused")]
+    UidTaken { uid: u32, holder: String },
+    #[error("GID {gid} is already held by group {holder:?}; not reused")]
+    GidTaken { gid: u32, holder: String },
+    #[error("a local group named {0:?} already exists and keyward did not create it")]
+    GroupNameTaken(String),
+}
+
+/// The id both the account and its private group get.
+pub fn uid_for(config: &Config, iam_user_id: &str) -> u32 {
+    ids::id_for(config.uid_scheme, iam_user_id, config.uid_range)
+}
+
+/// Decides whether and how to create the account of `iam_user` as `linux_name`.
+pub fn plan(
+    config: &Config,
+    linux_name: &str,
+    iam_user: &str,
+    iam: &IamFacts,
+    local: &LocalFacts,
+) -> Result<NewAccount, Refused> {
+    if !iam.has_active_key {
+        return Err(Refused::NoActiveKey);
+    }
+    let allowed = config.allows_everyone()
+        || iam
+            .groups
+            .as_ref()
+            .is_some_and(|gs| gs.iter().any(|g| config.allowed_groups.contains(g)));
+    if !allowed {
+        return Err(Refused::NotAllowed);
+    }
+    let uid = uid_for(config, &iam.user_id);
+    if let Some(holder) = &local.uid_holder {
+        return Err(Refused::UidTaken {
+            uid,
+            holder: holder.clone(),
+        });
+    }
+    if let Some(holder) = &local.gid_holder {
+        return Err(Refused::GidTaken {
+            gid: uid,
+            holder: holder.clone(),
+        });
+    }
+    if local.group_exists {
+        return Err(Refused::GroupNameTaken(linux_name.to_owned()));
+    }
+    Ok(NewAccount {
+        linux_name: linux_name.to_owned(),
+        iam_user: iam_user.to_owned(),
+        iam_user_id: iam.user_id.clone(),
+        uid,
+        shell: config.account_shell.clone(),
+    })
+}
+
+/// The ownership record: proof that keyward created an account (root-owned, one per account).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnershipRecord {
+    pub iam_user: String,
+    pub iam_user_id: String,
+    pub uid: u32,
+    pub created_at: u64,
+}
+
+/// The local account database, as account creation needs it.
+pub trait AccountDb {
+    fn local_facts(&self, linux_name: &str, uid: u32) -> LocalFacts;
+    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), String>;
+}
+
+/// shadow-utils (groupadd, useradd) plus keyward's ownership records under `state_dir`.
+pub struct ShadowUtils {
+    state_dir: PathBuf,
+}
+
+impl ShadowUtils {
+    pub fn new(state_dir: &Path) -> ShadowUtils {
+        ShadowUtils {
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
+    fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
+        let dir = self.state_dir.join("accounts");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let record = OwnershipRecord {
+            iam_user: account.iam_user.clone(),
+            iam_user_id: account.iam_user_id.clone(),
+            uid: account.uid,
+            created_at: crate::keys::cache::unix_secs(now),
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+        files::write_atomic(&dir, &account.linux_name, &json, 0o644)
+            .map_err(|e| format!("cannot write ownership record: {e}"))
+    }
+}
+
+impl AccountDb for ShadowUtils {
+    fn local_facts(&self, linux_name: &str, uid: u32) -> LocalFacts {
+        LocalFacts {
+            uid_holder: uzers::get_user_by_uid(uid)
+                .map(|u| u.name().to_string_lossy().into_owned()),
+            gid_holder: uzers::get_group_by_gid(uid)
+                .map(|g| g.name().to_string_lossy().into_owned()),
+            group_exists: uzers::get_group_by_name(linux_name).is_some(),
+        }
+    }
+
+    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
+        // The record first: should useradd succeed and the process die right after, the
+        // account is still known to be keyward's. A record without an account is harmless.
+        self.write_record(account, now)?;
+        let id = account.uid.to_string();
+        run(Command::new("groupadd").args(["--gid", &id, "--", &account.linux_name]))?;
+        let comment = format!("IAM user {}", account.iam_user.replace(',', "_"));
+        let created = run(Command::new("useradd")
+            .args(["--uid", &id, "--gid", &id, "--create-home", "--no-log-init"])
+            .arg("--shell")
+            .arg(&account.shell)
+            .args(["--comment", &comment, "--", &account.linux_name]));
+        if let Err(e) = created {
+            let _ = run(Command::new("groupdel").args(["--", &account.linux_name]));
+            let _ = std::fs::remove_file(self.state_dir.join("accounts").join(&account.linux_name));
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} failed ({}): {}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn facts(groups: Option<&[&str]>) -> IamFacts {
+        IamFacts {
+            user_id: "AIDAEXAMPLE000000001".into(),
+            has_active_key: true,
+            groups: groups.map(|gs| gs.iter().map(|g| g.to_string()).collect()),
+        }
+    }
+
+    fn config(groups: &[&str]) -> Config {
+        Config {
+            allowed_groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn allowed_user_gets_the_hashed_uid_and_configured_shell() {
+        let c = config(&["ops"]);
+        let a = plan(
+            &c,
+            "alice",
+            "alice",
+            &facts(Some(&["ops"])),
+            &LocalFacts::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            a.uid,
+            ids::id_for(c.uid_scheme, "AIDAEXAMPLE000000001", c.uid_range)
+        );
+        assert!(c.uid_range.contains(a.uid));
+        assert_eq!(a.shell, Path::new("/bin/bash"));
+    }
+
+    #[test]
+    fn user_without_active_key_or_outside_groups_is_refused() {
+        let mut f = facts(Some(&["dev"]));
+        assert_eq!(
+            plan(&config(&["ops"]), "a", "a", &f, &LocalFacts::default()),
+            Err(Refused::NotAllowed)
+        );
+        f.has_active_key = false;
+        assert_eq!(
+            plan(&config(&["*"]), "a", "a", &f, &LocalFacts::default()),
+            Err(Refused::NoActiveKey)
+        );
+    }
+
+    #[test]
+    fn taken_uid_gid_or_group_name_is_never_reused() {
+        let c = config(&["*"]);
+        let f = facts(None);
+        let uid_taken = LocalFacts {
+            uid_holder: Some("bob".into()),
+            ..LocalFacts::default()
+        };
+        assert!(
+            matches!(plan(&c, "a", "a", &f, &uid_taken), Err(Refused::UidTaken { holder, .. }) if holder == "bob")
+        );
+        let gid_taken = LocalFacts {
+            gid_holder: Some("docker".into()),
+            ..LocalFacts::default()
+        };
+        assert!(matches!(
+            plan(&c, "a", "a", &f, &gid_taken),
+            Err(Refused::GidTaken { .. })
+        ));
+        let name_taken = LocalFacts {
+            group_exists: true,
+            ..LocalFacts::default()
+        };
+        assert_eq!(
+            plan(&c, "a", "a", &f, &name_taken),
+            Err(Refused::GroupNameTaken("a".into()))
+        );
+    }
+}
