@@ -398,3 +398,47 @@ fn aws_config_file_reaches_iam_when_sshd_gives_a_bare_environment() {
     let run = common::Run::of(cmd).ok();
     assert_eq!(run.keys(), vec![k.type_and_blob()]);
 }
+
+#[test]
+fn a_chained_command_keeps_working_and_its_output_is_validated() {
+    use std::os::unix::fs::PermissionsExt;
+    let moto = Moto::start();
+    let iam = moto.iam();
+    let tmp = tempfile::tempdir().unwrap();
+    let legacy = KeyPair::generate(tmp.path(), "legacy", "ed25519", "legacy");
+    let alice = KeyPair::generate(tmp.path(), "alice", "ed25519", "alice");
+    iam.user("alice");
+    iam.key("alice", &alice.line(), true);
+    let host = Host::new(&moto, EVERYONE);
+    // What EC2 Instance Connect's command does, in miniature: keys for a local account.
+    let script = host.dir.path().join("legacy-keys");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = daemon ] || exit 0\necho '{}'\necho 'command=\"/bin/sh\" {}'\n",
+            legacy.line(),
+            legacy.line()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        host.dir.path().join("chain.toml"),
+        format!("command = \"{} %u\"\nuser = \"nobody\"\n", script.display()),
+    )
+    .unwrap();
+
+    let daemon = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(
+        daemon.keys(),
+        vec![legacy.type_and_blob()],
+        "options line dropped"
+    );
+    assert_eq!(
+        daemon.iam_calls(),
+        0,
+        "a local account still never reaches IAM"
+    );
+    let run = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(run.keys(), vec![alice.type_and_blob()]);
+}

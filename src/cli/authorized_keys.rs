@@ -5,18 +5,22 @@
 //! time, the last verified key set is served if it is younger than `max_stale`, else nothing.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use tokio::time::timeout;
 
 use super::Context;
 use crate::accounts::local::SystemAccounts;
+use crate::accounts::names;
+use crate::config::{Config, DEFAULT_PATH};
+use crate::files;
 use crate::iam::{AwsIam, IamError};
 use crate::keys::cache::Cache;
 use crate::keys::lookup::{self, Offer, Outcome, Refusal};
-use crate::keys::PublicKey;
+use crate::keys::{chain, PublicKey};
 use crate::logging::message_id;
 
 #[derive(Debug, clap::Args)]
@@ -43,26 +47,54 @@ impl AuthorizedKeys {
                 return Ok(ExitCode::SUCCESS);
             }
         };
+        if !names::is_valid_linux_name(&self.user) {
+            tracing::info!(
+                message_id = message_id::LOOKUP_REFUSED,
+                linux_user = %self.user.escape_debug(),
+                "not a valid Linux user name"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let (mut keys, code) = self.iam_keys(&config, &offer, started).await?;
+        let remaining = config.lookup_timeout.saturating_sub(started.elapsed());
+        for key in self.chained_keys(ctx, &offer, remaining).await {
+            if !keys.iter().any(|k| k.blob() == key.blob()) {
+                keys.push(key);
+            }
+        }
+        let text: String = keys.iter().map(|k| format!("{}\n", k.to_line())).collect();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot write keys to stdout")?;
+        Ok(code)
+    }
+
+    /// The offered (or all) keys IAM allows for this user, and the exit code that decision
+    /// deserves.
+    async fn iam_keys(
+        &self,
+        config: &Config,
+        offer: &Offer,
+        started: Instant,
+    ) -> anyhow::Result<(Vec<PublicKey>, ExitCode)> {
         let local = SystemAccounts::new(&config.state_dir);
-        let iam_user = match lookup::gate(&config, &self.user, &local) {
+        let iam_user = match lookup::gate(config, &self.user, &local) {
             Ok(iam_user) => iam_user,
             Err(refusal) => {
-                let level_warn = refusal == Refusal::NobodyAllowed;
-                let user = self.user.escape_debug().to_string();
-                if level_warn {
+                if refusal == Refusal::NobodyAllowed {
                     tracing::warn!(
                         message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = user,
+                        linux_user = self.user,
                         "{refusal}"
                     );
                 } else {
                     tracing::info!(
                         message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = user,
+                        linux_user = self.user,
                         "not looked up in IAM: {refusal}"
                     );
                 }
-                return Ok(ExitCode::SUCCESS);
+                return Ok((Vec::new(), ExitCode::SUCCESS));
             }
         };
         let cache = match Cache::open(&config.cache_dir) {
@@ -75,10 +107,10 @@ impl AuthorizedKeys {
 
         let now = SystemTime::now();
         let budget = config.lookup_timeout;
-        let options = super::host_client_options(&config)?;
+        let options = super::host_client_options(config)?;
         let live = timeout(budget, async {
             let iam = AwsIam::new(&options).await;
-            lookup::live(&config, &iam, cache.as_ref(), &self.user, &iam_user, now).await
+            lookup::live(config, &iam, cache.as_ref(), &self.user, &iam_user, now).await
         })
         .await
         .unwrap_or_else(|_| {
@@ -103,7 +135,7 @@ impl AuthorizedKeys {
             }
             Err(e) if e.is_outage() => {
                 tracing::warn!(message_id = message_id::IAM_UNAVAILABLE, iam_user, "{e}");
-                lookup::stale(&config, cache.as_ref(), &self.user, &iam_user, now, e)
+                lookup::stale(config, cache.as_ref(), &self.user, &iam_user, now, e)
             }
             Err(e) => {
                 tracing::error!(iam_user, "{e}");
@@ -112,51 +144,103 @@ impl AuthorizedKeys {
         };
 
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        let refused = |why: &str| {
+            tracing::info!(message_id = message_id::LOOKUP_REFUSED, iam_user, "{why}");
+            Ok((Vec::new(), ExitCode::SUCCESS))
+        };
         match outcome {
             Outcome::Keys(keys) => {
-                let mut text = String::new();
-                for k in keys.iter().filter(|k| offer.matches(&k.key)) {
-                    tracing::info!(
-                        message_id = message_id::KEY_SERVED,
-                        iam_user,
-                        linux_user = self.user,
-                        key_id = k.id,
-                        fingerprint = k.key.fingerprint(),
-                        source = k.source.as_str(),
-                        elapsed_ms,
-                        "key served to sshd"
-                    );
-                    text.push_str(&k.key.to_line());
-                    text.push('\n');
-                }
-                out.write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .context("cannot write keys to stdout")?;
-                Ok(ExitCode::SUCCESS)
+                let served = keys.into_iter().filter(|k| offer.matches(&k.key));
+                let keys = served
+                    .inspect(|k| {
+                        tracing::info!(
+                            message_id = message_id::KEY_SERVED,
+                            iam_user,
+                            linux_user = self.user,
+                            key_id = k.id,
+                            fingerprint = k.key.fingerprint(),
+                            source = k.source.as_str(),
+                            elapsed_ms,
+                            "key served to sshd"
+                        );
+                    })
+                    .map(|k| k.key)
+                    .collect();
+                Ok((keys, ExitCode::SUCCESS))
             }
-            Outcome::NotAllowed => {
-                tracing::info!(
-                    message_id = message_id::LOOKUP_REFUSED,
-                    iam_user,
-                    "IAM user is in none of allowed_groups"
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Outcome::NoSuchUser => {
-                tracing::info!(
-                    message_id = message_id::LOOKUP_REFUSED,
-                    iam_user,
-                    "no such IAM user"
-                );
-                Ok(ExitCode::SUCCESS)
-            }
+            Outcome::NotAllowed => refused("IAM user is in none of allowed_groups"),
+            Outcome::NoSuchUser => refused("no such IAM user"),
             Outcome::Unavailable(e) => {
                 tracing::error!(
                     message_id = message_id::IAM_UNAVAILABLE,
                     iam_user,
                     "no keys served: IAM unavailable and no cached key set younger than max_stale ({e})"
                 );
-                Ok(ExitCode::from(3))
+                Ok((Vec::new(), ExitCode::from(3)))
+            }
+        }
+    }
+
+    /// Keys from the AuthorizedKeysCommand keyward replaced, if install chained one.
+    async fn chained_keys(&self, ctx: &Context, offer: &Offer, limit: Duration) -> Vec<PublicKey> {
+        let path = chain::chain_path(
+            ctx.config_path
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_PATH)),
+        );
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", path.display());
+                return Vec::new();
+            }
+        };
+        let chained = files::check_trusted(&path)
+            .and_then(|()| toml::from_str::<chain::Chain>(&text).map_err(|e| e.to_string()))
+            .and_then(|c| {
+                chain::argv(
+                    &c.command,
+                    &chain::Tokens {
+                        user: &self.user,
+                        fingerprint: offer.fingerprint.as_deref(),
+                        key: offer.key.as_ref(),
+                    },
+                )
+            });
+        let args = match chained {
+            Ok(args) => args,
+            Err(e) => {
+                tracing::warn!("chained command in {} not run: {e}", path.display());
+                return Vec::new();
+            }
+        };
+        match chain::run(&args, limit).await {
+            Ok(stdout) => {
+                let (keys, dropped) = chain::parse_output(&stdout);
+                if dropped > 0 {
+                    tracing::warn!(
+                        linux_user = self.user,
+                        dropped,
+                        "chained command printed lines that are not plain keys; dropped"
+                    );
+                }
+                keys.into_iter()
+                    .filter(|k| offer.matches(k))
+                    .inspect(|k| {
+                        tracing::info!(
+                            message_id = message_id::KEY_SERVED,
+                            linux_user = self.user,
+                            fingerprint = k.fingerprint(),
+                            source = "chain",
+                            "key served to sshd"
+                        );
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(linux_user = self.user, "chained command failed: {e}");
+                Vec::new()
             }
         }
     }

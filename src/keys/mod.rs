@@ -5,6 +5,7 @@
 //! a file is ever echoed verbatim.
 
 pub mod cache;
+pub mod chain;
 pub mod lookup;
 mod parse;
 

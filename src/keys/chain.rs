@@ -1,0 +1,210 @@
+//! Chaining the AuthorizedKeysCommand that was there before keyward.
+//!
+//! sshd honours only one AuthorizedKeysCommand. When `keyward install` finds another one (EC2
+//! Instance Connect ships one), it records it in `chain.toml` beside the config, and
+//! `authorized-keys` runs it too, for every user, within the same timeout. Its output is treated
+//! like anything else from outside: each line is parsed and rebuilt, options and junk are
+//! dropped, and the command itself must be trusted the way sshd trusts it. Never run through a
+//! shell.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::PublicKey;
+
+/// What install recorded: the previous command line, with sshd's `%` tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chain {
+    pub command: String,
+    /// The previous AuthorizedKeysCommandUser (informational: keyward cannot switch users).
+    #[serde(default)]
+    pub user: String,
+}
+
+/// The file install writes, beside the config file.
+pub fn chain_path(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or(Path::new("/etc/keyward"))
+        .join("chain.toml")
+}
+
+/// The values sshd would have substituted.
+pub struct Tokens<'a> {
+    pub user: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub key: Option<&'a PublicKey>,
+}
+
+/// Splits a command line the way sshd does (whitespace; double or single quotes group;
+/// backslash escapes) and expands `%u %f %k %t %%`. Unknown tokens are an error.
+pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut quote: Option<char> = None;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match (c, quote) {
+            ('\\', _) => {
+                cur.push(chars.next().ok_or("trailing backslash")?);
+                in_arg = true;
+            }
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                in_arg = true;
+            }
+            (q, Some(open)) if q == open => quote = None,
+            (' ' | '\t', None) => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".into());
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| expand(a, tokens))
+        .collect::<Result<_, _>>()?;
+    match args.first() {
+        Some(first) if Path::new(first).is_absolute() => Ok(args),
+        _ => Err("the chained command must start with an absolute path".into()),
+    }
+}
+
+fn expand(arg: &str, tokens: &Tokens) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = arg.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('u') => out.push_str(tokens.user),
+            Some('f') => out.push_str(tokens.fingerprint.unwrap_or("")),
+            Some('k') => {
+                out.push_str(&tokens.key.map(|k| k.to_line()).map_or(String::new(), |l| {
+                    l.split(' ').nth(1).unwrap_or("").to_owned()
+                }))
+            }
+            Some('t') => out.push_str(tokens.key.map_or("", |k| k.key_type().name())),
+            other => return Err(format!("unsupported token %{}", other.unwrap_or(' '))),
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps the lines of the chained command's output that are plain, valid public keys.
+/// Returns the keys and how many lines were dropped.
+pub fn parse_output(stdout: &str) -> (Vec<PublicKey>, usize) {
+    let mut keys = Vec::new();
+    let mut dropped = 0;
+    for line in stdout.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match PublicKey::parse(line) {
+            Ok(k) => keys.push(k),
+            Err(_) => dropped += 1,
+        }
+    }
+    (keys, dropped)
+}
+
+/// Runs the chained command (trusted like sshd trusts it) within `limit`.
+pub async fn run(args: &[String], limit: Duration) -> Result<String, String> {
+    let program = args.first().ok_or("empty command")?;
+    crate::files::check_trusted(Path::new(program))?;
+    let child = tokio::process::Command::new(program)
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .map_err(|_| format!("{program} did not finish within {limit:?}"))?
+        .map_err(|e| format!("{program}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{program} exited with {}", out.status));
+    }
+    // Bounded like a cache file: a chained command has no business printing megabytes.
+    let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(256 * 1024)]);
+    Ok(text.into_owned())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const ED: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x";
+
+    #[test]
+    fn command_line_is_split_and_expanded_like_sshd() {
+        let key = PublicKey::parse(ED).unwrap();
+        let t = Tokens {
+            user: "ec2-user",
+            fingerprint: Some("SHA256:abc"),
+            key: Some(&key),
+        };
+        let args = argv(
+            "/opt/aws/bin/eic_run_authorized_keys %u %f \"a b\" %t 100%%",
+            &t,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            vec![
+                "/opt/aws/bin/eic_run_authorized_keys",
+                "ec2-user",
+                "SHA256:abc",
+                "a b",
+                "ssh-ed25519",
+                "100%"
+            ]
+        );
+        let k = argv("/bin/x %k", &t).unwrap();
+        assert_eq!(k[1], ED.split(' ').nth(1).unwrap());
+    }
+
+    #[test]
+    fn relative_commands_and_unknown_tokens_are_refused() {
+        let t = Tokens {
+            user: "u",
+            fingerprint: None,
+            key: None,
+        };
+        assert!(argv("eic_run %u", &t).is_err());
+        assert!(argv("/bin/x %h", &t).is_err());
+        assert!(argv("/bin/x \"open", &t).is_err());
+    }
+
+    #[test]
+    fn output_keeps_only_plain_valid_keys() {
+        let out = format!("# comment\n{ED}\ncommand=\"/bin/sh\" {ED}\ngarbage\n\n");
+        let (keys, dropped) = parse_output(&out);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(dropped, 2);
+    }
+}
