@@ -163,20 +163,33 @@ impl AccountDb for ShadowUtils {
         // account is still known to be keyward's. A record without an account is harmless.
         self.write_record(account, now)?;
         let id = account.uid.to_string();
-        run(Command::new("groupadd").args(["--gid", &id, "--", &account.linux_name]))?;
+        run(shadow("groupadd").args(["--gid", &id, "--", &account.linux_name]))?;
         let comment = format!("IAM user {}", account.iam_user.replace(',', "_"));
-        let created = run(Command::new("useradd")
+        let created = run(shadow("useradd")
             .args(["--uid", &id, "--gid", &id, "--create-home", "--no-log-init"])
             .arg("--shell")
             .arg(&account.shell)
             .args(["--comment", &comment, "--", &account.linux_name]));
         if let Err(e) = created {
-            let _ = run(Command::new("groupdel").args(["--", &account.linux_name]));
+            let _ = run(shadow("groupdel").args(["--", &account.linux_name]));
             let _ = std::fs::remove_file(self.state_dir.join("accounts").join(&account.linux_name));
             return Err(e);
         }
         Ok(())
     }
+}
+
+/// A shadow-utils command by absolute path with a sane PATH: pam_exec gives the hook no PATH
+/// at all, and execvp's fallback (/bin:/usr/bin) misses /usr/sbin.
+pub fn shadow(tool: &str) -> Command {
+    let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| Path::new("/usr/sbin").join(tool));
+    let mut cmd = Command::new(path);
+    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {

@@ -7,7 +7,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -43,11 +42,9 @@ pub struct AwsIam {
 
 impl AwsIam {
     pub async fn new(options: &ClientOptions) -> AwsIam {
-        // IAM is a global service: any region reaches it, so a laptop without a configured
-        // region still works.
-        let region = RegionProviderChain::default_provider().or_else("us-east-1");
+        // Region, credentials and endpoint from the standard chain, which reads aws_config_file
+        // instead of the HOME files when it is set.
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
             .retry_config(RetryConfig::standard().with_max_attempts(3));
         if let Some(file) = &options.aws_config_file {
             // The file serves as both config and credentials file, and nothing from HOME.
@@ -59,6 +56,7 @@ impl AwsIam {
                 .build();
             loader = loader.profile_files(files);
         }
+
         if let Some(timeout) = options.timeout {
             loader = loader.timeout_config(
                 TimeoutConfig::builder()
@@ -69,6 +67,11 @@ impl AwsIam {
         }
         let shared = loader.load().await;
         let mut config = aws_sdk_iam::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            // IAM is a global service: any region reaches it, so a laptop without a configured
+            // region still works.
+            config = config.region(aws_sdk_iam::config::Region::new("us-east-1"));
+        }
         if let Some(arn) = &options.role_arn {
             let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
                 .session_name("keyward")
