@@ -1,0 +1,146 @@
+//! The commands install and uninstall run on the host: useradd/userdel, sshd -t/-T,
+//! systemctl, kill -HUP.
+//!
+//! A trait, so that the decisions around these commands are tested with a fake that records
+//! what would run; the real adapter only spawns programs with fixed argument lists (never a
+//! shell) and must never be used by tests on a developer's machine.
+
+use std::io;
+use std::process::Command;
+
+/// What a finished command said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// The command's own words for a failure: stderr, else stdout, else "failed".
+    pub fn complaint(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            self.stdout.trim()
+        } else {
+            self.stderr.trim()
+        };
+        if text.is_empty() {
+            "failed without a message".into()
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+pub trait System {
+    /// Runs `program` with `args` and waits for it.
+    fn run(&mut self, program: &str, args: &[String]) -> io::Result<CommandOutput>;
+    /// The uid and gid of a user of the running system (NSS), if it exists.
+    fn lookup_user(&self, name: &str) -> Option<(u32, u32)>;
+    /// Whether a group of the running system (NSS) exists.
+    fn group_exists(&self, name: &str) -> bool;
+}
+
+/// The running host.
+pub struct RealSystem;
+
+impl System for RealSystem {
+    fn run(&mut self, program: &str, args: &[String]) -> io::Result<CommandOutput> {
+        let out = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        Ok(CommandOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    fn lookup_user(&self, name: &str) -> Option<(u32, u32)> {
+        uzers::get_user_by_name(name).map(|u| (u.uid(), u.primary_group_id()))
+    }
+
+    fn group_exists(&self, name: &str) -> bool {
+        uzers::get_group_by_name(name).is_some()
+    }
+}
+
+/// Whether group(5) text has a group `name` (for `--root` trees).
+pub fn group_lookup(group: &str, name: &str) -> bool {
+    group
+        .lines()
+        .any(|line| line.split(':').next() == Some(name))
+}
+
+/// A user's uid and gid in passwd(5) text (for `--root` trees, which NSS does not see).
+pub fn passwd_lookup(passwd: &str, name: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next() != Some(name) {
+            return None;
+        }
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some((uid, gid))
+    })
+}
+
+/// `useradd` arguments for keyward's system user: locked, no shell, no home. `--no-log-init`
+/// keeps useradd away from lastlog/faillog, which `--prefix` does not redirect.
+pub fn useradd_args(prefix: Option<&str>, user: &str) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(p) = prefix {
+        args.extend(["--prefix".into(), p.to_owned()]);
+    }
+    args.extend(
+        [
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--user-group",
+            "--no-log-init",
+            user,
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+pub fn userdel_args(prefix: Option<&str>, user: &str) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if let Some(p) = prefix {
+        args.extend(["--prefix".into(), p.to_owned()]);
+    }
+    args.push(user.to_owned());
+    args
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup_finds_the_exact_name() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nkeywardx:x:5:5::/:/bin/sh\nkeyward:x:999:995::/nonexistent:/usr/sbin/nologin\n";
+        assert_eq!(passwd_lookup(passwd, "keyward"), Some((999, 995)));
+        assert_eq!(passwd_lookup(passwd, "nobody"), None);
+        assert_eq!(passwd_lookup("keyward:x:bad:1::/:/\n", "keyward"), None);
+        assert!(group_lookup("root:x:0:\nkeyward:x:995:\n", "keyward"));
+        assert!(!group_lookup("keywards:x:995:\n", "keyward"));
+    }
+
+    #[test]
+    fn useradd_makes_a_locked_system_user_without_home_or_shell() {
+        assert_eq!(
+            useradd_args(Some("/tmp/t"), "keyward").join(" "),
+            "--prefix /tmp/t --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group --no-log-init keyward"
+        );
+        assert_eq!(userdel_args(None, "keyward"), vec!["keyward"]);
+    }
+}
