@@ -1,0 +1,69 @@
+//! End-to-end: the real OpenSSH server, PAM, shadow-utils and a moto IAM, each scenario in its
+//! own throwaway namespace made by `tests/e2e/ns` (overlay /etc and /var, loopback-only network,
+//! its own PID 1), so nothing here changes the machine the tests run on.
+//!
+//! The scenarios are bash scripts in `tests/e2e/scenarios/`; each test runs one and asserts
+//! that it exits 0, printing everything it said otherwise. Missing prerequisites (root,
+//! openssh-server, iproute2, the moto venv) fail the test with the fix: run scripts/test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn scenario(name: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let started = Instant::now();
+    let out = Command::new(repo.join("tests/e2e/ns"))
+        .arg(repo.join("tests/e2e/scenarios").join(format!("{name}.sh")))
+        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns: {e} (run scripts/test)"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "scenario {name} failed ({}) after {:.1?}; its output:\n{said}",
+        out.status,
+        started.elapsed()
+    );
+}
+
+#[test]
+fn owned_account_logs_in_with_active_key_only() {
+    scenario("owned_account_publickey");
+}
+
+#[test]
+fn disabled_key_deleted_user_and_other_groups_are_refused() {
+    scenario("refusals");
+}
+
+#[test]
+fn hostile_names_create_nothing_and_get_in_nowhere() {
+    scenario("hostile_names");
+}
+
+#[test]
+fn first_login_attempt_creates_the_account_with_the_hashed_uid() {
+    scenario("create_on_login");
+}
+
+#[test]
+fn command_in_place_before_install_keeps_working() {
+    scenario("chain_legacy_command");
+}
+
+#[test]
+fn second_install_changes_nothing_and_uninstall_restores() {
+    scenario("install_idempotent");
+}
+
+#[test]
+fn install_on_unvalidatable_sshd_config_changes_nothing() {
+    scenario("install_refuses_broken_sshd_config");
+}
