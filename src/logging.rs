@@ -26,6 +26,10 @@ pub enum Target {
     Host,
     /// Commands a person runs: always the terminal.
     Interactive,
+    /// Run by pam_exec, whose stderr reaches the unauthenticated client: journald, else
+    /// syslog, else nowhere. Never stderr: a log line would tell a stranger which IAM users
+    /// exist.
+    Pam,
 }
 
 /// `KEYWARD_LOG` takes an env-filter directive (e.g. `debug`); `-v` means debug.
@@ -36,7 +40,7 @@ pub fn init(target: Target, verbose: bool) {
         "warn,keyward=info"
     };
     let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    if target == Target::Host && Path::new(JOURNALD_SOCKET).exists() {
+    if target != Target::Interactive && Path::new(JOURNALD_SOCKET).exists() {
         if let Ok(journald) = tracing_journald::layer() {
             let journald = journald
                 .with_field_prefix(None)
@@ -48,6 +52,17 @@ pub fn init(target: Target, verbose: bool) {
             return;
         }
     }
+    if target == Target::Pam {
+        tracing_subscriber::fmt()
+            .with_writer(Syslog)
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_target(false)
+            .with_level(false)
+            .without_time()
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
@@ -55,4 +70,40 @@ pub fn init(target: Target, verbose: bool) {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// One datagram per event to the local syslog socket (facility authpriv), for hosts without
+/// journald. Nothing is written when there is no syslog either.
+struct Syslog;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Syslog {
+    type Writer = SyslogLine;
+
+    fn make_writer(&'a self) -> SyslogLine {
+        SyslogLine(Vec::new())
+    }
+}
+
+struct SyslogLine(Vec<u8>);
+
+impl std::io::Write for SyslogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogLine {
+    fn drop(&mut self) {
+        // <86> = authpriv (10) * 8 + info (6).
+        let text = String::from_utf8_lossy(&self.0);
+        let line = format!("<86>keyward[{}]: {}", std::process::id(), text.trim_end());
+        if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
+            let _ = socket.send_to(line.as_bytes(), "/dev/log");
+        }
+    }
 }

@@ -67,3 +67,8 @@ fn second_install_changes_nothing_and_uninstall_restores() {
 fn install_on_unvalidatable_sshd_config_changes_nothing() {
     scenario("install_refuses_broken_sshd_config");
 }
+
+#[test]
+fn pam_hook_tells_strangers_nothing_about_iam() {
+    scenario("pam_hook_tells_strangers_nothing");
+}

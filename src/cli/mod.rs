@@ -93,6 +93,9 @@ impl Context {
 impl Cli {
     pub fn log_target(&self) -> logging::Target {
         match self.command {
+            Command::PamCreateAccount(_) if std::env::var_os("PAM_TYPE").is_some() => {
+                logging::Target::Pam
+            }
             Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) => logging::Target::Host,
             _ => logging::Target::Interactive,
         }
