@@ -62,6 +62,28 @@ pub struct Config {
     /// use the standard chain as sshd runs keyward: sshd and PAM give it a bare environment,
     /// so on-premises hosts and emulators put region, credentials and `endpoint_url` here.
     pub aws_config_file: Option<PathBuf>,
+    /// `sync` creates an account for every allowed IAM user who has none yet.
+    pub create_accounts: bool,
+    /// IAM groups whose members get `NAME ALL=(ALL) NOPASSWD:ALL` in /etc/sudoers.d/keyward
+    /// (written by `sync`). keyward's accounts have no password, so sudo cannot ask for one.
+    pub sudo_groups: Vec<String>,
+    /// Existing local groups (sudo, docker…) that a prefixed IAM group may manage: only
+    /// keyward's own accounts are added to or removed from them, and they are never deleted.
+    pub adopt_groups: Vec<String>,
+    /// `sync` kills the processes of an account it locks (`pkill -KILL -u`, `loginctl
+    /// terminate-user`), instead of letting open sessions run until they end.
+    pub end_sessions: bool,
+    /// `sync` deletes a locked account this long after locking it; none = never delete.
+    #[serde(with = "human_duration_opt", skip_serializing_if = "Option::is_none")]
+    pub delete_after: Option<Duration>,
+    /// Deleting an account also deletes its home directory and mail spool (`userdel --remove`).
+    pub remove_home: bool,
+    /// A `sync` plan that would lock or delete more accounts than this (or every account
+    /// keyward manages) is refused unless run with `--force`.
+    pub max_removals: u32,
+    /// With `uid_scheme = "keymaker"`: existing local accounts (and groups) whose id is the
+    /// keymaker hash of their IAM user (group) become keyward's, so `sync` manages them.
+    pub adopt_keymaker_accounts: bool,
 }
 
 impl Default for Config {
@@ -85,6 +107,17 @@ impl Default for Config {
             create_on_login: true,
             account_shell: "/bin/bash".into(),
             aws_config_file: None,
+            create_accounts: true,
+            sudo_groups: Vec::new(),
+            adopt_groups: Vec::new(),
+            end_sessions: false,
+            delete_after: None,
+            remove_home: false,
+            // Above a normal hour of departures (a few a week, even in a fleet of thousands),
+            // below the size of a team: deleting or renaming one team's IAM group, or a typo
+            // in allowed_groups, stops for a human instead of locking the team out.
+            max_removals: 10,
+            adopt_keymaker_accounts: false,
         }
     }
 }
@@ -213,6 +246,32 @@ impl Config {
                 ));
             }
         }
+        for g in &self.sudo_groups {
+            if !is_valid_iam_group_name(g) {
+                return Err(format!("sudo_groups: {g:?} is not a valid IAM group name"));
+            }
+        }
+        for g in &self.adopt_groups {
+            if !names::is_valid_linux_name(g) {
+                return Err(format!(
+                    "adopt_groups: {g:?} is not a valid Linux group name"
+                ));
+            }
+            if g == "root" {
+                return Err("adopt_groups: \"root\" (GID 0) is never managed".into());
+            }
+        }
+        if self.delete_after.is_some_and(|d| d.is_zero()) {
+            return Err(
+                "delete_after: must be longer than 0s (leave it out to never delete accounts)"
+                    .into(),
+            );
+        }
+        if self.adopt_keymaker_accounts && self.uid_scheme != UidScheme::Keymaker {
+            return Err(
+                "adopt_keymaker_accounts: only meaningful with uid_scheme = \"keymaker\"".into(),
+            );
+        }
         if let Some(arn) = &self.iam_role_arn {
             if !arn.starts_with("arn:") || !arn.contains(":role/") {
                 return Err(format!(
@@ -230,6 +289,22 @@ pub fn is_valid_iam_group_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// `delete_after = "30d"`; absent means never.
+mod human_duration_opt {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => human_duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        human_duration::deserialize(d).map(Some)
+    }
 }
 
 /// `name_mapping = "escape"`, `name_mapping = "identity"`, or
@@ -367,6 +442,33 @@ mod tests {
     }
 
     #[test]
+    fn sync_keys_default_to_creating_accounts_and_never_deleting() {
+        let c = parse("").unwrap();
+        assert!(c.create_accounts);
+        assert!(c.sudo_groups.is_empty() && c.adopt_groups.is_empty());
+        assert!(!c.end_sessions && !c.remove_home && !c.adopt_keymaker_accounts);
+        assert_eq!(c.delete_after, None);
+        assert_eq!(c.max_removals, 10);
+    }
+
+    #[test]
+    fn sync_keys_parse_and_print_back() {
+        let c = parse(
+            "create_accounts = false\nsudo_groups = [\"admins\"]\nadopt_groups = [\"docker\"]\n\
+             end_sessions = true\ndelete_after = \"30days\"\nremove_home = true\nmax_removals = 3\n\
+             uid_scheme = \"keymaker\"\nadopt_keymaker_accounts = true\n",
+        )
+        .unwrap();
+        assert!(!c.create_accounts && c.end_sessions && c.remove_home);
+        assert_eq!(c.sudo_groups, vec!["admins"]);
+        assert_eq!(c.adopt_groups, vec!["docker"]);
+        assert_eq!(c.delete_after, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(c.max_removals, 3);
+        assert!(c.adopt_keymaker_accounts);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
     fn star_mixed_with_groups_is_refused() {
         assert!(parse("allowed_groups = [\"*\", \"ops\"]").is_err());
     }
@@ -383,6 +485,13 @@ mod tests {
             "max_stale = \"soon\"",
             "iam_role_arn = \"role/x\"",
             "uid_range = [0, 100]",
+            "sudo_groups = [\"*\"]",
+            "adopt_groups = [\"Docker\"]",
+            "adopt_groups = [\"root\"]",
+            "delete_after = \"0s\"",
+            "delete_after = \"later\"",
+            "max_removals = -1",
+            "adopt_keymaker_accounts = true",
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
         }

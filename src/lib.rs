@@ -13,3 +13,4 @@ pub mod iam;
 pub mod install;
 pub mod keys;
 pub mod logging;
+pub mod sync;

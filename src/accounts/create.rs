@@ -131,7 +131,8 @@ impl ShadowUtils {
         }
     }
 
-    fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
+    /// Writes the ownership record of `account` (also used by `sync` to adopt an account).
+    pub fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
         let dir = self.state_dir.join("accounts");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -164,19 +165,24 @@ impl AccountDb for ShadowUtils {
         self.write_record(account, now)?;
         let id = account.uid.to_string();
         run(shadow("groupadd").args(["--gid", &id, "--", &account.linux_name]))?;
-        let comment = format!("IAM user {}", account.iam_user.replace(',', "_"));
-        let created = run(shadow("useradd")
-            .args(["--uid", &id, "--gid", &id, "--create-home", "--no-log-init"])
-            .arg("--shell")
-            .arg(&account.shell)
-            .args(["--comment", &comment, "--", &account.linux_name]));
-        if let Err(e) = created {
+        if let Err(e) = useradd(account) {
             let _ = run(shadow("groupdel").args(["--", &account.linux_name]));
             let _ = std::fs::remove_file(self.state_dir.join("accounts").join(&account.linux_name));
             return Err(e);
         }
         Ok(())
     }
+}
+
+/// useradd for `account`, whose private group (GID = UID) already exists.
+pub fn useradd(account: &NewAccount) -> Result<(), String> {
+    let id = account.uid.to_string();
+    let comment = format!("IAM user {}", account.iam_user.replace(',', "_"));
+    run(shadow("useradd")
+        .args(["--uid", &id, "--gid", &id, "--create-home", "--no-log-init"])
+        .arg("--shell")
+        .arg(&account.shell)
+        .args(["--comment", &comment, "--", &account.linux_name]))
 }
 
 /// A shadow-utils command by absolute path with a sane PATH: pam_exec gives the hook no PATH
@@ -192,7 +198,8 @@ pub fn shadow(tool: &str) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+/// Runs `cmd`; a non-zero exit is an error carrying its stderr.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;

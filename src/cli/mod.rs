@@ -12,6 +12,7 @@ mod laptop;
 mod list_keys;
 mod pam_create_account;
 mod rotate_key;
+mod sync;
 mod uninstall;
 mod upload_key;
 
@@ -54,6 +55,8 @@ pub enum Command {
     AuthorizedKeys(authorized_keys::AuthorizedKeys),
     /// pam_exec hook: create the account of a first-time IAM user (reads PAM_USER)
     PamCreateAccount(pam_create_account::PamCreateAccount),
+    /// Make Linux accounts and groups follow IAM (run hourly by the timer or cron)
+    Sync(sync::Sync),
     /// Wire keyward into sshd, PAM and the sync schedule of this host
     Install(install::Install),
     /// Remove what install added and restore the files it changed
@@ -96,7 +99,9 @@ impl Cli {
             Command::PamCreateAccount(_) if std::env::var_os("PAM_TYPE").is_some() => {
                 logging::Target::Pam
             }
-            Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) => logging::Target::Host,
+            Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) | Command::Sync(_) => {
+                logging::Target::Host
+            }
             _ => logging::Target::Interactive,
         }
     }
@@ -108,6 +113,7 @@ impl Cli {
         match self.command {
             Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
             Command::PamCreateAccount(c) => c.run(&ctx).await,
+            Command::Sync(c) => c.run(&ctx).await,
             Command::Install(c) => c.run(&ctx).await,
             Command::Uninstall(c) => c.run(&ctx).await,
             Command::UploadKey(c) => c.run(&ctx).await,

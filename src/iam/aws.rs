@@ -177,6 +177,82 @@ impl AwsIam {
         Ok(())
     }
 
+    /// Every IAM group as (GroupName, GroupId), all pages (ListGroups).
+    pub async fn list_groups(&self) -> Result<Vec<(String, String)>, IamError> {
+        let mut groups = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_groups()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("iam:ListGroups", e))?;
+            groups.extend(out.groups.into_iter().map(|g| (g.group_name, g.group_id)));
+            marker = next_page("ListGroups", out.is_truncated, out.marker)?;
+            if marker.is_none() {
+                return Ok(groups);
+            }
+        }
+    }
+
+    /// One group's GroupId and its members as (UserName, UserId), all pages (GetGroup).
+    pub async fn get_group(
+        &self,
+        group: &str,
+    ) -> Result<(String, Vec<(String, String)>), IamError> {
+        let mut group_id = String::new();
+        let mut members = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .get_group()
+                .group_name(group)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("iam:GetGroup", e))?;
+            if let Some(g) = out.group {
+                group_id = g.group_id;
+            }
+            members.extend(out.users.into_iter().map(|u| (u.user_name, u.user_id)));
+            marker = next_page("GetGroup", out.is_truncated, out.marker)?;
+            if marker.is_none() {
+                if group_id.is_empty() {
+                    return Err(IamError::Unreachable(format!(
+                        "GetGroup {group} returned no GroupId"
+                    )));
+                }
+                return Ok((group_id, members));
+            }
+        }
+    }
+
+    /// Every IAM user as (UserName, UserId), all pages (ListUsers).
+    pub async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+        let mut users = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_users()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| classify("iam:ListUsers", e))?;
+            users.extend(out.users.into_iter().map(|u| (u.user_name, u.user_id)));
+            marker = next_page("ListUsers", out.is_truncated, out.marker)?;
+            if marker.is_none() {
+                return Ok(users);
+            }
+        }
+    }
+
     async fn get_key(&self, user: &str, id: &str) -> Result<String, IamError> {
         self.count();
         let out = self
@@ -268,6 +344,22 @@ impl Directory for AwsIam {
 
     fn calls(&self) -> usize {
         total_calls()
+    }
+}
+
+/// The marker of the next page; a truncated answer without one is a partial read, which
+/// callers that decide who keeps an account must never mistake for the whole list.
+fn next_page(
+    operation: &str,
+    truncated: bool,
+    marker: Option<String>,
+) -> Result<Option<String>, IamError> {
+    match (truncated, marker) {
+        (false, _) => Ok(None),
+        (true, Some(m)) if !m.is_empty() => Ok(Some(m)),
+        (true, _) => Err(IamError::Unreachable(format!(
+            "{operation} said the list is truncated but gave no marker for the rest"
+        ))),
     }
 }
 

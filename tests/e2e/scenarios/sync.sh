@@ -38,7 +38,7 @@ iam member keyward_dev alice
 iam member keyward_dev bob
 iam member keyward_web carol
 iam member admins alice
-write_config 'allowed_groups = ["ops"]' 'sudo_groups = ["admins"]' 'delete_after = "1d"' 'create_on_login = false'
+write_config 'allowed_groups = ["ops"]' 'sudo_groups = ["admins"]' 'delete_after = "1d"' 'create_on_login = false' 'group_cache_ttl = "0s"'
 hand_wire
 
 step "first sync: accounts with hashed UIDs, groups with hashed GIDs, members, sudoers"
@@ -104,7 +104,7 @@ sync_ok
 [[ ! -e /var/lib/keyward/accounts/carol && ! -e /var/lib/keyward/locked/carol ]] || fail "carol's records are still there"
 
 step "mass-change guard: two removals over max_removals = 1 change nothing without --force"
-write_config 'allowed_groups = ["ops"]' 'sudo_groups = ["admins"]' 'delete_after = "1d"' 'create_on_login = false' 'max_removals = 1'
+write_config 'allowed_groups = ["ops"]' 'sudo_groups = ["admins"]' 'delete_after = "1d"' 'create_on_login = false' 'group_cache_ttl = "0s"' 'max_removals = 1'
 iam remove-member ops dan
 iam remove-member ops erin
 before=$(accounts_snapshot)

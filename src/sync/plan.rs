@@ -1,0 +1,827 @@
+//! The sync plan: a pure function of IAM's snapshot, the local state, the config and `now`.
+//!
+//! Rules it must never break, whatever IAM says:
+//! - accounts and groups keyward did not create (no record, or a record whose id no longer
+//!   matches) are never changed; reserved names are never touched;
+//! - only keyward's own accounts are added to or removed from groups, adopted groups included;
+//! - a UID or GID held by someone else, or hashed from two IAM ids, is never shared: the
+//!   newcomer (or, between two newcomers, the larger IAM id, so every host agrees) is skipped;
+//! - removal is lock first, delete only `delete_after` later, and a plan locking or deleting
+//!   more than `max_removals` accounts (or every account keyward manages) is refused.
+//!
+//! The plan only ever comes from a complete IAM snapshot (see `read`), so an outage or a partial
+//! read cannot produce removals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+
+use super::local::{LocalState, LocalUser};
+use super::read::{IamGroup, IamSnapshot, IamUser};
+use crate::accounts::create::{self, IamFacts, LocalFacts, NewAccount};
+use crate::accounts::ids::{self, UidScheme};
+use crate::config::Config;
+
+/// A record without an account younger than this may belong to a `pam-create-account` run
+/// between writing the record and running useradd: left alone.
+const ORPHAN_RECORD_GRACE_SECS: u64 = 3600;
+
+/// One change, small enough to be finished whole or not at all: one command plus its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    CreateGroup {
+        group: String,
+        gid: u32,
+        iam_group: String,
+        iam_group_id: String,
+    },
+    /// A keymaker-made group becomes keyward's (record only).
+    AdoptGroup {
+        group: String,
+        gid: u32,
+        iam_group: String,
+        iam_group_id: String,
+    },
+    CreateUser {
+        #[serde(flatten)]
+        account: NewAccount,
+        /// A run killed between groupadd and useradd left the private group: reuse it.
+        private_group_exists: bool,
+    },
+    /// A keymaker-made account becomes keyward's (record only).
+    AdoptUser {
+        linux_user: String,
+        iam_user: String,
+        iam_user_id: String,
+        uid: u32,
+    },
+    AddMember {
+        group: String,
+        linux_user: String,
+    },
+    Unlock {
+        linux_user: String,
+        iam_user: String,
+    },
+    Lock {
+        linux_user: String,
+        iam_user: String,
+        end_sessions: bool,
+    },
+    RemoveMember {
+        group: String,
+        linux_user: String,
+    },
+    DeleteGroup {
+        group: String,
+    },
+    /// The record of a group that no longer exists.
+    ForgetGroup {
+        group: String,
+    },
+    DeleteUser {
+        linux_user: String,
+        iam_user: String,
+        remove_home: bool,
+        /// The user's private group (same name, GID = UID) is removed with it.
+        private_group: bool,
+    },
+    /// The records of an account that no longer exists.
+    ForgetUser {
+        linux_user: String,
+    },
+    WriteSudoers {
+        users: Vec<String>,
+        #[serde(skip)]
+        content: String,
+    },
+    RemoveSudoers,
+}
+
+impl Action {
+    /// The documented order: create groups → create users → memberships → unlock → lock →
+    /// remove memberships → delete groups → deletions → sudoers.
+    fn phase(&self) -> u8 {
+        match self {
+            Action::CreateGroup { .. } | Action::AdoptGroup { .. } => 0,
+            Action::CreateUser { .. } | Action::AdoptUser { .. } => 1,
+            Action::AddMember { .. } => 2,
+            Action::Unlock { .. } => 3,
+            Action::Lock { .. } => 4,
+            Action::RemoveMember { .. } => 5,
+            Action::DeleteGroup { .. } | Action::ForgetGroup { .. } => 6,
+            Action::DeleteUser { .. } | Action::ForgetUser { .. } => 7,
+            Action::WriteSudoers { .. } | Action::RemoveSudoers => 8,
+        }
+    }
+
+    /// Whether the action changes the account database or sudo (records-only actions don't).
+    pub fn changes_accounts(&self) -> bool {
+        !matches!(
+            self,
+            Action::AdoptGroup { .. }
+                | Action::AdoptUser { .. }
+                | Action::ForgetGroup { .. }
+                | Action::ForgetUser { .. }
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateGroup { .. } => "create_group",
+            Action::AdoptGroup { .. } => "adopt_group",
+            Action::CreateUser { .. } => "create_user",
+            Action::AdoptUser { .. } => "adopt_user",
+            Action::AddMember { .. } => "add_member",
+            Action::Unlock { .. } => "unlock",
+            Action::Lock { .. } => "lock",
+            Action::RemoveMember { .. } => "remove_member",
+            Action::DeleteGroup { .. } => "delete_group",
+            Action::ForgetGroup { .. } => "forget_group",
+            Action::DeleteUser { .. } => "delete_user",
+            Action::ForgetUser { .. } => "forget_user",
+            Action::WriteSudoers { .. } => "write_sudoers",
+            Action::RemoveSudoers => "remove_sudoers",
+        }
+    }
+
+    /// (linux_user, iam_user, group) for log fields.
+    pub fn subjects(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+        match self {
+            Action::CreateGroup { group, .. } | Action::AdoptGroup { group, .. } => {
+                (None, None, Some(group))
+            }
+            Action::CreateUser { account, .. } => (
+                Some(account.linux_name.as_str()),
+                Some(account.iam_user.as_str()),
+                None,
+            ),
+            Action::AdoptUser {
+                linux_user,
+                iam_user,
+                ..
+            }
+            | Action::Unlock {
+                linux_user,
+                iam_user,
+            }
+            | Action::Lock {
+                linux_user,
+                iam_user,
+                ..
+            }
+            | Action::DeleteUser {
+                linux_user,
+                iam_user,
+                ..
+            } => (Some(linux_user), Some(iam_user), None),
+            Action::AddMember { group, linux_user }
+            | Action::RemoveMember { group, linux_user } => (Some(linux_user), None, Some(group)),
+            Action::DeleteGroup { group } | Action::ForgetGroup { group } => {
+                (None, None, Some(group))
+            }
+            Action::ForgetUser { linux_user } => (Some(linux_user), None, None),
+            Action::WriteSudoers { .. } | Action::RemoveSudoers => (None, None, None),
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateGroup {
+                group,
+                gid,
+                iam_group,
+                ..
+            } => write!(
+                f,
+                "create group  {group} (gid {gid}) for IAM group {iam_group}"
+            ),
+            Action::AdoptGroup {
+                group,
+                gid,
+                iam_group,
+                ..
+            } => write!(
+                f,
+                "adopt group   {group} (gid {gid}, made by keymaker) for IAM group {iam_group}"
+            ),
+            Action::CreateUser { account, .. } => write!(
+                f,
+                "create user   {} (uid {}) for IAM user {}",
+                account.linux_name, account.uid, account.iam_user
+            ),
+            Action::AdoptUser {
+                linux_user,
+                uid,
+                iam_user,
+                ..
+            } => write!(
+                f,
+                "adopt user    {linux_user} (uid {uid}, made by keymaker) for IAM user {iam_user}"
+            ),
+            Action::AddMember { group, linux_user } => {
+                write!(f, "add member    {linux_user} to {group}")
+            }
+            Action::Unlock {
+                linux_user,
+                iam_user,
+            } => write!(
+                f,
+                "unlock        {linux_user} (IAM user {iam_user} is allowed again)"
+            ),
+            Action::Lock {
+                linux_user,
+                iam_user,
+                end_sessions,
+            } => write!(
+                f,
+                "lock          {linux_user} (IAM user {iam_user} is no longer allowed){}",
+                if *end_sessions {
+                    "; end its sessions"
+                } else {
+                    ""
+                }
+            ),
+            Action::RemoveMember { group, linux_user } => {
+                write!(f, "remove member {linux_user} from {group}")
+            }
+            Action::DeleteGroup { group } => write!(f, "delete group  {group}"),
+            Action::ForgetGroup { group } => {
+                write!(f, "forget group  {group} (its record; the group is gone)")
+            }
+            Action::DeleteUser {
+                linux_user,
+                remove_home,
+                ..
+            } => write!(
+                f,
+                "delete user   {linux_user}{}",
+                if *remove_home { " and its home" } else { "" }
+            ),
+            Action::ForgetUser { linux_user } => {
+                write!(
+                    f,
+                    "forget user   {linux_user} (its records; the account is gone)"
+                )
+            }
+            Action::WriteSudoers { users, .. } => {
+                write!(f, "write sudoers for {}", users.join(", "))
+            }
+            Action::RemoveSudoers => write!(f, "remove sudoers (no sudo_groups members)"),
+        }
+    }
+}
+
+/// Something the plan leaves alone, and why. `error` ones make the run exit non-zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub subject: String,
+    pub reason: String,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    pub skipped: Vec<Skipped>,
+    /// Why the mass-change guard refuses this plan (nothing is applied without `--force`).
+    pub refused: Option<String>,
+}
+
+impl Plan {
+    pub fn count(&self, name: &str) -> usize {
+        self.actions.iter().filter(|a| a.name() == name).count()
+    }
+
+    /// Accounts this plan locks or deletes.
+    pub fn removals(&self) -> usize {
+        self.count("lock") + self.count("delete_user")
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.skipped.iter().any(|s| s.error)
+    }
+
+    fn skip(&mut self, subject: &str, error: bool, reason: String) {
+        self.skipped.push(Skipped {
+            subject: subject.to_owned(),
+            reason,
+            error,
+        });
+    }
+}
+
+/// An account keyward manages after this run, and the IAM user it belongs to.
+struct Managed<'a> {
+    iam: &'a IamUser,
+}
+
+/// A group keyward manages after this run.
+struct ManagedGroup<'a> {
+    iam: &'a IamGroup,
+    /// Members as /etc/group lists them now (empty for a group created by this plan).
+    current: BTreeSet<String>,
+}
+
+/// The whole decision. `now` is unix seconds.
+pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) -> Plan {
+    let mut p = Plan::default();
+    let owned = |name: &str| -> bool { owns_user(local, name) };
+    // Indexes keep the plan O(users + groups) on hosts with thousands of accounts.
+    let uid_holder: BTreeMap<u32, &str> = local
+        .users
+        .values()
+        .map(|u| (u.uid, u.name.as_str()))
+        .collect();
+    let gid_holder: BTreeMap<u32, &str> = local
+        .groups
+        .values()
+        .map(|g| (g.gid, g.name.as_str()))
+        .collect();
+
+    // --- Who should have an account: allowed IAM users, by Linux name.
+    let mut wanted: BTreeMap<String, (&IamUser, u32)> = BTreeMap::new();
+    for u in iam.allowed.values() {
+        match config.name_mapping.to_linux(&u.name) {
+            Err(e) => {
+                p.skip(&u.name, false, format!("IAM user name not mappable: {e}"));
+            }
+            Ok(linux) if config.is_reserved(&linux) => p.skip(
+                &linux,
+                false,
+                format!("reserved name (IAM user {})", u.name),
+            ),
+            Ok(linux) => {
+                wanted.insert(linux, (u, create::uid_for(config, &u.id)));
+            }
+        }
+    }
+
+    let mut managed: BTreeMap<String, Managed> = BTreeMap::new();
+    let mut new_users: Vec<(NewAccount, bool)> = Vec::new();
+    for (linux, (u, uid)) in &wanted {
+        let record = local.user_records.get(linux);
+        match local.users.get(linux) {
+            Some(_) if owned(linux) => match record {
+                Some(r) if r.iam_user_id == u.id => {
+                    if local.locks.contains_key(linux) {
+                        p.actions.push(Action::Unlock {
+                            linux_user: linux.clone(),
+                            iam_user: u.name.clone(),
+                        });
+                    }
+                    managed.insert(linux.clone(), Managed { iam: u });
+                }
+                Some(r) => p.skip(
+                    linux,
+                    true,
+                    format!(
+                        "account {linux} belongs to IAM user id {} ({}), but IAM user {} now has id {} (deleted and re-created?): not given to the new user",
+                        r.iam_user_id, r.iam_user, u.name, u.id
+                    ),
+                ),
+                None => {}
+            },
+            Some(lu) if is_keymaker_account(config, lu, *uid) => {
+                p.actions.push(Action::AdoptUser {
+                    linux_user: linux.clone(),
+                    iam_user: u.name.clone(),
+                    iam_user_id: u.id.clone(),
+                    uid: lu.uid,
+                });
+                managed.insert(linux.clone(), Managed { iam: u });
+            }
+            Some(lu) => {
+                let hint = if config.uid_scheme == UidScheme::Keymaker && lu.uid == *uid {
+                    " (it has keymaker's UID: set adopt_keymaker_accounts = true to adopt it)"
+                } else {
+                    ""
+                };
+                p.skip(
+                    linux,
+                    false,
+                    format!("local account exists and keyward did not create it: not touched{hint}"),
+                );
+            }
+            None if !config.create_accounts => {
+                p.skip(linux, false, "no account, and create_accounts = false".into())
+            }
+            None => {
+                // A run killed between groupadd and useradd left the private group behind.
+                let leftover = record.is_some_and(|r| r.iam_user_id == u.id)
+                    && local
+                        .groups
+                        .get(linux)
+                        .is_some_and(|g| g.gid == *uid && g.members.is_empty());
+                let facts = LocalFacts {
+                    uid_holder: uid_holder.get(uid).map(|h| h.to_string()),
+                    gid_holder: if leftover {
+                        None
+                    } else {
+                        gid_holder.get(uid).map(|g| g.to_string())
+                    },
+                    group_exists: !leftover && local.groups.contains_key(linux),
+                };
+                let iam_facts = IamFacts {
+                    user_id: u.id.clone(),
+                    // sync makes accounts ahead of first login without a per-user key read;
+                    // an account without a key cannot log in anyway.
+                    has_active_key: true,
+                    // The snapshot holds only allowed users.
+                    groups: Some(config.allowed_groups.clone()),
+                };
+                match create::plan(config, linux, &u.name, &iam_facts, &facts) {
+                    Ok(account) => new_users.push((account, leftover)),
+                    Err(refused) => {
+                        p.skip(linux, true, format!("not created: {refused}"));
+                    }
+                }
+            }
+        }
+    }
+
+    // Two new accounts hashed to one UID: the smaller IAM id wins on every host.
+    let mut by_uid: BTreeMap<u32, Vec<&NewAccount>> = BTreeMap::new();
+    for (a, _) in &new_users {
+        by_uid.entry(a.uid).or_default().push(a);
+    }
+    let mut losers = BTreeSet::new();
+    for same in by_uid.values().filter(|v| v.len() > 1) {
+        let winner = same.iter().min_by_key(|a| &a.iam_user_id).copied();
+        for a in same {
+            if let Some(w) = winner.filter(|w| w.linux_name != a.linux_name) {
+                losers.insert(a.linux_name.clone());
+                p.skip(
+                    &a.linux_name,
+                    true,
+                    format!(
+                        "UID {} of IAM user {} ({}) is also the UID of IAM user {} ({}): not created (change uid_range)",
+                        a.uid, a.iam_user, a.iam_user_id, w.iam_user, w.iam_user_id
+                    ),
+                );
+            }
+        }
+    }
+    new_users.retain(|(a, _)| !losers.contains(&a.linux_name));
+    for (account, leftover) in &new_users {
+        if let Some((u, _)) = wanted.get(&account.linux_name) {
+            managed.insert(account.linux_name.clone(), Managed { iam: u });
+        }
+        p.actions.push(Action::CreateUser {
+            account: account.clone(),
+            private_group_exists: *leftover,
+        });
+    }
+    let new_user_names: BTreeSet<&str> = new_users
+        .iter()
+        .map(|(a, _)| a.linux_name.as_str())
+        .collect();
+    let new_private_gids: BTreeMap<u32, &str> = new_users
+        .iter()
+        .map(|(a, _)| (a.uid, a.linux_name.as_str()))
+        .collect();
+
+    // --- keyward's accounts IAM no longer allows: lock, later delete.
+    let mut active_before = 0;
+    for (linux, record) in &local.user_records {
+        if managed.contains_key(linux) || new_user_names.contains(linux.as_str()) {
+            if owned(linux) && !local.locks.contains_key(linux) {
+                active_before += 1;
+            }
+            continue;
+        }
+        if config.is_reserved(linux) {
+            p.skip(
+                linux,
+                true,
+                "a keyward record names a reserved account: ignored".into(),
+            );
+            continue;
+        }
+        let Some(lu) = local.users.get(linux) else {
+            if record.created_at.saturating_add(ORPHAN_RECORD_GRACE_SECS) < now {
+                p.actions.push(Action::ForgetUser {
+                    linux_user: linux.clone(),
+                });
+            }
+            continue;
+        };
+        if !owned(linux) {
+            p.skip(
+                linux,
+                false,
+                format!(
+                    "record says UID {}, the account has UID {}: not keyward's any more, not touched",
+                    record.uid, lu.uid
+                ),
+            );
+            continue;
+        }
+        let lock = local.locks.get(linux);
+        if lock.is_none() {
+            active_before += 1;
+        }
+        if lock.is_none() || lu.expired == Some(false) {
+            p.actions.push(Action::Lock {
+                linux_user: linux.clone(),
+                iam_user: record.iam_user.clone(),
+                end_sessions: config.end_sessions,
+            });
+        } else if let (Some(after), Some(lock)) = (config.delete_after, lock) {
+            if now >= lock.locked_at.saturating_add(after.as_secs()) {
+                p.actions.push(Action::DeleteUser {
+                    linux_user: linux.clone(),
+                    iam_user: record.iam_user.clone(),
+                    remove_home: config.remove_home,
+                    private_group: local
+                        .groups
+                        .get(linux)
+                        .is_some_and(|g| g.gid == record.uid && g.gid == lu.gid),
+                });
+            }
+        }
+    }
+
+    // --- Groups: each prefixed IAM group becomes (or stays) a Linux group.
+    let mut groups: BTreeMap<String, ManagedGroup> = BTreeMap::new();
+    let mut new_groups: Vec<(String, u32, &IamGroup)> = Vec::new();
+    for g in iam.prefixed.values() {
+        let stripped = g.name.get(config.group_prefix.len()..).unwrap_or_default();
+        let linux = match config.name_mapping.to_linux(stripped) {
+            Ok(l) => l,
+            Err(e) => {
+                p.skip(&g.name, false, format!("IAM group name not mappable: {e}"));
+                continue;
+            }
+        };
+        let gid = ids::id_for(config.uid_scheme, &g.id, config.uid_range);
+        let existing = local.groups.get(&linux);
+        let record = local.group_records.get(&linux);
+        if config.adopt_groups.contains(&linux) {
+            match existing {
+                Some(lg) => {
+                    groups.insert(linux, ManagedGroup::of(g, lg.members.iter()));
+                }
+                None => p.skip(
+                    &linux,
+                    true,
+                    format!("adopt_groups lists {linux} (IAM group {}), but there is no such local group", g.name),
+                ),
+            }
+            continue;
+        }
+        match (existing, record) {
+            (Some(lg), Some(r)) if r.iam_group_id == g.id && lg.gid == r.gid => {
+                groups.insert(linux, ManagedGroup::of(g, lg.members.iter()));
+            }
+            (Some(_), Some(r)) if r.iam_group_id != g.id => p.skip(
+                &linux,
+                false,
+                format!(
+                    "local group {linux} belongs to IAM group {} ({}); it is removed now and made again for {} on the next run",
+                    r.iam_group, r.iam_group_id, g.name
+                ),
+            ),
+            (Some(lg), None) if is_keymaker_group(config, lg.gid, gid) => {
+                p.actions.push(Action::AdoptGroup {
+                    group: linux.clone(),
+                    gid,
+                    iam_group: g.name.clone(),
+                    iam_group_id: g.id.clone(),
+                });
+                groups.insert(linux, ManagedGroup::of(g, lg.members.iter()));
+            }
+            (Some(_), _) => {
+                p.skip(
+                    &linux,
+                    true,
+                    format!(
+                        "IAM group {} maps to local group {linux}, which keyward did not create: refused (list it in adopt_groups to manage keyward's accounts in it)",
+                        g.name
+                    ),
+                );
+            }
+            (None, _) => {
+                if let Some(holder) = gid_holder.get(&gid) {
+                    p.skip(&linux, true, format!("GID {gid} of IAM group {} is held by local group {holder}: not created", g.name));
+                } else if let Some(user) = new_private_gids.get(&gid) {
+                    p.skip(&linux, true, format!("IAM group {} (GID {gid}) collides with the private group of new account {user} (GID {gid}): not created", g.name));
+                } else if wanted.contains_key(&linux) {
+                    p.skip(&linux, true, format!("IAM group {} maps to {linux}, the name of IAM user {linux}'s private group: not created", g.name));
+                } else {
+                    new_groups.push((linux, gid, g));
+                }
+            }
+        }
+    }
+    // Two new groups hashed to one GID: the smaller GroupId wins on every host.
+    let mut by_gid: BTreeMap<u32, Vec<&(String, u32, &IamGroup)>> = BTreeMap::new();
+    for ng in &new_groups {
+        by_gid.entry(ng.1).or_default().push(ng);
+    }
+    let mut group_losers = BTreeSet::new();
+    for same in by_gid.values().filter(|v| v.len() > 1) {
+        let winner = same.iter().min_by_key(|(_, _, g)| &g.id).map(|w| w.2);
+        for (linux, gid, g) in same {
+            if let Some(w) = winner.filter(|w| w.id != g.id) {
+                group_losers.insert(linux.clone());
+                p.skip(linux, true, format!("GID {gid} of IAM group {} ({}) is also the GID of IAM group {} ({}): not created", g.name, g.id, w.name, w.id));
+            }
+        }
+    }
+    for (linux, gid, g) in new_groups {
+        if group_losers.contains(&linux) {
+            continue;
+        }
+        p.actions.push(Action::CreateGroup {
+            group: linux.clone(),
+            gid,
+            iam_group: g.name.clone(),
+            iam_group_id: g.id.clone(),
+        });
+        groups.insert(linux, ManagedGroup::of(g, [].iter()));
+    }
+
+    // keyward's groups whose IAM group is gone (deleted or renamed): emptied, then deleted.
+    let creating: BTreeSet<String> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateGroup { group, .. } => Some(group.clone()),
+            _ => None,
+        })
+        .collect();
+    for (linux, r) in &local.group_records {
+        let still = groups
+            .get(linux)
+            .is_some_and(|m| m.iam.id == r.iam_group_id);
+        if still || creating.contains(linux) || config.adopt_groups.contains(linux) {
+            continue;
+        }
+        match local.groups.get(linux) {
+            Some(lg) if lg.gid == r.gid => {
+                for m in lg.members.iter().filter(|m| owned(m)) {
+                    p.actions.push(Action::RemoveMember {
+                        group: linux.clone(),
+                        linux_user: m.clone(),
+                    });
+                }
+                p.actions.push(Action::DeleteGroup {
+                    group: linux.clone(),
+                });
+            }
+            Some(lg) => p.skip(
+                linux,
+                false,
+                format!(
+                    "record says GID {}, the group has GID {}: not keyward's any more, not touched",
+                    r.gid, lg.gid
+                ),
+            ),
+            None => p.actions.push(Action::ForgetGroup {
+                group: linux.clone(),
+            }),
+        }
+    }
+
+    // An adopted group whose IAM group is gone keeps its group and its other members; keyward's
+    // accounts leave it, as they would leave the IAM group.
+    for name in &config.adopt_groups {
+        if groups.contains_key(name) {
+            continue;
+        }
+        if let Some(lg) = local.groups.get(name) {
+            for m in lg.members.iter().filter(|m| owned(m)) {
+                p.actions.push(Action::RemoveMember {
+                    group: name.clone(),
+                    linux_user: m.clone(),
+                });
+            }
+        }
+    }
+
+    // --- Memberships: only keyward's accounts are ever added or removed.
+    let linux_of: BTreeMap<&str, &str> = managed
+        .iter()
+        .map(|(linux, m)| (m.iam.id.as_str(), linux.as_str()))
+        .collect();
+    let adopted: BTreeSet<&str> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::AdoptUser { linux_user, .. } => Some(linux_user.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut membership = Vec::new();
+    for (group, m) in &groups {
+        let desired: BTreeSet<String> = m
+            .iam
+            .members
+            .iter()
+            .filter_map(|u| linux_of.get(u.id.as_str()))
+            .map(|l| l.to_string())
+            .collect();
+        for user in desired.difference(&m.current) {
+            membership.push(Action::AddMember {
+                group: group.clone(),
+                linux_user: user.clone(),
+            });
+        }
+        for user in m.current.difference(&desired) {
+            if owned(user) || adopted.contains(user.as_str()) {
+                membership.push(Action::RemoveMember {
+                    group: group.clone(),
+                    linux_user: user.clone(),
+                });
+            }
+        }
+    }
+    p.actions.extend(membership);
+
+    // --- sudo: one line per managed account in sudo_groups.
+    let sudo_users: Vec<String> = managed
+        .iter()
+        .filter(|(_, m)| iam.sudoers.contains(&m.iam.id))
+        .map(|(linux, _)| linux.clone())
+        .collect();
+    if sudo_users.is_empty() {
+        if local.sudoers.is_some() {
+            p.actions.push(Action::RemoveSudoers);
+        }
+    } else {
+        let content = sudoers_content(&sudo_users);
+        if local.sudoers.as_deref() != Some(content.as_str()) {
+            p.actions.push(Action::WriteSudoers {
+                users: sudo_users,
+                content,
+            });
+        }
+    }
+
+    p.actions.sort_by_key(Action::phase); // stable: each phase keeps its name order
+    p.skipped.sort_by(|a, b| a.subject.cmp(&b.subject));
+    p.refused = guard(config, &p, active_before);
+    p
+}
+
+impl<'a> ManagedGroup<'a> {
+    fn of<'m>(iam: &'a IamGroup, members: impl Iterator<Item = &'m String>) -> ManagedGroup<'a> {
+        ManagedGroup {
+            iam,
+            current: members.cloned().collect(),
+        }
+    }
+}
+
+/// keyward owns an account when its record names the account's UID: a record left behind by
+/// an account someone since re-created by hand does not make the new one keyward's.
+fn owns_user(local: &LocalState, name: &str) -> bool {
+    match (local.users.get(name), local.user_records.get(name)) {
+        (Some(u), Some(r)) => u.uid == r.uid,
+        _ => false,
+    }
+}
+
+fn is_keymaker_account(config: &Config, lu: &LocalUser, uid: u32) -> bool {
+    config.uid_scheme == UidScheme::Keymaker && config.adopt_keymaker_accounts && lu.uid == uid
+}
+
+fn is_keymaker_group(config: &Config, local_gid: u32, gid: u32) -> bool {
+    config.uid_scheme == UidScheme::Keymaker && config.adopt_keymaker_accounts && local_gid == gid
+}
+
+/// The mass-change guard. `active_before`: keyward's unlocked accounts before this plan.
+fn guard(config: &Config, p: &Plan, active_before: usize) -> Option<String> {
+    let removals = p.removals();
+    let locks = p.count("lock");
+    if removals > config.max_removals as usize {
+        Some(format!(
+            "this run would lock or delete {removals} accounts, more than max_removals = {}: nothing applied; check IAM and allowed_groups, then run `keyward sync --force` if it is right",
+            config.max_removals
+        ))
+    } else if locks >= 2 && locks >= active_before {
+        Some(format!(
+            "this run would lock every one of the {locks} accounts keyward manages: nothing applied; check IAM and allowed_groups, then run `keyward sync --force` if it is right"
+        ))
+    } else {
+        None
+    }
+}
+
+/// /etc/sudoers.d/keyward for these Linux users (sorted, validated names).
+pub fn sudoers_content(users: &[String]) -> String {
+    let mut text = String::from(
+        "# Written by `keyward sync` for the members of sudo_groups; changes are overwritten.\n\
+         # keyward's accounts have no password, so sudo cannot ask for one (NOPASSWD).\n",
+    );
+    for u in users {
+        text.push_str(u);
+        text.push_str(" ALL=(ALL) NOPASSWD:ALL\n");
+    }
+    text
+}

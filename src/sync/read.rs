@@ -1,0 +1,295 @@
+//! Reading IAM for `sync`: one complete snapshot, or nothing.
+//!
+//! The snapshot decides who keeps a shell, so it is all-or-nothing: a failed, throttled or
+//! truncated page anywhere makes the whole read fail, and a partial list is never mistaken for
+//! "these people left". Only IAM's authoritative NoSuchEntity for one group counts as "this
+//! group is gone". Costs ListGroups + one GetGroup per group read (+ ListUsers with
+//! `allowed_groups = ["*"]`), extra pages included; never a call per user.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use crate::config::Config;
+use crate::iam::{AwsIam, IamError};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct IamUser {
+    pub name: String,
+    /// The immutable UserId (`AIDA…`) that UIDs are hashed from.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IamGroup {
+    pub name: String,
+    /// The immutable GroupId (`AGPA…`) that GIDs are hashed from.
+    pub id: String,
+    pub members: Vec<IamUser>,
+}
+
+/// Everything `sync` needs from IAM, read completely.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamSnapshot {
+    /// Users allowed to log in, by UserId.
+    pub allowed: BTreeMap<String, IamUser>,
+    /// Groups whose name starts with `group_prefix`, by name.
+    pub prefixed: BTreeMap<String, IamGroup>,
+    /// UserIds of the members of `sudo_groups`.
+    pub sudoers: BTreeSet<String>,
+}
+
+/// The IAM reads `sync` makes. Production is [`AwsIam`]; tests use an in-memory fake.
+pub trait SyncDirectory {
+    /// (GroupName, GroupId) of every group.
+    fn list_groups(&self) -> impl Future<Output = Result<Vec<(String, String)>, IamError>>;
+    /// (GroupId, members as (UserName, UserId)).
+    fn get_group(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(String, Vec<(String, String)>), IamError>>;
+    /// (UserName, UserId) of every user.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<(String, String)>, IamError>>;
+}
+
+impl SyncDirectory for AwsIam {
+    async fn list_groups(&self) -> Result<Vec<(String, String)>, IamError> {
+        AwsIam::list_groups(self).await
+    }
+
+    async fn get_group(&self, name: &str) -> Result<(String, Vec<(String, String)>), IamError> {
+        AwsIam::get_group(self, name).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+        AwsIam::list_users(self).await
+    }
+}
+
+fn users(pairs: Vec<(String, String)>) -> Vec<IamUser> {
+    pairs
+        .into_iter()
+        .map(|(name, id)| IamUser { name, id })
+        .collect()
+}
+
+/// Reads the snapshot. Any error but a group's NoSuchEntity fails the whole read.
+///
+/// Groups are read one after the other: an hourly job has time, and a burst of concurrent
+/// GetGroup calls from every host at the top of the hour is what gets IAM to throttle.
+pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapshot, IamError> {
+    let listed = iam.list_groups().await?;
+    let prefixed_names: BTreeSet<String> = listed
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with(&config.group_prefix))
+        .collect();
+    let allowed_names: BTreeSet<String> = if config.allows_everyone() {
+        BTreeSet::new()
+    } else {
+        config.allowed_groups.iter().cloned().collect()
+    };
+    let sudo_names: BTreeSet<String> = config.sudo_groups.iter().cloned().collect();
+
+    let mut read_groups: BTreeMap<String, Option<IamGroup>> = BTreeMap::new();
+    let wanted = prefixed_names
+        .iter()
+        .chain(&allowed_names)
+        .chain(&sudo_names)
+        .cloned()
+        .collect::<BTreeSet<String>>();
+    for name in wanted {
+        let group = match iam.get_group(&name).await {
+            Ok((id, members)) => Some(IamGroup {
+                name: name.clone(),
+                id,
+                members: users(members),
+            }),
+            // Deleted (or never created): an authoritative answer about this group only.
+            Err(IamError::NotFound(_)) => {
+                tracing::warn!(group = name, "IAM group does not exist; counted as empty");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        read_groups.insert(name, group);
+    }
+
+    let members_of = |names: &BTreeSet<String>| -> Vec<IamUser> {
+        names
+            .iter()
+            .filter_map(|n| read_groups.get(n).and_then(Option::as_ref))
+            .flat_map(|g| g.members.iter().cloned())
+            .collect()
+    };
+    let allowed_users = if config.allows_everyone() {
+        users(iam.list_users().await?)
+    } else {
+        members_of(&allowed_names)
+    };
+    Ok(IamSnapshot {
+        allowed: allowed_users
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect(),
+        prefixed: prefixed_names
+            .iter()
+            .filter_map(|n| read_groups.get(n).cloned().flatten())
+            .map(|g| (g.name.clone(), g))
+            .collect(),
+        sudoers: members_of(&sudo_names).into_iter().map(|u| u.id).collect(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub mod fake {
+    //! An in-memory IAM that counts calls and can fail the Nth one.
+
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct FakeIam {
+        /// name → (GroupId, members (UserName, UserId)).
+        pub groups: BTreeMap<String, (String, Vec<(String, String)>)>,
+        pub users: Vec<(String, String)>,
+        pub calls: Cell<usize>,
+        /// The call (1-based) that fails, and how.
+        pub fail_at: Option<(usize, IamError)>,
+    }
+
+    impl FakeIam {
+        pub fn group(mut self, name: &str, id: &str, members: &[(&str, &str)]) -> FakeIam {
+            let members: Vec<(String, String)> = members
+                .iter()
+                .map(|(n, i)| (n.to_string(), i.to_string()))
+                .collect();
+            for m in &members {
+                if !self.users.contains(m) {
+                    self.users.push(m.clone());
+                }
+            }
+            self.groups.insert(name.into(), (id.into(), members));
+            self
+        }
+
+        fn call(&self) -> Result<(), IamError> {
+            self.calls.set(self.calls.get() + 1);
+            match &self.fail_at {
+                Some((n, e)) if *n == self.calls.get() => Err(e.clone()),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl SyncDirectory for FakeIam {
+        async fn list_groups(&self) -> Result<Vec<(String, String)>, IamError> {
+            self.call()?;
+            Ok(self
+                .groups
+                .iter()
+                .map(|(n, (id, _))| (n.clone(), id.clone()))
+                .collect())
+        }
+
+        async fn get_group(&self, name: &str) -> Result<(String, Vec<(String, String)>), IamError> {
+            self.call()?;
+            self.groups
+                .get(name)
+                .cloned()
+                .ok_or_else(|| IamError::NotFound(name.into()))
+        }
+
+        async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+            self.call()?;
+            Ok(self.users.clone())
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::fake::FakeIam;
+    use super::*;
+
+    fn block<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn config(allowed: &[&str], sudo: &[&str]) -> Config {
+        Config {
+            allowed_groups: allowed.iter().map(|s| s.to_string()).collect(),
+            sudo_groups: sudo.iter().map(|s| s.to_string()).collect(),
+            ..Config::default()
+        }
+    }
+
+    fn iam() -> FakeIam {
+        FakeIam::default()
+            .group(
+                "ops",
+                "AGPAOPS",
+                &[("alice", "AIDAALICE"), ("bob", "AIDABOB")],
+            )
+            .group("keyward_dev", "AGPADEV", &[("alice", "AIDAALICE")])
+            .group("keyward_db", "AGPADB", &[("carol", "AIDACAROL")])
+            .group("admins", "AGPAADM", &[("bob", "AIDABOB")])
+            .group("other", "AGPAOTHER", &[("dave", "AIDADAVE")])
+    }
+
+    #[test]
+    fn snapshot_costs_one_list_plus_one_call_per_group_read() {
+        let iam = iam();
+        let snap = block(read(&config(&["ops", "keyward_dev"], &["admins"]), &iam)).unwrap();
+        // ListGroups + keyward_db, keyward_dev, ops, admins (keyward_dev read once).
+        assert_eq!(iam.calls.get(), 5);
+        assert_eq!(
+            snap.allowed.keys().collect::<Vec<_>>(),
+            ["AIDAALICE", "AIDABOB"]
+        );
+        assert_eq!(
+            snap.prefixed.keys().collect::<Vec<_>>(),
+            ["keyward_db", "keyward_dev"]
+        );
+        assert_eq!(snap.sudoers.iter().collect::<Vec<_>>(), ["AIDABOB"]);
+    }
+
+    #[test]
+    fn everyone_allowed_reads_list_users_instead_of_groups() {
+        let iam = iam();
+        let snap = block(read(&config(&["*"], &[]), &iam)).unwrap();
+        assert_eq!(iam.calls.get(), 1 + 2 + 1);
+        assert_eq!(snap.allowed.len(), 4);
+    }
+
+    #[test]
+    fn any_failed_call_fails_the_whole_read() {
+        for n in 1..=5 {
+            for err in [
+                IamError::Unreachable("throttled".into()),
+                IamError::AccessDenied {
+                    action: "iam:GetGroup",
+                    message: "no".into(),
+                },
+            ] {
+                let mut iam = iam();
+                iam.fail_at = Some((n, err.clone()));
+                let got = block(read(&config(&["ops"], &["admins"]), &iam));
+                assert_eq!(got, Err(err), "call {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_allowed_group_counts_as_empty_not_as_failure() {
+        let iam = iam();
+        let snap = block(read(&config(&["gone"], &[]), &iam)).unwrap();
+        assert!(snap.allowed.is_empty());
+    }
+}
