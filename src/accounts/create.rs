@@ -20,16 +20,37 @@ use crate::files;
 pub struct IamFacts {
     pub user_id: String,
     pub has_active_key: bool,
-    /// `None` when not read (every IAM user is allowed).
+    /// The user's IAM groups; `None` when they were not read.
     pub groups: Option<Vec<String>>,
 }
 
-/// Who, locally, already holds what the new account would take.
+/// The Linux groups, among the keyward-managed ones that exist here, that a new account joins:
+/// its prefixed IAM groups, prefix stripped and name-mapped like `sync` does. `managed` lists
+/// the local groups keyward created or adopted.
+pub fn managed_groups_to_join(
+    config: &Config,
+    iam_groups: &[String],
+    managed: &[String],
+) -> Vec<String> {
+    let mut join: Vec<String> = iam_groups
+        .iter()
+        .filter_map(|g| g.strip_prefix(config.group_prefix.as_str()))
+        .filter_map(|stripped| config.name_mapping.to_linux(stripped).ok())
+        .filter(|linux| managed.contains(linux))
+        .collect();
+    join.sort();
+    join.dedup();
+    join
+}
+
+/// Who, locally, already holds what the new account would take, and which local groups are
+/// keyward's to manage.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalFacts {
     pub uid_holder: Option<String>,
     pub gid_holder: Option<String>,
     pub group_exists: bool,
+    pub managed_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,6 +60,8 @@ pub struct NewAccount {
     pub iam_user_id: String,
     pub uid: u32,
     pub shell: PathBuf,
+    /// keyward-managed Linux groups to join once the account exists.
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +124,11 @@ pub fn plan(
         iam_user_id: iam.user_id.clone(),
         uid,
         shell: config.account_shell.clone(),
+        groups: managed_groups_to_join(
+            config,
+            iam.groups.as_deref().unwrap_or_default(),
+            &local.managed_groups,
+        ),
     })
 }
 
@@ -115,7 +143,7 @@ pub struct OwnershipRecord {
 
 /// The local account database, as account creation needs it.
 pub trait AccountDb {
-    fn local_facts(&self, linux_name: &str, uid: u32) -> LocalFacts;
+    fn local_facts(&self, config: &Config, linux_name: &str, uid: u32) -> LocalFacts;
     fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), String>;
 }
 
@@ -149,8 +177,9 @@ impl ShadowUtils {
 }
 
 impl AccountDb for ShadowUtils {
-    fn local_facts(&self, linux_name: &str, uid: u32) -> LocalFacts {
+    fn local_facts(&self, config: &Config, linux_name: &str, uid: u32) -> LocalFacts {
         LocalFacts {
+            managed_groups: self.managed_groups(config),
             uid_holder: uzers::get_user_by_uid(uid)
                 .map(|u| u.name().to_string_lossy().into_owned()),
             gid_holder: uzers::get_group_by_gid(uid)
@@ -170,7 +199,50 @@ impl AccountDb for ShadowUtils {
             let _ = std::fs::remove_file(self.state_dir.join("accounts").join(&account.linux_name));
             return Err(e);
         }
+        for group in &account.groups {
+            // The account is usable without the group; sync adds it on its next run.
+            if let Err(e) = run(shadow("gpasswd").args(["-a", &account.linux_name, group])) {
+                tracing::warn!(
+                    linux_user = account.linux_name,
+                    group,
+                    "not added to group: {e}"
+                );
+            }
+        }
         Ok(())
+    }
+}
+
+impl ShadowUtils {
+    /// Local groups keyward manages: those with a trusted record whose GID still matches (as
+    /// `sync` writes them), and the existing `adopt_groups`.
+    fn managed_groups(&self, config: &Config) -> Vec<String> {
+        let dir = self.state_dir.join("groups");
+        let mut managed: Vec<String> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| crate::accounts::names::is_valid_linux_name(name))
+            .filter(|name| {
+                let path = dir.join(name);
+                let gid = files::check_trusted(&path)
+                    .ok()
+                    .and_then(|()| std::fs::read(&path).ok())
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v.get("gid").and_then(serde_json::Value::as_u64));
+                let local = uzers::get_group_by_name(name.as_str()).map(|g| u64::from(g.gid()));
+                gid.is_some() && gid == local
+            })
+            .collect();
+        managed.extend(
+            config
+                .adopt_groups
+                .iter()
+                .filter(|g| uzers::get_group_by_name(g.as_str()).is_some())
+                .cloned(),
+        );
+        managed
     }
 }
 
@@ -252,6 +324,24 @@ mod tests {
         );
         assert!(c.uid_range.contains(a.uid));
         assert_eq!(a.shell, Path::new("/bin/bash"));
+    }
+
+    #[test]
+    fn new_account_joins_only_its_managed_prefixed_groups() {
+        let c = config(&["*"]);
+        let f = facts(Some(&[
+            "keyward_devs",
+            "keyward_Ops",
+            "keyward_gone",
+            "sudo",
+            "ops",
+        ]));
+        let local = LocalFacts {
+            managed_groups: vec!["devs".into(), "_ops".into(), "sudo".into()],
+            ..LocalFacts::default()
+        };
+        let a = plan(&c, "alice", "alice", &f, &local).unwrap();
+        assert_eq!(a.groups, vec!["_ops".to_string(), "devs".to_string()]);
     }
 
     #[test]

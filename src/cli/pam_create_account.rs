@@ -16,7 +16,6 @@ use super::Context;
 use crate::accounts::create::{self, AccountDb, IamFacts, ShadowUtils};
 use crate::accounts::local::{LocalAccounts, SystemAccounts};
 use crate::accounts::throttle::Throttle;
-use crate::config::Config;
 use crate::iam::{AwsIam, Directory, IamError};
 use crate::keys::lookup;
 
@@ -94,7 +93,7 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let options = super::host_client_options(&config)?;
     let facts = timeout(config.lookup_timeout, async {
         let iam = AwsIam::new(&options).await;
-        iam_facts(&config, &iam, &iam_user).await
+        iam_facts(&iam, &iam_user).await
     })
     .await
     .unwrap_or_else(|_| {
@@ -114,7 +113,13 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
 
     let db = ShadowUtils::new(&config.state_dir);
     let uid = create::uid_for(&config, &facts.user_id);
-    let account = match create::plan(&config, name, &iam_user, &facts, &db.local_facts(name, uid)) {
+    let account = match create::plan(
+        &config,
+        name,
+        &iam_user,
+        &facts,
+        &db.local_facts(&config, name, uid),
+    ) {
         Ok(account) => account,
         Err(refused) => {
             throttle.remember_refused(name, now);
@@ -134,14 +139,11 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     )))
 }
 
-async fn iam_facts(config: &Config, iam: &AwsIam, iam_user: &str) -> Result<IamFacts, IamError> {
+async fn iam_facts(iam: &AwsIam, iam_user: &str) -> Result<IamFacts, IamError> {
     let user_id = iam.user_id(iam_user).await?;
     let keys = iam.list_keys(iam_user).await?;
-    let groups = if config.allows_everyone() {
-        None
-    } else {
-        Some(iam.groups_for_user(iam_user).await?)
-    };
+    // Read even when every IAM user is allowed: the new account joins its managed groups.
+    let groups = Some(iam.groups_for_user(iam_user).await?);
     Ok(IamFacts {
         user_id,
         has_active_key: keys.iter().any(|k| k.active),

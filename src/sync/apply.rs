@@ -252,6 +252,7 @@ impl Accounts for ShadowAccounts {
                     iam_user_id: iam_user_id.clone(),
                     uid: *uid,
                     shell: PathBuf::new(),
+                    groups: Vec::new(),
                 };
                 ShadowUtils::new(&self.state_dir).write_record(&account, at(now))
             }

@@ -425,6 +425,8 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                         gid_holder.get(uid).map(|g| g.to_string())
                     },
                     group_exists: !leftover && local.groups.contains_key(linux),
+                    // Memberships are separate actions of the plan (AddMember).
+                    managed_groups: Vec::new(),
                 };
                 let iam_facts = IamFacts {
                     user_id: u.id.clone(),
