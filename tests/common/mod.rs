@@ -5,7 +5,7 @@
 //! Nothing is skipped: a missing moto_server or ssh-keygen fails the test with the fix.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,21 +49,40 @@ impl Moto {
     }
 
     fn start_with_env(env: &[(&str, &str)]) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("keyward-moto-{port}.log")))
-                .unwrap();
-        let child = Command::new(moto_server_path())
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: moto binds a free port itself and says which. Picking a free port here and
+        // handing it over races with every other test doing the same; the loser's readiness
+        // check then reaches the winner's moto, which vanishes when that test ends.
+        let mut child = Command::new(moto_server_path())
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .envs(env.iter().copied())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start moto_server");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut announced = false;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !announced {
+                    if let Some(port) = line
+                        .split("http://127.0.0.1:")
+                        .nth(1)
+                        .and_then(|rest| rest.trim().parse::<u16>().ok())
+                    {
+                        announced = true;
+                        let _ = tx.send(port);
+                    }
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("moto_server did not announce its port within 30s");
         let moto = Moto {
             child: Some(child),
             port,
