@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod files;
 pub mod iam;
 pub mod install;

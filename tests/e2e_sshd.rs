@@ -72,3 +72,8 @@ fn install_on_unvalidatable_sshd_config_changes_nothing() {
 fn pam_hook_tells_strangers_nothing_about_iam() {
     scenario("pam_hook_tells_strangers_nothing");
 }
+
+#[test]
+fn doctor_finds_the_missing_wiring_and_is_clean_after_install() {
+    scenario("doctor");
+}

@@ -6,11 +6,13 @@
 mod authorized_keys;
 mod config_cmd;
 mod delete_key;
+mod doctor;
 mod install;
 mod key_status;
 mod laptop;
 mod list_keys;
 mod pam_create_account;
+mod policy;
 mod rotate_key;
 mod sync;
 mod uninstall;
@@ -80,6 +82,10 @@ pub enum Command {
     RotateKey(rotate_key::RotateKey),
     /// Print the effective configuration
     Config(config_cmd::ShowConfig),
+    /// Check this host's config, AWS access, sshd, PAM, schedule and cache; say how to fix them
+    Doctor(doctor::Doctor),
+    /// Print the least-privilege IAM policy for hosts (--host) or for people (--user)
+    Policy(policy::Policy),
 }
 
 /// Options every command may need.
@@ -123,6 +129,8 @@ impl Cli {
             Command::DeleteKey(c) => c.run(&ctx).await,
             Command::RotateKey(c) => c.run(&ctx).await,
             Command::Config(c) => c.run(&ctx),
+            Command::Doctor(c) => c.run(&ctx).await,
+            Command::Policy(c) => c.run(&ctx),
         }
     }
 }

@@ -42,30 +42,7 @@ pub struct AwsIam {
 
 impl AwsIam {
     pub async fn new(options: &ClientOptions) -> AwsIam {
-        // Region, credentials and endpoint from the standard chain, which reads aws_config_file
-        // instead of the HOME files when it is set.
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(3));
-        if let Some(file) = &options.aws_config_file {
-            // The file serves as both config and credentials file, and nothing from HOME.
-            let files = EnvConfigFiles::builder()
-                .include_default_config_file(false)
-                .include_default_credentials_file(false)
-                .with_file(EnvConfigFileKind::Config, file)
-                .with_file(EnvConfigFileKind::Credentials, file)
-                .build();
-            loader = loader.profile_files(files);
-        }
-
-        if let Some(timeout) = options.timeout {
-            loader = loader.timeout_config(
-                TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .connect_timeout(timeout.min(Duration::from_secs(2)))
-                    .build(),
-            );
-        }
-        let shared = loader.load().await;
+        let shared = shared_config(options).await;
         let mut config = aws_sdk_iam::config::Builder::from(&shared);
         if shared.region().is_none() {
             // IAM is a global service: any region reaches it, so a laptop without a configured
@@ -73,18 +50,46 @@ impl AwsIam {
             config = config.region(aws_sdk_iam::config::Region::new("us-east-1"));
         }
         if let Some(arn) = &options.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
-                .session_name("keyward")
-                .configure(&shared)
-                .build()
-                .await;
-            config = config.credentials_provider(provider);
+            config = config.credentials_provider(role_provider(arn, &shared).await);
         }
         AwsIam {
             client: aws_sdk_iam::Client::from_conf(config.build()),
         }
     }
 
+    /// The region `new` would use and the credentials it would sign with: the name of the
+    /// chain's provider that gave them ("Environment", "ProfileFile", "IMDSv2"...), then, with
+    /// `role_arn`, the role assumed with them (`keyward doctor`). Not an IAM call, though the
+    /// chain may ask IMDS and the role STS.
+    pub async fn resolve_credentials(
+        options: &ClientOptions,
+    ) -> (Option<String>, Result<String, IamError>) {
+        use aws_sdk_iam::config::ProvideCredentials;
+        let shared = shared_config(options).await;
+        let region = shared.region().map(|r| r.to_string());
+        let Some(chain) = shared.credentials_provider() else {
+            return (
+                region,
+                Err(IamError::NoCredentials(
+                    "no credentials provider is configured".into(),
+                )),
+            );
+        };
+        let base = match chain.provide_credentials().await {
+            Ok(c) => provider_name(&c),
+            Err(e) => return (region, Err(IamError::NoCredentials(cause_chain(&e)))),
+        };
+        let Some(arn) = &options.role_arn else {
+            return (region, Ok(base));
+        };
+        let assumed = role_provider(arn, &shared)
+            .await
+            .provide_credentials()
+            .await
+            .map(|_| base)
+            .map_err(|e| IamError::NoCredentials(format!("assuming {arn}: {}", cause_chain(&e))));
+        (region, assumed)
+    }
     fn count(&self) {
         CALLS.fetch_add(1, Ordering::Relaxed);
     }
@@ -253,6 +258,38 @@ impl AwsIam {
         }
     }
 
+    /// The first IAM user's name (ListUsers, one item): a cheap probe of the permission.
+    pub async fn first_user(&self) -> Result<Option<String>, IamError> {
+        self.count();
+        let out = self
+            .client
+            .list_users()
+            .max_items(1)
+            .send()
+            .await
+            .map_err(|e| classify("iam:ListUsers", e))?;
+        Ok(out.users.into_iter().next().map(|u| u.user_name))
+    }
+
+    /// The first IAM group's name (ListGroups, one item), and IAM's HTTP `Date` with the local
+    /// time its answer arrived, whatever the answer was (`keyward doctor`'s clock check).
+    pub async fn first_group(&self) -> (Result<Option<String>, IamError>, Option<ServerDate>) {
+        self.count();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let result = self
+            .client
+            .list_groups()
+            .max_items(1)
+            .customize()
+            .interceptor(DateRecorder(seen.clone()))
+            .send()
+            .await
+            .map(|out| out.groups.into_iter().next().map(|g| g.group_name))
+            .map_err(|e| classify("iam:ListGroups", e));
+        let date = seen.lock().ok().and_then(|mut d| d.take());
+        (result, date)
+    }
+
     async fn get_key(&self, user: &str, id: &str) -> Result<String, IamError> {
         self.count();
         let out = self
@@ -268,6 +305,44 @@ impl AwsIam {
             .map(|k| k.ssh_public_key_body)
             .ok_or_else(|| IamError::Other("GetSSHPublicKey returned no key".into()))
     }
+}
+
+/// Region, credentials and endpoint from the standard chain, which reads aws_config_file
+/// instead of the HOME files when it is set.
+async fn shared_config(options: &ClientOptions) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    if let Some(file) = &options.aws_config_file {
+        // The file serves as both config and credentials file, and nothing from HOME.
+        let files = EnvConfigFiles::builder()
+            .include_default_config_file(false)
+            .include_default_credentials_file(false)
+            .with_file(EnvConfigFileKind::Config, file)
+            .with_file(EnvConfigFileKind::Credentials, file)
+            .build();
+        loader = loader.profile_files(files);
+    }
+    if let Some(timeout) = options.timeout {
+        loader = loader.timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(2)))
+                .build(),
+        );
+    }
+    loader.load().await
+}
+
+/// Credentials of `arn`, assumed with the chain's.
+async fn role_provider(
+    arn: &str,
+    shared: &aws_config::SdkConfig,
+) -> aws_config::sts::AssumeRoleProvider {
+    aws_config::sts::AssumeRoleProvider::builder(arn)
+        .session_name("keyward")
+        .configure(shared)
+        .build()
+        .await
 }
 
 impl Directory for AwsIam {
@@ -345,6 +420,54 @@ impl Directory for AwsIam {
     fn calls(&self) -> usize {
         total_calls()
     }
+}
+
+/// IAM's HTTP `Date` header and the local clock when the answer arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDate {
+    pub header: String,
+    pub received: std::time::SystemTime,
+}
+
+/// Records the `Date` header of the last response an operation received.
+#[derive(Debug)]
+struct DateRecorder(std::sync::Arc<std::sync::Mutex<Option<ServerDate>>>);
+
+impl aws_sdk_iam::config::Intercept for DateRecorder {
+    fn name(&self) -> &'static str {
+        "keyward::DateRecorder"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_iam::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        let received = std::time::SystemTime::now();
+        if let Some(header) = context.response().headers().get("date") {
+            if let Ok(mut slot) = self.0.lock() {
+                *slot = Some(ServerDate {
+                    header: header.to_owned(),
+                    received,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which provider of the chain gave credentials ("Environment", "ProfileFile", "IMDSv2",
+/// "AssumeRoleProvider"...). `Credentials` has no getter for it; its Debug output names it and
+/// redacts the secret.
+fn provider_name(credentials: &aws_sdk_iam::config::Credentials) -> String {
+    let debug = format!("{credentials:?}");
+    debug
+        .split("provider_name: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("unknown")
+        .to_owned()
 }
 
 /// The marker of the next page; a truncated answer without one is a partial read, which

@@ -1,0 +1,973 @@
+//! The verdicts of `keyward doctor`, as pure functions of the facts `gather` collected.
+//!
+//! Each function turns what was found into ok / problem (with the one-line fix) / skip. They
+//! never read the host or call IAM, so every verdict is tested with made-up facts, and they
+//! reuse install's own rules (sshd's path rule, the PAM block, the sshd directives) so that
+//! doctor and install can never disagree about what "installed" means.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::Check;
+use crate::config::{Config, ConfigError, Source};
+use crate::iam::IamError;
+use crate::install::{self, blocks, pam, schedule, sshd};
+
+/// Above this, clocks are far enough apart to matter (SigV4 refuses 15 minutes; TLS and
+/// credential expiry suffer before that).
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+
+pub const NTP_FIX: &str = "enable NTP: timedatectl set-ntp true (or install chrony)";
+
+/// Check 1: the config file parses, validates, is trusted, and lets someone in.
+pub fn config(loaded: &Result<(Config, Source), ConfigError>) -> Check {
+    const NAME: &str = "config";
+    match loaded {
+        Ok((config, source)) if config.allowed_groups.is_empty() => {
+            let path = match source {
+                Source::File(p) | Source::Defaults(p) => p.display().to_string(),
+            };
+            Check::problem(
+                NAME,
+                format!("{source}: allowed_groups is empty, nobody may log in"),
+                format!("set allowed_groups = [\"YOUR-IAM-GROUP\"] in {path}"),
+            )
+        }
+        Ok((_, source)) => Check::ok(NAME, format!("{source}: parsed, trusted")),
+        Err(e @ (ConfigError::Parse { path, .. } | ConfigError::Invalid { path, .. })) => {
+            Check::problem(
+                NAME,
+                one_line(&e.to_string()),
+                format!(
+                    "correct that line in {} (keyward config prints the result)",
+                    path.display()
+                ),
+            )
+        }
+        Err(e @ ConfigError::Untrusted { path, reason }) => Check::problem(
+            NAME,
+            e.to_string(),
+            trust_fix(reason).unwrap_or_else(|| {
+                format!(
+                    "make {} and every directory above it root-owned and not group/world-writable",
+                    path.display()
+                )
+            }),
+        ),
+        Err(e @ ConfigError::Read { path, .. }) => Check::problem(
+            NAME,
+            e.to_string(),
+            format!(
+                "create {} or point --config / KEYWARD_CONFIG at the right file",
+                path.display()
+            ),
+        ),
+    }
+}
+
+/// A TOML error on one line: its position and its message, without the source excerpt
+/// (`4 | max_stal = ...`, `  | ^^^`) and without the list of every valid key.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            let after_number = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !after_number.starts_with('|')
+        })
+        .map(|l| l.split(", expected one of").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// The command `files::check_trusted` suggests at the end of its reason ("...: chmod go-w X").
+fn trust_fix(reason: &str) -> Option<String> {
+    reason
+        .rsplit_once(": ")
+        .map(|(_, fix)| fix)
+        .filter(|fix| fix.starts_with("chown ") || fix.starts_with("chmod "))
+        .map(str::to_owned)
+}
+
+/// What the AWS SDK's chain resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialFacts {
+    pub region: Option<String>,
+    /// The provider's name ("Environment", "ProfileFile", "IMDSv2"...), or why none worked.
+    pub provider: Result<String, String>,
+    pub aws_config_file: Option<PathBuf>,
+    pub role_arn: Option<String>,
+    pub is_root: bool,
+}
+
+/// Check 2: region and credentials resolve, and from where.
+pub fn credentials(facts: &CredentialFacts) -> Check {
+    const NAME: &str = "credentials";
+    let region = facts
+        .region
+        .as_deref()
+        .unwrap_or("us-east-1 (IAM's default)");
+    match &facts.provider {
+        Ok(provider) => {
+            let mut detail = format!(
+                "region {region}; credentials from {}",
+                describe_provider(provider, facts.aws_config_file.as_deref())
+            );
+            if let Some(arn) = &facts.role_arn {
+                detail.push_str(&format!(" (iam_role_arn {arn})"));
+            }
+            Check::ok(NAME, detail)
+        }
+        Err(e) => {
+            let fix = match &facts.aws_config_file {
+                Some(file) if !facts.is_root => format!(
+                    "run doctor as root (or as keyward) to read aws_config_file {}",
+                    file.display()
+                ),
+                Some(file) => format!(
+                    "put credentials (or a role_arn/credential_source) under [default] in aws_config_file {}",
+                    file.display()
+                ),
+                None => "attach an instance profile to this instance, or set aws_config_file in keyward.toml (sshd runs keyward with a bare environment)".into(),
+            };
+            Check::problem(NAME, format!("region {region}; {e}"), fix)
+        }
+    }
+}
+
+/// Where the SDK's credentials provider chain found credentials, in an admin's words.
+pub fn describe_provider(provider: &str, aws_config_file: Option<&Path>) -> String {
+    match provider {
+        "EnvironmentVariable" | "Environment" => {
+            "environment variables (AWS_ACCESS_KEY_ID; sshd and PAM do not pass them on to keyward)"
+                .into()
+        }
+        "ProfileFile" => match aws_config_file {
+            Some(f) => format!("aws_config_file {}", f.display()),
+            None => "the shared AWS config files (~/.aws, AWS_PROFILE)".into(),
+        },
+        "IMDSv2" | "IMDS" => "the instance profile (instance metadata service)".into(),
+        "AssumeRoleProvider" => match aws_config_file {
+            Some(f) => format!("a role assumed per aws_config_file {}", f.display()),
+            None => "a role assumed per the shared AWS config (role_arn)".into(),
+        },
+        "WebIdentityToken" => "a web identity token (AWS_WEB_IDENTITY_TOKEN_FILE)".into(),
+        "EcsContainer" => "the container credentials endpoint (ECS/EKS)".into(),
+        "SSO" | "Login" => "an SSO / console login session".into(),
+        "CredentialProcess" => "a credential_process".into(),
+        other => format!("provider {other}"),
+    }
+}
+
+/// Check 3: one IAM read keyward needs was tried: allowed, or denied (naming the action). A probe
+/// of a deliberately missing user/group/key answered with NoSuchEntity was allowed.
+/// `needed` is false for an action this config never makes (ListUsers without `["*"]`).
+pub fn iam_action(
+    action: &'static str,
+    target: &str,
+    tried: &Result<(), IamError>,
+    needed: bool,
+) -> Check {
+    match tried {
+        Ok(()) => Check::ok(action, format!("allowed ({target})")),
+        Err(IamError::NotFound(_)) => Check::ok(
+            action,
+            format!("allowed ({target} does not exist: IAM said NoSuchEntity)"),
+        ),
+        Err(IamError::AccessDenied { .. }) if !needed => Check::ok(
+            action,
+            "denied; only needed with allowed_groups = [\"*\"]".to_owned(),
+        ),
+        Err(IamError::AccessDenied { message, .. }) => Check::problem(
+            action,
+            format!("denied ({target}): {message}"),
+            format!(
+                "allow \"{action}\" in the IAM policy of this host's role (keyward policy --host prints it)"
+            ),
+        ),
+        Err(e @ IamError::Unreachable(_)) => Check::problem(
+            action,
+            e.to_string(),
+            "check the network path to IAM (a VPC without internet needs a NAT or proxy; IAM has no VPC endpoint)",
+        ),
+        Err(e @ IamError::NoCredentials(_)) => Check::problem(
+            action,
+            e.to_string(),
+            "fix the credentials (see the credentials check)",
+        ),
+        Err(e) => Check::problem(
+            action,
+            e.to_string(),
+            "see the message; keyward policy --host prints what keyward needs",
+        ),
+    }
+}
+
+/// Check 9: the local clock against IAM's `Date` header. `date` is the header and the local time
+/// its answer arrived; `None` when no answer came.
+pub fn clock(date: Option<(&str, SystemTime)>) -> Check {
+    const NAME: &str = "clock";
+    let Some((header, received)) = date else {
+        return Check::skip(
+            NAME,
+            "IAM gave no answer with a Date header to compare with",
+        );
+    };
+    let server = match aws_smithy_types::DateTime::from_str(
+        header,
+        aws_smithy_types::date_time::Format::HttpDate,
+    ) {
+        Ok(t) => t,
+        Err(e) => return Check::skip(NAME, format!("IAM's Date header {header:?}: {e}")),
+    };
+    let local = aws_smithy_types::DateTime::from(received);
+    // The Date header has whole seconds: anything under a second is noise.
+    let skew = server.secs() - local.secs();
+    let words = |secs: i64| humantime::format_duration(Duration::from_secs(secs.unsigned_abs()));
+    let detail = match skew {
+        0 => "in step with IAM (within a second)".to_owned(),
+        s if s > 0 => format!("{} behind IAM", words(s)),
+        s => format!("{} ahead of IAM", words(s)),
+    };
+    if skew.unsigned_abs() > MAX_SKEW.as_secs() {
+        Check::problem(
+            NAME,
+            format!("{detail} (more than 5 minutes; AWS refuses signatures 15 minutes off)"),
+            NTP_FIX,
+        )
+    } else {
+        Check::ok(NAME, detail)
+    }
+}
+
+/// What `sshd -T` gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshdDump {
+    NotRoot,
+    NoSshd,
+    Failed(String),
+    Dump(String),
+}
+
+/// The AuthorizedKeysCommand sshd would run, per `sshd -T` (`None` for `none` or missing).
+pub fn effective_command(dump: &str) -> Option<String> {
+    sshd::effective_from_dump(&sshd::parse_dump(dump))
+        .command
+        .map(|s| s.value)
+}
+
+/// The program of an AuthorizedKeysCommand when it is a keyward `authorized-keys` call.
+pub fn keyward_program(command: &str) -> Option<&str> {
+    let mut words = command.split_ascii_whitespace();
+    let program = words.next()?;
+    (program.rsplit('/').next() == Some("keyward") && words.next() == Some("authorized-keys"))
+        .then_some(program)
+}
+
+/// Check 4: the effective sshd config runs keyward's command as the keyward user (and lets PAM
+/// create accounts when `create_on_login`).
+pub fn sshd(dump: &SshdDump, binary: &str, create_on_login: bool) -> Check {
+    const NAME: &str = "sshd";
+    let text = match dump {
+        SshdDump::NotRoot => return Check::skip(NAME, "run as root (sshd -T reads the host keys)"),
+        SshdDump::NoSshd => {
+            return Check::problem(
+                NAME,
+                "sshd is not installed (neither /usr/sbin/sshd nor sshd on PATH)",
+                "install openssh-server",
+            )
+        }
+        SshdDump::Failed(why) if why.contains("privilege separation directory") => {
+            return Check::problem(
+                NAME,
+                format!("sshd -T failed: {why}"),
+                "install -d -m 0755 /run/sshd (sshd's service creates it when it starts)",
+            )
+        }
+        SshdDump::Failed(why) => {
+            return Check::problem(
+                NAME,
+                format!("sshd -T failed: {why}"),
+                "fix sshd's configuration until `sshd -T` prints it (sshd -t names the line)",
+            )
+        }
+        SshdDump::Dump(text) => text,
+    };
+    let eff = sshd::effective_from_dump(&sshd::parse_dump(text));
+    let want = sshd::authorized_keys_command(binary);
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    match eff.command.as_ref().map(|s| s.value.as_str()) {
+        None => problems.push("no AuthorizedKeysCommand is in effect".to_owned()),
+        Some(cmd) if cmd == want => {}
+        Some(cmd) => match keyward_program(cmd) {
+            Some(program) if cmd == sshd::authorized_keys_command(program) => {
+                notes.push(format!("runs {program}, not this binary {binary}"));
+            }
+            _ => problems.push(format!("AuthorizedKeysCommand is {cmd:?}, not {want:?}")),
+        },
+    }
+    match eff.command_user.as_ref().map(|s| s.value.as_str()) {
+        Some(sshd::COMMAND_USER) => {}
+        other => problems.push(format!(
+            "AuthorizedKeysCommandUser is {:?}, not {:?}",
+            other.unwrap_or("none"),
+            sshd::COMMAND_USER
+        )),
+    }
+    if create_on_login {
+        for (setting, what) in [
+            (&eff.kbd_interactive, "KbdInteractiveAuthentication"),
+            (&eff.use_pam, "UsePAM"),
+        ] {
+            let value = setting.as_ref().map_or("no", |s| s.value.as_str());
+            if !value.eq_ignore_ascii_case("yes") {
+                problems.push(format!(
+                    "{what} is {value:?}, and create_on_login needs \"yes\""
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        let mut detail = format!(
+            "AuthorizedKeysCommand {} as user {}",
+            eff.command.map(|s| s.value).unwrap_or_default(),
+            sshd::COMMAND_USER
+        );
+        for note in notes {
+            detail.push_str(&format!(" ({note})"));
+        }
+        Check::ok(NAME, detail)
+    } else {
+        Check::problem(
+            NAME,
+            problems.join("; "),
+            "keyward install (it puts keyward's directives where sshd reads them first)",
+        )
+    }
+}
+
+/// Check 5: sshd's ownership and mode rule for the AuthorizedKeysCommand binary and every directory
+/// above it. `ancestry` is each path with owner and mode, the file first.
+pub fn command_path(binary: &str, ancestry: &Result<Vec<(PathBuf, u32, u32)>, String>) -> Check {
+    const NAME: &str = "command path";
+    let fix = format!(
+        "install -o root -g root -m 0755 {binary} /usr/local/bin/keyward && /usr/local/bin/keyward install"
+    );
+    if !install::is_plain_path(binary) {
+        return Check::problem(
+            NAME,
+            format!("{binary:?} has characters sshd or PAM would split or expand"),
+            fix,
+        );
+    }
+    match ancestry {
+        Err(e) => Check::problem(NAME, format!("{binary}: {e}"), fix),
+        Ok(ancestry) => match install::sshd_path_problem(ancestry) {
+            Some(problem) => Check::problem(
+                NAME,
+                format!("sshd refuses {binary} as AuthorizedKeysCommand: {problem}"),
+                fix,
+            ),
+            None => Check::ok(
+                NAME,
+                format!(
+                    "{binary} and every directory above it: root-owned, not group/world-writable"
+                ),
+            ),
+        },
+    }
+}
+
+/// Check 6: keyward's pam_exec hook is in /etc/pam.d/sshd (`pam` is its text, `None`: missing)
+/// exactly as install writes it for `binary`.
+pub fn pam(create_on_login: bool, text: Option<&str>, binary: &str) -> Check {
+    const NAME: &str = "pam";
+    let path = pam::PAM_PATH;
+    let Some(text) = text else {
+        return if create_on_login {
+            Check::problem(
+                NAME,
+                format!("{path} does not exist: create_on_login has no PAM stack to hook into"),
+                "install sshd's PAM configuration (openssh-server), or set create_on_login = false",
+            )
+        } else {
+            Check::skip(NAME, "create_on_login = false: no hook needed")
+        };
+    };
+    if !create_on_login {
+        return if blocks::has_block(text) {
+            Check::problem(
+                NAME,
+                format!("{path} still has keyward's hook, but create_on_login = false"),
+                "keyward install (it removes the hook)",
+            )
+        } else {
+            Check::skip(NAME, "create_on_login = false: no hook needed")
+        };
+    }
+    match pam::desired(text, binary, true) {
+        Ok(want) if want == text => Check::ok(
+            NAME,
+            format!("{path}: pam_exec {binary} pam-create-account before the first auth line"),
+        ),
+        Ok(_) if blocks::has_block(text) => Check::problem(
+            NAME,
+            format!("{path}: keyward's block is not what install writes for {binary} (edited, moved, or another binary)"),
+            "keyward install",
+        ),
+        Ok(_) => Check::problem(
+            NAME,
+            format!("{path} has no keyward hook: first-time users get no account until the next sync"),
+            "keyward install",
+        ),
+        Err(e) => Check::problem(NAME, format!("{path}: {e}"), "keyward install"),
+    }
+}
+
+/// What systemd says about the timer and the last sync it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TimerState {
+    /// `systemctl is-enabled keyward-sync.timer`
+    pub enabled: String,
+    /// `systemctl is-active keyward-sync.timer`
+    pub active: String,
+    /// `systemctl show keyward-sync.service -p Result -p ExecMainStatus -p ExecMainStartTimestamp`
+    pub result: String,
+    pub exec_main_status: String,
+    pub last_start: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScheduleFacts {
+    /// /etc/cron.d/keyward's text.
+    pub cron: Option<String>,
+    pub timer_installed: bool,
+    /// `None` when systemd is not the running init.
+    pub systemd: Option<TimerState>,
+}
+
+/// Check 7: `keyward sync` is scheduled, and (under systemd) its last run succeeded.
+pub fn schedule(facts: &ScheduleFacts) -> Check {
+    const NAME: &str = "sync schedule";
+    let timer = schedule::TIMER_UNIT;
+    if facts.timer_installed {
+        let Some(state) = &facts.systemd else {
+            return Check::problem(
+                NAME,
+                format!("{timer} is installed but systemd is not running, so it never fires"),
+                "keyward install --scheduler cron",
+            );
+        };
+        if state.enabled != "enabled" {
+            return Check::problem(
+                NAME,
+                format!("{timer} is {:?}, not enabled", state.enabled),
+                format!("systemctl enable --now {timer}"),
+            );
+        }
+        if state.active != "active" {
+            return Check::problem(
+                NAME,
+                format!("{timer} is {:?}, not active", state.active),
+                format!("systemctl start {timer}"),
+            );
+        }
+        if state.last_start.is_empty() || state.last_start == "n/a" {
+            return Check::ok(
+                NAME,
+                format!("{timer} enabled and active; sync has not run yet"),
+            );
+        }
+        if state.result != "success" {
+            return Check::problem(
+                NAME,
+                format!(
+                    "{timer} enabled and active, but the last sync ({}) failed: Result={}, exit status {}",
+                    state.last_start, state.result, state.exec_main_status
+                ),
+                "journalctl -u keyward-sync.service shows why; keyward sync --dry-run tries it",
+            );
+        }
+        return Check::ok(
+            NAME,
+            format!(
+                "{timer} enabled and active; last sync ({}) succeeded",
+                state.last_start
+            ),
+        );
+    }
+    match &facts.cron {
+        Some(text) if cron_sync_line(text).is_some() => Check::ok(
+            NAME,
+            format!(
+                "cron entry present in {} ({}); last run unknown: sync records no result (cron logs to syslog)",
+                schedule::CRON_PATH,
+                cron_sync_line(text).unwrap_or_default()
+            ),
+        ),
+        Some(_) => Check::problem(
+            NAME,
+            format!("{} has no `keyward sync` line", schedule::CRON_PATH),
+            "keyward install",
+        ),
+        None => Check::problem(
+            NAME,
+            format!(
+                "keyward sync is not scheduled (no {timer}, no {})",
+                schedule::CRON_PATH
+            ),
+            "keyward install",
+        ),
+    }
+}
+
+/// The cron line that runs `keyward sync` as root.
+fn cron_sync_line(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let words: Vec<&str> = l.split_ascii_whitespace().collect();
+            words.len() >= 8
+                && words[5] == "root"
+                && words[6].rsplit('/').next() == Some("keyward")
+                && words[7] == "sync"
+        })
+        .map(|l| l.split(" >").next().unwrap_or(l).to_owned())
+}
+
+/// Owner and mode of the cache directory and what is around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFacts {
+    pub dir: PathBuf,
+    /// (uid, mode incl. file type bits) of the directory; `None` when it does not exist.
+    pub meta: Result<Option<(u32, u32)>, String>,
+    pub keyward_uid: Option<u32>,
+    /// `files::check_trusted` of the parent directory.
+    pub parent: Result<(), String>,
+    /// (path, uid, mode) of `keys/` and `users/` where they exist.
+    pub subdirs: Vec<(PathBuf, u32, u32)>,
+}
+
+/// Check 8: the key cache is the keyward user's and nobody else can write it (or its parents).
+pub fn cache_dir(facts: &CacheFacts) -> Check {
+    const NAME: &str = "cache dir";
+    let dir = facts.dir.display();
+    let Some(uid) = facts.keyward_uid else {
+        return Check::problem(
+            NAME,
+            "there is no system user keyward (sshd runs authorized-keys as it)",
+            "keyward install",
+        );
+    };
+    let meta = match &facts.meta {
+        Err(e) => return Check::problem(NAME, format!("{dir}: {e}"), "keyward install"),
+        Ok(None) => {
+            return Check::problem(
+                NAME,
+                format!("{dir} does not exist: keys are not cached, so every login asks IAM and an IAM outage locks everyone out"),
+                "keyward install (creates it, owned by keyward)",
+            )
+        }
+        Ok(Some(meta)) => *meta,
+    };
+    if meta.1 & 0o170000 != 0o040000 {
+        return Check::problem(
+            NAME,
+            format!("{dir} is not a directory"),
+            format!("rm {dir} && keyward install"),
+        );
+    }
+    let entries =
+        std::iter::once((facts.dir.clone(), meta.0, meta.1)).chain(facts.subdirs.iter().cloned());
+    for (path, owner, mode) in entries {
+        let p = path.display();
+        if owner != uid {
+            return Check::problem(
+                NAME,
+                format!("{p} is owned by uid {owner}, not keyward ({uid})"),
+                format!("chown -R keyward:keyward {dir}"),
+            );
+        }
+        if mode & 0o022 != 0 {
+            return Check::problem(
+                NAME,
+                format!(
+                    "{p} is writable by group or others (mode {:o})",
+                    mode & 0o7777
+                ),
+                format!("chmod -R go-w {dir}"),
+            );
+        }
+    }
+    if let Err(reason) = &facts.parent {
+        return Check::problem(
+            NAME,
+            format!("a directory above {dir} is not trusted: {reason}"),
+            trust_fix(reason).unwrap_or_else(|| {
+                "make the parents root-owned and not group/world-writable".into()
+            }),
+        );
+    }
+    Check::ok(
+        NAME,
+        format!("{dir}: owned by keyward, mode {:o}", meta.1 & 0o7777),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::doctor::Status;
+
+    const BIN: &str = "/usr/local/bin/keyward";
+
+    fn load(text: &str) -> Result<(Config, Source), ConfigError> {
+        let path = Path::new("/etc/keyward/keyward.toml");
+        Config::from_toml(text, path).map(|c| (c, Source::File(path.into())))
+    }
+
+    #[test]
+    fn config_typo_is_a_problem_naming_key_and_line() {
+        let c = config(&load("allowed_groups = [\"ops\"]\nmax_stal = \"1h\"\n"));
+        assert_eq!(c.status, Status::Problem);
+        assert!(
+            c.detail.contains("max_stal") && c.detail.contains("line 2"),
+            "{c:?}"
+        );
+        assert!(c.fix.unwrap().contains("/etc/keyward/keyward.toml"));
+    }
+
+    #[test]
+    fn config_that_lets_nobody_in_is_a_problem() {
+        let c = config(&load(""));
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("allowed_groups is empty"), "{c:?}");
+        let ok = config(&load("allowed_groups = [\"ops\"]"));
+        assert_eq!(ok.status, Status::Ok);
+        assert!(ok.detail.contains("/etc/keyward/keyward.toml"), "{ok:?}");
+    }
+
+    #[test]
+    fn untrusted_config_gets_the_suggested_command_as_fix() {
+        let c = config(&Err(ConfigError::Untrusted {
+            path: "/etc/keyward/keyward.toml".into(),
+            reason:
+                "/etc/keyward is writable by group or others (mode 777): chmod go-w /etc/keyward"
+                    .into(),
+        }));
+        assert_eq!(c.status, Status::Problem);
+        assert_eq!(c.fix.as_deref(), Some("chmod go-w /etc/keyward"));
+    }
+
+    fn creds(provider: Result<&str, &str>) -> CredentialFacts {
+        CredentialFacts {
+            region: Some("eu-west-1".into()),
+            provider: provider.map(str::to_owned).map_err(str::to_owned),
+            aws_config_file: None,
+            role_arn: None,
+            is_root: true,
+        }
+    }
+
+    #[test]
+    fn credentials_say_where_they_came_from() {
+        let c = credentials(&creds(Ok("IMDSv2")));
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.detail.contains("region eu-west-1"), "{c:?}");
+        assert!(c.detail.contains("instance profile"), "{c:?}");
+        let mut f = creds(Ok("ProfileFile"));
+        f.aws_config_file = Some("/etc/keyward/aws-config".into());
+        assert!(credentials(&f)
+            .detail
+            .contains("aws_config_file /etc/keyward/aws-config"));
+        assert!(credentials(&creds(Ok("Environment")))
+            .detail
+            .contains("environment"));
+    }
+
+    #[test]
+    fn missing_credentials_are_a_problem_with_a_fix_for_the_setup() {
+        let c = credentials(&creds(Err("no providers in chain")));
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.fix.unwrap().contains("instance profile"));
+        let mut f = creds(Err("permission denied"));
+        f.aws_config_file = Some("/etc/keyward/aws-config".into());
+        f.is_root = false;
+        assert!(credentials(&f).fix.unwrap().contains("run doctor as root"));
+    }
+
+    #[test]
+    fn iam_denial_names_the_missing_action() {
+        let denied = Err(IamError::AccessDenied {
+            action: "iam:GetGroup",
+            message: "not authorized".into(),
+        });
+        let c = iam_action("iam:GetGroup", "group ops", &denied, true);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.fix.unwrap().contains("allow \"iam:GetGroup\""));
+        let c = iam_action("iam:ListUsers", "first user", &denied, false);
+        assert_eq!(c.status, Status::Ok, "not needed without [\"*\"]");
+        assert!(c.detail.contains("denied"));
+    }
+
+    #[test]
+    fn iam_no_such_entity_means_the_call_was_allowed() {
+        let c = iam_action(
+            "iam:GetUser",
+            "user keyward-doctor-probe",
+            &Err(IamError::NotFound("no user".into())),
+            true,
+        );
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.detail.contains("NoSuchEntity"));
+        assert_eq!(
+            iam_action("iam:GetUser", "u", &Ok(()), true).status,
+            Status::Ok
+        );
+        let c = iam_action(
+            "iam:GetUser",
+            "u",
+            &Err(IamError::Unreachable("timeout".into())),
+            true,
+        );
+        assert_eq!(c.status, Status::Problem);
+    }
+
+    fn at(header: &str, local_secs: u64) -> Check {
+        clock(Some((
+            header,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(local_secs),
+        )))
+    }
+
+    #[test]
+    fn clock_skew_over_five_minutes_is_a_problem() {
+        // Sun, 06 Nov 1994 08:49:37 GMT = 784111777
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let c = at(date, 784111777);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.detail.contains("in step"), "{c:?}");
+        let c = at(date, 784111777 - 120);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.detail.contains("2m behind"), "{c:?}");
+        let c = at(date, 784111777 + 301);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("ahead"), "{c:?}");
+        assert_eq!(c.fix.as_deref(), Some(NTP_FIX));
+        assert_eq!(at("yesterday", 0).status, Status::Skip);
+        assert_eq!(clock(None).status, Status::Skip);
+    }
+
+    fn dump(akc: &str, user: &str, kbd: &str) -> SshdDump {
+        SshdDump::Dump(format!(
+            "port 22\nusepam yes\nkbdinteractiveauthentication {kbd}\nauthorizedkeyscommand {akc}\nauthorizedkeyscommanduser {user}\n"
+        ))
+    }
+
+    #[test]
+    fn sshd_with_keywards_command_and_user_is_ok() {
+        let c = sshd(
+            &dump(
+                "/usr/local/bin/keyward authorized-keys %u %f %k",
+                "keyward",
+                "yes",
+            ),
+            BIN,
+            true,
+        );
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        let other = sshd(
+            &dump("/opt/keyward authorized-keys %u %f %k", "keyward", "yes"),
+            BIN,
+            true,
+        );
+        assert_eq!(other.status, Status::Ok, "{other:?}");
+        assert!(other.detail.contains("not this binary"), "{other:?}");
+    }
+
+    #[test]
+    fn sshd_without_keyward_is_a_problem_naming_what_is_in_effect() {
+        let c = sshd(&dump("none", "nobody", "no"), BIN, true);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("no AuthorizedKeysCommand"), "{c:?}");
+        assert!(
+            c.detail.contains("AuthorizedKeysCommandUser is \"nobody\""),
+            "{c:?}"
+        );
+        assert!(c.detail.contains("KbdInteractiveAuthentication"), "{c:?}");
+        let c = sshd(
+            &dump(
+                "/usr/share/ec2-instance-connect/eic_run_authorized_keys %u %f",
+                "ec2-instance-connect",
+                "no",
+            ),
+            BIN,
+            false,
+        );
+        assert!(c.detail.contains("eic_run_authorized_keys"), "{c:?}");
+        assert!(!c.detail.contains("Kbd"), "{c:?}");
+        assert_eq!(sshd(&SshdDump::NotRoot, BIN, true).status, Status::Skip);
+        assert_eq!(
+            sshd(&SshdDump::Failed("x".into()), BIN, true).status,
+            Status::Problem
+        );
+    }
+
+    #[test]
+    fn command_path_follows_sshds_rule() {
+        let ok = |p: &str| (PathBuf::from(p), 0, 0o40755);
+        let good = Ok(vec![
+            (PathBuf::from(BIN), 0, 0o100755),
+            ok("/usr/local/bin"),
+            ok("/usr/local"),
+            ok("/usr"),
+            ok("/"),
+        ]);
+        assert_eq!(command_path(BIN, &good).status, Status::Ok);
+        let home = Ok(vec![
+            (PathBuf::from("/home/a/keyward"), 1000, 0o100755),
+            (PathBuf::from("/home/a"), 1000, 0o40755),
+            ok("/home"),
+            ok("/"),
+        ]);
+        let c = command_path("/home/a/keyward", &home);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("owned by uid 1000"), "{c:?}");
+        assert!(c.fix.unwrap().contains("install -o root -g root -m 0755"));
+        assert_eq!(
+            command_path("/opt/my dir/keyward", &good).status,
+            Status::Problem
+        );
+    }
+
+    #[test]
+    fn pam_hook_must_be_there_as_install_writes_it() {
+        let debian = "# PAM\n@include common-auth\naccount required pam_nologin.so\n";
+        let installed = pam::desired(debian, BIN, true).unwrap();
+        assert_eq!(pam(true, Some(&installed), BIN).status, Status::Ok);
+        let c = pam(true, Some(debian), BIN);
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("no keyward hook"), "{c:?}");
+        let other = pam::desired(debian, "/opt/keyward", true).unwrap();
+        assert!(pam(true, Some(&other), BIN)
+            .detail
+            .contains("not what install writes"));
+        assert_eq!(pam(false, Some(debian), BIN).status, Status::Skip);
+        assert_eq!(pam(false, Some(&installed), BIN).status, Status::Problem);
+        assert_eq!(pam(true, None, BIN).status, Status::Problem);
+    }
+
+    fn timer(result: &str) -> ScheduleFacts {
+        ScheduleFacts {
+            cron: None,
+            timer_installed: true,
+            systemd: Some(TimerState {
+                enabled: "enabled".into(),
+                active: "active".into(),
+                result: result.into(),
+                exec_main_status: if result == "success" { "0" } else { "3" }.into(),
+                last_start: "Mon 2026-01-05 10:00:00 UTC".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn timer_verdict_follows_systemd_and_the_last_run() {
+        let c = schedule(&timer("success"));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        let c = schedule(&timer("exit-code"));
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("exit status 3"), "{c:?}");
+        assert!(c
+            .fix
+            .unwrap()
+            .contains("journalctl -u keyward-sync.service"));
+        let mut disabled = timer("success");
+        disabled.systemd.as_mut().unwrap().enabled = "disabled".into();
+        assert!(schedule(&disabled)
+            .fix
+            .unwrap()
+            .contains("systemctl enable --now"));
+        let mut no_systemd = timer("success");
+        no_systemd.systemd = None;
+        assert_eq!(schedule(&no_systemd).status, Status::Problem);
+        let mut never = timer("success");
+        never.systemd.as_mut().unwrap().last_start = String::new();
+        assert!(schedule(&never).detail.contains("not run yet"));
+    }
+
+    #[test]
+    fn cron_entry_is_ok_with_last_run_unknown() {
+        let cron = crate::install::schedule::render_cron(BIN, 17);
+        let c = schedule(&ScheduleFacts {
+            cron: Some(cron),
+            ..ScheduleFacts::default()
+        });
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(
+            c.detail
+                .contains("17 * * * * root /usr/local/bin/keyward sync"),
+            "{c:?}"
+        );
+        assert!(c.detail.contains("last run unknown"), "{c:?}");
+        let c = schedule(&ScheduleFacts {
+            cron: Some("# nothing\n".into()),
+            ..ScheduleFacts::default()
+        });
+        assert_eq!(c.status, Status::Problem);
+        let c = schedule(&ScheduleFacts::default());
+        assert_eq!(c.status, Status::Problem);
+        assert_eq!(c.fix.as_deref(), Some("keyward install"));
+    }
+
+    fn cache(meta: Option<(u32, u32)>) -> CacheFacts {
+        CacheFacts {
+            dir: "/var/cache/keyward".into(),
+            meta: Ok(meta),
+            keyward_uid: Some(998),
+            parent: Ok(()),
+            subdirs: vec![],
+        }
+    }
+
+    #[test]
+    fn cache_dir_must_be_keywards_and_not_writable_by_others() {
+        assert_eq!(cache_dir(&cache(Some((998, 0o40755)))).status, Status::Ok);
+        let c = cache_dir(&cache(Some((0, 0o40755))));
+        assert!(c.detail.contains("owned by uid 0, not keyward"), "{c:?}");
+        assert!(c.fix.unwrap().starts_with("chown -R keyward"));
+        let c = cache_dir(&cache(Some((998, 0o40775))));
+        assert!(c.detail.contains("writable by group"), "{c:?}");
+        assert_eq!(cache_dir(&cache(None)).status, Status::Problem);
+        let mut sub = cache(Some((998, 0o40755)));
+        sub.subdirs = vec![("/var/cache/keyward/keys".into(), 0, 0o40755)];
+        assert!(cache_dir(&sub).detail.contains("keys is owned by uid 0"));
+        let mut parent = cache(Some((998, 0o40755)));
+        parent.parent = Err("/var/cache is owned by uid 5, not root: chown root /var/cache".into());
+        assert_eq!(
+            cache_dir(&parent).fix.as_deref(),
+            Some("chown root /var/cache")
+        );
+        let mut nouser = cache(Some((998, 0o40755)));
+        nouser.keyward_uid = None;
+        assert_eq!(cache_dir(&nouser).status, Status::Problem);
+    }
+
+    #[test]
+    fn keyward_program_is_found_in_any_keyward_command() {
+        assert_eq!(
+            keyward_program("/opt/keyward authorized-keys %u"),
+            Some("/opt/keyward")
+        );
+        assert_eq!(keyward_program("/usr/bin/other authorized-keys"), None);
+        assert_eq!(
+            effective_command("authorizedkeyscommand /k/keyward authorized-keys %u %f %k\n"),
+            Some("/k/keyward authorized-keys %u %f %k".into())
+        );
+        assert_eq!(effective_command("authorizedkeyscommand none\n"), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! The thin adapters of `keyward doctor`: read the host, run `sshd -T` and `systemctl`, try
+//! the IAM reads, and hand the facts to the verdicts in `checks`.
+//!
+//! Everything here only reads. IAM is probed with the host's own client options (the same
+//! `aws_config_file`, role and timeout sshd's `authorized-keys` gets), on real names when a
+//! list is allowed, else on names that cannot exist, whose NoSuchEntity proves the call was
+//! allowed.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, TimerState};
+use super::Check;
+use crate::config::Config;
+use crate::iam::{AwsIam, Directory, IamError};
+use crate::install::{self, host, manifest::Manifest, pam, schedule};
+
+/// Names no IAM user, group or key has (IAM key ids are upper-case alphanumerics).
+pub const PROBE_USER: &str = "keyward-doctor-probe";
+pub const PROBE_GROUP: &str = "keyward-doctor-probe";
+pub const PROBE_KEY_ID: &str = "APKAKEYWARDDOCTORPROBE";
+
+/// Runs every check, in the order an admin fixes things.
+pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
+    let loaded = Config::load(config_path);
+    let mut out = vec![checks::config(&loaded)];
+    let Ok((config, _)) = loaded else {
+        for name in [
+            "credentials",
+            "iam",
+            "clock",
+            "sshd",
+            "command path",
+            "pam",
+            "sync schedule",
+            "cache dir",
+        ] {
+            out.push(Check::skip(name, "the config did not load"));
+        }
+        return out;
+    };
+    let is_root = nix::unistd::geteuid().is_root();
+    out.extend(iam_checks(&config, is_root).await);
+
+    let this_binary = current_binary();
+    let dump = sshd_dump(is_root);
+    out.push(checks::sshd(&dump, &this_binary, config.create_on_login));
+    // The binary sshd runs is the one whose path must pass sshd's rule and that PAM and cron
+    // should run too; without sshd's word, what install recorded, else this binary.
+    let installed = match &dump {
+        SshdDump::Dump(text) => checks::effective_command(text)
+            .as_deref()
+            .and_then(checks::keyward_program)
+            .map(str::to_owned),
+        _ => None,
+    }
+    .or_else(|| manifest_binary(&config))
+    .unwrap_or_else(|| this_binary.clone());
+    let ancestry = host::ancestry(Path::new(&installed)).map_err(|e| e.to_string());
+    out.push(checks::command_path(&installed, &ancestry));
+    let pam_text = std::fs::read(pam::PAM_PATH)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    out.push(checks::pam(
+        config.create_on_login,
+        pam_text.as_deref(),
+        &installed,
+    ));
+    out.push(checks::schedule(&schedule_facts()));
+    out.push(checks::cache_dir(&cache_facts(&config.cache_dir)));
+    out
+}
+
+/// Checks 2, 3 and 9: credentials, each IAM read, the clock.
+async fn iam_checks(config: &Config, is_root: bool) -> Vec<Check> {
+    let mut out = Vec::new();
+    let options = match crate::cli::host_client_options(config) {
+        Ok(options) => options,
+        Err(e) => {
+            out.push(Check::problem(
+                "credentials",
+                e.to_string(),
+                "make aws_config_file root-owned and not group/world-writable (0640 root:keyward when it holds credentials)",
+            ));
+            out.push(Check::skip("iam", "no usable credentials"));
+            out.push(Check::skip("clock", "no usable credentials"));
+            return out;
+        }
+    };
+    let (region, provider) = AwsIam::resolve_credentials(&options).await;
+    let resolved = provider.is_ok();
+    out.push(checks::credentials(&CredentialFacts {
+        region,
+        provider: provider.map_err(|e| e.to_string()),
+        aws_config_file: config.aws_config_file.clone(),
+        role_arn: config.iam_role_arn.clone(),
+        is_root,
+    }));
+    if !resolved {
+        out.push(Check::skip("iam", "no usable credentials"));
+        out.push(Check::skip("clock", "no usable credentials"));
+        return out;
+    }
+
+    let iam = AwsIam::new(&options).await;
+    let first_user = iam.first_user().await;
+    let user = first_user
+        .as_ref()
+        .ok()
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| PROBE_USER.to_owned());
+    let user_target = format!("user {user}");
+    out.push(checks::iam_action(
+        "iam:ListUsers",
+        "first user",
+        &tried(first_user),
+        config.allows_everyone(),
+    ));
+    let keys = iam.list_keys(&user).await;
+    let key_id = keys
+        .as_ref()
+        .ok()
+        .and_then(|k| k.first())
+        .map_or_else(|| PROBE_KEY_ID.to_owned(), |k| k.id.clone());
+    out.push(checks::iam_action(
+        "iam:ListSSHPublicKeys",
+        &user_target,
+        &tried(keys),
+        true,
+    ));
+    let body = iam
+        .get_keys(&user, std::slice::from_ref(&key_id))
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(IamError::Other("no answer".into())));
+    out.push(checks::iam_action(
+        "iam:GetSSHPublicKey",
+        &format!("{user_target}, key {key_id}"),
+        &tried(body),
+        true,
+    ));
+    out.push(checks::iam_action(
+        "iam:ListGroupsForUser",
+        &user_target,
+        &tried(iam.groups_for_user(&user).await),
+        true,
+    ));
+    out.push(checks::iam_action(
+        "iam:GetUser",
+        &user_target,
+        &tried(iam.user_id(&user).await),
+        true,
+    ));
+    let (first_group, date) = iam.first_group().await;
+    let group = first_group
+        .as_ref()
+        .ok()
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| PROBE_GROUP.to_owned());
+    out.push(checks::iam_action(
+        "iam:ListGroups",
+        "first group",
+        &tried(first_group),
+        true,
+    ));
+    out.push(checks::iam_action(
+        "iam:GetGroup",
+        &format!("group {group}"),
+        &tried(iam.get_group(&group).await),
+        true,
+    ));
+    out.push(checks::clock(
+        date.as_ref().map(|d| (d.header.as_str(), d.received)),
+    ));
+    out
+}
+
+fn tried<T>(result: Result<T, IamError>) -> Result<(), IamError> {
+    result.map(|_| ())
+}
+
+/// The running binary, as sshd would name it in AuthorizedKeysCommand.
+fn current_binary() -> String {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/usr/local/bin/keyward".into())
+}
+
+/// The binary `keyward install` wired in, from its manifest (readable by root only).
+fn manifest_binary(config: &Config) -> Option<String> {
+    let path = config.state_dir.join("install/manifest.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    Manifest::parse(&text).ok().map(|m| m.binary)
+}
+
+fn find_sshd() -> Option<PathBuf> {
+    let standard = Path::new("/usr/sbin/sshd");
+    if standard.is_file() {
+        return Some(standard.to_owned());
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("sshd"))
+        .find(|p| p.is_file())
+}
+
+fn sshd_dump(is_root: bool) -> SshdDump {
+    if !is_root {
+        return SshdDump::NotRoot;
+    }
+    let Some(sshd) = find_sshd() else {
+        return SshdDump::NoSshd;
+    };
+    match run_command(&sshd.to_string_lossy(), &["-T"]) {
+        Ok((true, stdout, _)) => SshdDump::Dump(stdout),
+        Ok((false, stdout, stderr)) => SshdDump::Failed(first_words(&stderr, &stdout)),
+        Err(e) => SshdDump::Failed(format!("cannot run {}: {e}", sshd.display())),
+    }
+}
+
+/// (success, stdout, stderr) of a program run without a shell.
+fn run_command(program: &str, args: &[&str]) -> std::io::Result<(bool, String, String)> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn first_words(stderr: &str, stdout: &str) -> String {
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        "failed without a message".into()
+    } else {
+        text.lines().take(3).collect::<Vec<_>>().join(" / ")
+    }
+}
+
+fn schedule_facts() -> ScheduleFacts {
+    let systemd = Path::new(schedule::SYSTEMD_RUNNING)
+        .exists()
+        .then(timer_state);
+    ScheduleFacts {
+        cron: std::fs::read(schedule::CRON_PATH)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        timer_installed: Path::new(schedule::TIMER_PATH).exists(),
+        systemd,
+    }
+}
+
+fn timer_state() -> TimerState {
+    let word = |args: &[&str]| {
+        run_command("systemctl", args)
+            .map(|(_, stdout, _)| stdout.trim().to_owned())
+            .unwrap_or_else(|e| format!("unknown (systemctl: {e})"))
+    };
+    let mut state = TimerState {
+        enabled: word(&["is-enabled", schedule::TIMER_UNIT]),
+        active: word(&["is-active", schedule::TIMER_UNIT]),
+        ..TimerState::default()
+    };
+    let shown = word(&[
+        "show",
+        "keyward-sync.service",
+        "-p",
+        "Result",
+        "-p",
+        "ExecMainStatus",
+        "-p",
+        "ExecMainStartTimestamp",
+    ]);
+    for line in shown.lines() {
+        match line.split_once('=') {
+            Some(("Result", v)) => state.result = v.to_owned(),
+            Some(("ExecMainStatus", v)) => state.exec_main_status = v.to_owned(),
+            Some(("ExecMainStartTimestamp", v)) => state.last_start = v.to_owned(),
+            _ => {}
+        }
+    }
+    state
+}
+
+fn cache_facts(dir: &Path) -> CacheFacts {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => Ok(Some((m.uid(), m.mode()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    };
+    let subdirs = ["keys", "users"]
+        .iter()
+        .filter_map(|sub| {
+            let path = dir.join(sub);
+            let m = std::fs::metadata(&path).ok()?;
+            Some((path, m.uid(), m.mode()))
+        })
+        .collect();
+    let parent = match dir.parent() {
+        Some(p) => crate::files::check_trusted(p),
+        None => Ok(()),
+    };
+    CacheFacts {
+        dir: dir.to_owned(),
+        meta,
+        keyward_uid: uzers::get_user_by_name(install::engine::USER).map(|u| u.uid()),
+        parent,
+        subdirs,
+    }
+}

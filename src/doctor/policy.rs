@@ -1,0 +1,253 @@
+//! The IAM permissions keyward needs, as policy documents an admin can attach.
+//!
+//! A host only ever reads IAM; the people who manage their own keys only touch their own IAM
+//! user. These lists are the single source for `keyward policy` and for the permission probes
+//! of `keyward doctor`, and a test holds them to the actions the code actually calls. Nothing
+//! here talks to AWS.
+
+use serde::Serialize;
+
+pub const VERSION: &str = "2012-10-17";
+
+/// Every IAM action a host makes: `authorized-keys` (ListSSHPublicKeys, GetSSHPublicKey,
+/// ListGroupsForUser), `pam-create-account` (GetUser too) and `sync` (ListGroups, GetGroup,
+/// ListUsers with `allowed_groups = ["*"]`).
+pub const HOST_ACTIONS: &[&str] = &[
+    "iam:ListSSHPublicKeys",
+    "iam:GetSSHPublicKey",
+    "iam:ListGroupsForUser",
+    "iam:GetUser",
+    "iam:ListGroups",
+    "iam:GetGroup",
+    "iam:ListUsers",
+];
+
+/// What a person needs to manage the keys of their own IAM user (upload-key, list-keys,
+/// enable/disable/delete/rotate-key).
+pub const USER_ACTIONS: &[&str] = &[
+    "iam:GetUser",
+    "iam:ListSSHPublicKeys",
+    "iam:GetSSHPublicKey",
+    "iam:UploadSSHPublicKey",
+    "iam:UpdateSSHPublicKey",
+    "iam:DeleteSSHPublicKey",
+];
+
+/// Only the caller's own IAM user: IAM substitutes the caller's name at evaluation time.
+pub const OWN_USER_ARN: &str = "arn:aws:iam::*:user/${aws:username}";
+
+/// An IAM policy document; fields in the order AWS documents them (serde keeps struct order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Document {
+    pub version: &'static str,
+    pub statement: Vec<Statement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Statement {
+    pub sid: &'static str,
+    pub effect: &'static str,
+    pub action: Vec<&'static str>,
+    pub resource: String,
+}
+
+fn allow(sid: &'static str, action: &[&'static str], resource: &str) -> Document {
+    Document {
+        version: VERSION,
+        statement: vec![Statement {
+            sid,
+            effect: "Allow",
+            action: action.to_vec(),
+            resource: resource.to_owned(),
+        }],
+    }
+}
+
+/// The read-only policy for hosts (their instance role, or the role in `iam_role_arn`).
+pub fn host_policy() -> Document {
+    allow("KeywardHostReadsIam", HOST_ACTIONS, "*")
+}
+
+/// The policy for people (or a group of them) who manage their own SSH keys.
+pub fn user_policy() -> Document {
+    allow("KeywardManageOwnSshKeys", USER_ACTIONS, OWN_USER_ARN)
+}
+
+/// With `iam_role_arn`: what the host's own role needs to assume the role that reads IAM.
+pub fn assume_role_policy(role_arn: &str) -> Document {
+    allow("KeywardAssumeIamReader", &["sts:AssumeRole"], role_arn)
+}
+
+/// Pretty JSON with a final newline, as `aws iam create-policy --policy-document file://`
+/// takes it.
+pub fn render(policy: &Document) -> String {
+    let mut text = serde_json::to_string_pretty(policy).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
+    use super::*;
+
+    const WRITES: &[&str] = &[
+        "iam:UploadSSHPublicKey",
+        "iam:UpdateSSHPublicKey",
+        "iam:DeleteSSHPublicKey",
+    ];
+
+    fn src() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// The action string of every call of the adapter's error classifier in `text`.
+    fn classified_actions(text: &str) -> BTreeSet<String> {
+        text.split("classify(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Each method of the aws-sdk-iam adapter and the IAM actions it makes, directly or
+    /// through another of its methods.
+    fn adapter_methods() -> BTreeMap<String, BTreeSet<String>> {
+        let text = std::fs::read_to_string(src().join("iam/aws.rs")).unwrap();
+        let mut direct: BTreeMap<String, (BTreeSet<String>, String)> = BTreeMap::new();
+        for chunk in text.split("fn ").skip(1) {
+            let name: String = chunk
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            direct.insert(name, (classified_actions(chunk), chunk.to_owned()));
+        }
+        let names: Vec<String> = direct.keys().cloned().collect();
+        direct
+            .iter()
+            .map(|(name, (actions, body))| {
+                let mut all = actions.clone();
+                for other in &names {
+                    if other != name && body.contains(&format!(".{other}(")) {
+                        all.extend(direct[other].0.iter().cloned());
+                    }
+                }
+                (name.clone(), all)
+            })
+            .collect()
+    }
+
+    /// The IAM actions the host commands make: the adapter methods their code calls.
+    fn host_command_actions() -> BTreeSet<String> {
+        let mut files = Vec::new();
+        for dir in ["keys", "sync", "accounts"] {
+            rust_files(&src().join(dir), &mut files);
+        }
+        for cmd in ["authorized_keys", "pam_create_account", "sync"] {
+            files.push(src().join(format!("cli/{cmd}.rs")));
+        }
+        let text: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        adapter_methods()
+            .into_iter()
+            .filter(|(name, _)| text.contains(&format!(".{name}(")))
+            .flat_map(|(_, actions)| actions)
+            .collect()
+    }
+
+    #[test]
+    fn host_policy_is_exactly_what_host_commands_call() {
+        let used = host_command_actions();
+        let host: BTreeSet<String> = HOST_ACTIONS.iter().map(|a| a.to_string()).collect();
+        assert!(
+            used.len() >= 6,
+            "the source scan found too little: {used:?}"
+        );
+        assert_eq!(
+            used, host,
+            "host commands call exactly the host policy's actions"
+        );
+        for write in WRITES {
+            assert!(!host.contains(*write), "{write} in the host policy");
+        }
+    }
+
+    #[test]
+    fn every_iam_action_in_the_code_is_in_one_of_the_policies() {
+        let mut files = Vec::new();
+        rust_files(&src(), &mut files);
+        let mut all = BTreeSet::new();
+        for f in files {
+            all.extend(classified_actions(&std::fs::read_to_string(f).unwrap()));
+        }
+        assert!(all.contains("iam:UploadSSHPublicKey"), "{all:?}");
+        for action in &all {
+            assert!(
+                HOST_ACTIONS.contains(&action.as_str()) || USER_ACTIONS.contains(&action.as_str()),
+                "{action} is called but in no policy"
+            );
+        }
+    }
+
+    #[test]
+    fn host_policy_is_read_only_and_valid() {
+        let p: Value = serde_json::from_str(&render(&host_policy())).unwrap();
+        assert_eq!(p["Version"], "2012-10-17");
+        let actions = p["Statement"][0]["Action"].as_array().unwrap();
+        assert_eq!(actions.len(), HOST_ACTIONS.len());
+        for a in actions {
+            let a = a.as_str().unwrap();
+            assert!(a.starts_with("iam:Get") || a.starts_with("iam:List"), "{a}");
+        }
+    }
+
+    #[test]
+    fn user_policy_is_scoped_to_the_callers_own_user() {
+        let text = render(&user_policy());
+        let p: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            p["Statement"][0]["Resource"],
+            "arn:aws:iam::*:user/${aws:username}"
+        );
+        for write in WRITES {
+            assert!(text.contains(write), "{write} missing");
+        }
+    }
+
+    #[test]
+    fn assume_role_statement_names_the_role() {
+        let text = render(&assume_role_policy(
+            "arn:aws:iam::111122223333:role/keyward-reader",
+        ));
+        assert!(
+            text.starts_with("{\n  \"Version\": \"2012-10-17\""),
+            "{text}"
+        );
+        let p: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(p["Statement"][0]["Action"][0], "sts:AssumeRole");
+        assert_eq!(
+            p["Statement"][0]["Resource"],
+            "arn:aws:iam::111122223333:role/keyward-reader"
+        );
+    }
+}
