@@ -265,3 +265,12 @@ ensure_host_packages() {
         touch /etc/ssh/sshd_not_to_be_run
     fi
 }
+
+# ensure_cargo_deb: cargo-deb (scripts/package builds the .deb with it), pinned and --locked,
+# installed into ~/.cargo/bin when missing: ~4 minutes once on 2 cores, then nothing.
+KEYWARD_CARGO_DEB_VERSION=3.8.0
+ensure_cargo_deb() {
+    cargo deb --version >/dev/null 2>&1 && return 0
+    kw_log "installing cargo-deb $KEYWARD_CARGO_DEB_VERSION (once; ~4 min on 2 cores)"
+    cargo install cargo-deb --locked --version "$KEYWARD_CARGO_DEB_VERSION"
+}

@@ -63,12 +63,26 @@ pub fn init(target: Target, verbose: bool) {
             .init();
         return;
     }
-    tracing_subscriber::fmt()
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .without_time()
+        .without_time();
+    // Without journald, host commands also log to syslog (authpriv): sshd discards an
+    // AuthorizedKeysCommand's stderr below LogLevel DEBUG1, and the auth log is where
+    // `keyward audit` finds their events on such hosts.
+    let syslog = (target == Target::Host).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(Syslog)
+            .with_ansi(false)
+            .with_target(false)
+            .with_level(false)
+            .without_time()
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(syslog)
         .init();
 }
 

@@ -126,6 +126,7 @@ impl AuthorizedKeys {
                     tracing::warn!(
                         message_id = message_id::KEY_REJECTED,
                         iam_user,
+                        linux_user = self.user,
                         key_id = r.id,
                         "key not served: {}",
                         r.reason
@@ -134,7 +135,12 @@ impl AuthorizedKeys {
                 result.outcome
             }
             Err(e) if e.is_outage() => {
-                tracing::warn!(message_id = message_id::IAM_UNAVAILABLE, iam_user, "{e}");
+                tracing::warn!(
+                    message_id = message_id::IAM_UNAVAILABLE,
+                    iam_user,
+                    linux_user = self.user,
+                    "{e}"
+                );
                 lookup::stale(config, cache.as_ref(), &self.user, &iam_user, now, e)
             }
             Err(e) => {
@@ -145,7 +151,12 @@ impl AuthorizedKeys {
 
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let refused = |why: &str| {
-            tracing::info!(message_id = message_id::LOOKUP_REFUSED, iam_user, "{why}");
+            tracing::info!(
+                message_id = message_id::LOOKUP_REFUSED,
+                iam_user,
+                linux_user = self.user,
+                "{why}"
+            );
             Ok((Vec::new(), ExitCode::SUCCESS))
         };
         match outcome {
@@ -174,6 +185,7 @@ impl AuthorizedKeys {
                 tracing::error!(
                     message_id = message_id::IAM_UNAVAILABLE,
                     iam_user,
+                    linux_user = self.user,
                     "no keys served: IAM unavailable and no cached key set younger than max_stale ({e})"
                 );
                 Ok((Vec::new(), ExitCode::from(3)))

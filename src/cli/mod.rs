@@ -3,6 +3,7 @@
 //! Exit codes are part of the interface (sshd, PAM, systemd and scripts read them) and are
 //! listed in `--help` and README.
 
+mod audit;
 mod authorized_keys;
 mod config_cmd;
 mod delete_key;
@@ -63,6 +64,8 @@ pub enum Command {
     Install(install::Install),
     /// Remove what install added and restore the files it changed
     Uninstall(uninstall::Uninstall),
+    /// List SSH logins and refusals per IAM user, from the journal or the auth log
+    Audit(audit::Audit),
     /// Upload your SSH public key to your IAM user
     #[command(alias = "upload_key")]
     UploadKey(upload_key::UploadKey),
@@ -122,6 +125,7 @@ impl Cli {
             Command::Sync(c) => c.run(&ctx).await,
             Command::Install(c) => c.run(&ctx).await,
             Command::Uninstall(c) => c.run(&ctx).await,
+            Command::Audit(c) => c.run(&ctx).await,
             Command::UploadKey(c) => c.run(&ctx).await,
             Command::ListKeys(c) => c.run(&ctx).await,
             Command::EnableKey(c) => c.run(&ctx).await,
