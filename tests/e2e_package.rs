@@ -8,6 +8,8 @@
 //! and what the other e2e tests need.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod e2e_support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -57,24 +59,10 @@ fn deb_installs_files_only_and_keyward_install_from_it_lets_iam_users_in() {
         deb.display()
     );
 
-    let out = Command::new(repo.join("tests/e2e/ns"))
-        .arg(repo.join("tests/e2e/scenarios/package.sh"))
-        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        .env("KEYWARD_DEB", relative)
-        .env("E2E_OVERLAY_USR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns: {e} (run scripts/test)"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scenario package failed ({}) after {:.1?}; its output:\n{said}",
-        out.status,
-        started.elapsed()
+    let relative = relative.to_str().unwrap();
+    e2e_support::scenario_with(
+        "package",
+        &[("KEYWARD_DEB", relative), ("E2E_OVERLAY_USR", "1")],
     );
     assert_eq!(
         host_keyward_state(),

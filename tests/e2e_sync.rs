@@ -7,31 +7,9 @@
 //! the moto venv) fail the test with the fix.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+mod e2e_support;
 
-fn scenario(name: &str) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let started = Instant::now();
-    let out = Command::new(repo.join("tests/e2e/ns"))
-        .arg(repo.join("tests/e2e/scenarios").join(format!("{name}.sh")))
-        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns: {e} (run scripts/test)"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scenario {name} failed ({}) after {:.1?}; its output:\n{said}",
-        out.status,
-        started.elapsed()
-    );
-}
+use e2e_support::scenario;
 
 #[test]
 fn sync_creates_locks_unlocks_deletes_and_changes_nothing_on_a_no_op_or_an_outage() {

@@ -1,0 +1,42 @@
+//! Runs one end-to-end scenario script through `tests/e2e/ns` (its own throwaway namespace)
+//! and fails the test, with everything the scenario said, unless it exits 0.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `tests/e2e/scenarios/NAME.sh` with the built keyward and `env` added.
+pub fn scenario_with(name: &str, env: &[(&str, &str)]) {
+    let started = Instant::now();
+    let out = Command::new(repo().join("tests/e2e/ns"))
+        .arg(
+            repo()
+                .join("tests/e2e/scenarios")
+                .join(format!("{name}.sh")),
+        )
+        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns: {e} (run scripts/test)"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "scenario {name} failed ({}) after {:.1?}; its output:\n{said}",
+        out.status,
+        started.elapsed()
+    );
+}
+
+pub fn scenario(name: &str) {
+    scenario_with(name, &[]);
+}
