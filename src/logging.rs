@@ -37,7 +37,9 @@ pub fn init(target: Target, verbose: bool) {
     let default = if verbose {
         "warn,keyward=debug"
     } else {
-        "warn,keyward=info"
+        // The SDK's own warnings (e.g. no region from IMDS on a laptop) are noise next to
+        // keyward's error that says what to do; -v or KEYWARD_LOG shows them.
+        "warn,aws_config=error,keyward=info"
     };
     let filter = EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     if target != Target::Interactive && Path::new(JOURNALD_SOCKET).exists() {

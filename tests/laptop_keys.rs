@@ -232,7 +232,7 @@ fn rotate_key_uploads_the_new_key_then_disables_the_old_one() {
         "only the new key is active"
     );
 
-    // Re-running is harmless.
+    // Re-running is harmless, with or without --old.
     keyward(
         &moto,
         tmp.path(),
@@ -247,6 +247,23 @@ fn rotate_key_uploads_the_new_key_then_disables_the_old_one() {
         ],
     )
     .ok();
+    let again = keyward(
+        &moto,
+        tmp.path(),
+        &[
+            "rotate-key",
+            "--user",
+            "alice",
+            "-i",
+            new.public.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(
+        again.stdout.contains("nothing to rotate"),
+        "{}",
+        again.stdout
+    );
     assert_eq!(iam.keys("alice").len(), 2);
 }
 

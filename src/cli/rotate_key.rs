@@ -48,6 +48,14 @@ impl RotateKey {
                     .collect();
                 match others.as_slice() {
                     [one] => *one,
+                    // Run again after it succeeded: the new key is already the only active one.
+                    [] if present.is_some_and(|k| k.meta.active) => {
+                        println!(
+                            "{} is already the only active key of IAM user {user}: nothing to rotate",
+                            new.fingerprint()
+                        );
+                        return Ok(ExitCode::SUCCESS);
+                    }
                     [] => bail!("IAM user {user} has no other active key to replace: use `keyward upload-key`"),
                     many => bail!(
                         "IAM user {user} has {} other active keys; say which to disable with --old KEY ({})",
