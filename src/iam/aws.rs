@@ -184,10 +184,7 @@ impl AwsIam {
 
     /// Every IAM group as (GroupName, GroupId), all pages (ListGroups).
     pub async fn list_groups(&self) -> Result<Vec<(String, String)>, IamError> {
-        let mut groups = Vec::new();
-        let mut marker = None;
-        loop {
-            self.count();
+        self.all_pages("ListGroups", |marker| async move {
             let out = self
                 .client
                 .list_groups()
@@ -195,12 +192,10 @@ impl AwsIam {
                 .send()
                 .await
                 .map_err(|e| classify("iam:ListGroups", e))?;
-            groups.extend(out.groups.into_iter().map(|g| (g.group_name, g.group_id)));
-            marker = next_page("ListGroups", out.is_truncated, out.marker)?;
-            if marker.is_none() {
-                return Ok(groups);
-            }
-        }
+            let groups = out.groups.into_iter().map(|g| (g.group_name, g.group_id));
+            Ok((groups.collect(), out.is_truncated, out.marker))
+        })
+        .await
     }
 
     /// One group's GroupId and its members as (UserName, UserId), all pages (GetGroup).
@@ -239,10 +234,7 @@ impl AwsIam {
 
     /// Every IAM user as (UserName, UserId), all pages (ListUsers).
     pub async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
-        let mut users = Vec::new();
-        let mut marker = None;
-        loop {
-            self.count();
+        self.all_pages("ListUsers", |marker| async move {
             let out = self
                 .client
                 .list_users()
@@ -250,10 +242,29 @@ impl AwsIam {
                 .send()
                 .await
                 .map_err(|e| classify("iam:ListUsers", e))?;
-            users.extend(out.users.into_iter().map(|u| (u.user_name, u.user_id)));
-            marker = next_page("ListUsers", out.is_truncated, out.marker)?;
+            let users = out.users.into_iter().map(|u| (u.user_name, u.user_id));
+            Ok((users.collect(), out.is_truncated, out.marker))
+        })
+        .await
+    }
+
+    /// Runs one paginated IAM list to the end, counting each page as a call. A page that says
+    /// "truncated" without a marker is a failed read, never a short list: callers act on
+    /// absence (sync locks people), so a partial list must not look complete.
+    async fn all_pages<T, F, Fut>(&self, operation: &str, mut page: F) -> Result<Vec<T>, IamError>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<T>, bool, Option<String>), IamError>>,
+    {
+        let mut items = Vec::new();
+        let mut marker = None;
+        loop {
+            self.count();
+            let (page_items, truncated, next) = page(marker).await?;
+            items.extend(page_items);
+            marker = next_page(operation, truncated, next)?;
             if marker.is_none() {
-                return Ok(users);
+                return Ok(items);
             }
         }
     }
@@ -347,10 +358,7 @@ async fn role_provider(
 
 impl Directory for AwsIam {
     async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, IamError> {
-        let mut keys = Vec::new();
-        let mut marker = None;
-        loop {
-            self.count();
+        self.all_pages("ListSSHPublicKeys", |marker| async move {
             let out = self
                 .client
                 .list_ssh_public_keys()
@@ -359,21 +367,18 @@ impl Directory for AwsIam {
                 .send()
                 .await
                 .map_err(|e| classify("iam:ListSSHPublicKeys", e))?;
-            keys.extend(
-                out.ssh_public_keys
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|k| KeyMeta {
-                        id: k.ssh_public_key_id,
-                        active: k.status == StatusType::Active,
-                        uploaded: whole_seconds(&k.upload_date),
-                    }),
-            );
-            match out.marker {
-                Some(m) if out.is_truncated => marker = Some(m),
-                _ => return Ok(keys),
-            }
-        }
+            let keys = out
+                .ssh_public_keys
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| KeyMeta {
+                    id: k.ssh_public_key_id,
+                    active: k.status == StatusType::Active,
+                    uploaded: whole_seconds(&k.upload_date),
+                });
+            Ok((keys.collect(), out.is_truncated, out.marker))
+        })
+        .await
     }
 
     async fn get_keys(&self, user: &str, ids: &[String]) -> Vec<Result<String, IamError>> {
@@ -397,10 +402,7 @@ impl Directory for AwsIam {
     }
 
     async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
-        let mut groups = Vec::new();
-        let mut marker = None;
-        loop {
-            self.count();
+        self.all_pages("ListGroupsForUser", |marker| async move {
             let out = self
                 .client
                 .list_groups_for_user()
@@ -409,12 +411,10 @@ impl Directory for AwsIam {
                 .send()
                 .await
                 .map_err(|e| classify("iam:ListGroupsForUser", e))?;
-            groups.extend(out.groups.into_iter().map(|g| g.group_name));
-            match out.marker {
-                Some(m) if out.is_truncated => marker = Some(m),
-                _ => return Ok(groups),
-            }
-        }
+            let groups = out.groups.into_iter().map(|g| g.group_name);
+            Ok((groups.collect(), out.is_truncated, out.marker))
+        })
+        .await
     }
 
     fn calls(&self) -> usize {
