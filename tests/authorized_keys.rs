@@ -11,6 +11,17 @@ use common::{Host, KeyPair, Moto};
 
 const EVERYONE: &str = "allowed_groups = [\"*\"]";
 
+/// moto with IAM user alice holding one Active ed25519 key (the key files live in the tempdir).
+fn alice_with_a_key() -> (Moto, tempfile::TempDir, KeyPair) {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
+    let iam = moto.iam();
+    iam.user("alice");
+    iam.key("alice", &k.line(), true);
+    (moto, tmp, k)
+}
+
 #[test]
 fn active_keys_are_printed_and_inactive_keys_are_not() {
     let moto = Moto::start();
@@ -158,12 +169,7 @@ fn only_members_of_allowed_groups_get_keys() {
 
 #[test]
 fn empty_allowed_groups_means_nobody_and_says_so() {
-    let moto = Moto::start();
-    let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    iam.key("alice", &k.line(), true);
+    let (moto, _tmp, _) = alice_with_a_key();
     let host = Host::new(&moto, "");
     let run = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(run.stdout, "");
@@ -234,12 +240,7 @@ fn key_bodies_iam_hands_back_are_validated_not_echoed() {
 
 #[test]
 fn outage_serves_stale_keys_within_max_stale_and_nothing_beyond() {
-    let mut moto = Moto::start();
-    let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    iam.key("alice", &k.line(), true);
+    let (mut moto, _tmp, k) = alice_with_a_key();
     let host = Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"3s\"");
     host.keyward(&["authorized-keys", "alice"]).ok();
 
@@ -260,12 +261,7 @@ fn outage_serves_stale_keys_within_max_stale_and_nothing_beyond() {
 
 #[test]
 fn max_stale_zero_fails_closed() {
-    let mut moto = Moto::start();
-    let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    iam.key("alice", &k.line(), true);
+    let (mut moto, _tmp, _) = alice_with_a_key();
     let host = Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"0s\"");
     host.keyward(&["authorized-keys", "alice"]).ok();
     moto.stop();
@@ -276,12 +272,7 @@ fn max_stale_zero_fails_closed() {
 
 #[test]
 fn a_silent_iam_endpoint_cannot_stall_sshd_beyond_lookup_timeout() {
-    let moto = Moto::start();
-    let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    iam.key("alice", &k.line(), true);
+    let (moto, _tmp, k) = alice_with_a_key();
     let mut host = Host::new(&moto, "allowed_groups = [\"*\"]\nlookup_timeout = \"1s\"");
     host.keyward(&["authorized-keys", "alice"]).ok();
 
@@ -303,12 +294,9 @@ fn a_silent_iam_endpoint_cannot_stall_sshd_beyond_lookup_timeout() {
 
 #[test]
 fn deleted_iam_user_loses_access_even_from_cache() {
-    let moto = Moto::start();
+    let (moto, _tmp, _) = alice_with_a_key();
     let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    let id = iam.key("alice", &k.line(), true);
+    let id = iam.keys("alice")[0].0.clone();
     let host = Host::new(&moto, EVERYONE);
     host.keyward(&["authorized-keys", "alice"]).ok();
 
@@ -366,12 +354,7 @@ fn config_command_prints_the_effective_config() {
 
 #[test]
 fn aws_config_file_reaches_iam_when_sshd_gives_a_bare_environment() {
-    let moto = Moto::start();
-    let iam = moto.iam();
-    let tmp = tempfile::tempdir().unwrap();
-    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "k");
-    iam.user("alice");
-    iam.key("alice", &k.line(), true);
+    let (moto, _tmp, k) = alice_with_a_key();
     let host = Host::new(&moto, "");
     let aws = host.dir.path().join("aws-config");
     std::fs::write(
