@@ -1322,6 +1322,28 @@ mod tests {
         }
     }
 
+    type Step =
+        fn(&mut Env<'_>, &Options, &Config, &mut dyn System) -> Result<Outcome, InstallError>;
+
+    /// Runs install or uninstall against the fake, returning what it printed.
+    fn run_step(
+        step: Step,
+        opts: &Options,
+        config: &Config,
+        sys: &mut Fake,
+        services: bool,
+    ) -> (Result<Outcome, InstallError>, String) {
+        let mut out = Vec::new();
+        let mut env = Env {
+            host: Host::new(opts.root.as_deref()),
+            services,
+            sshd: services.then(|| "/usr/sbin/sshd".to_owned()),
+            out: &mut out,
+        };
+        let result = step(&mut env, opts, config, sys);
+        (result, String::from_utf8(out).unwrap())
+    }
+
     struct Tree {
         dir: tempfile::TempDir,
     }
@@ -1405,15 +1427,7 @@ mod tests {
             sys: &mut Fake,
             services: bool,
         ) -> (Result<Outcome, InstallError>, String) {
-            let mut out = Vec::new();
-            let mut env = Env {
-                host: Host::new(opts.root.as_deref()),
-                services,
-                sshd: services.then(|| "/usr/sbin/sshd".to_owned()),
-                out: &mut out,
-            };
-            let result = install_in(&mut env, opts, config, sys);
-            (result, String::from_utf8(out).unwrap())
+            run_step(install_in, opts, config, sys, services)
         }
 
         fn uninstall(
@@ -1423,15 +1437,7 @@ mod tests {
             sys: &mut Fake,
             services: bool,
         ) -> (Result<Outcome, InstallError>, String) {
-            let mut out = Vec::new();
-            let mut env = Env {
-                host: Host::new(opts.root.as_deref()),
-                services,
-                sshd: services.then(|| "/usr/sbin/sshd".to_owned()),
-                out: &mut out,
-            };
-            let result = uninstall_in(&mut env, opts, config, sys);
-            (result, String::from_utf8(out).unwrap())
+            run_step(uninstall_in, opts, config, sys, services)
         }
     }
 
