@@ -31,7 +31,8 @@ use crate::logging;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (for authorized-keys also: user not allowed, nothing printed)
-  1  error: bad config, bad input file, invalid key, IAM refused the request
+  1  error: bad config, bad input file, invalid key, IAM refused the request; for sync also a
+     plan the mass-change guard refused, another sync running, or a failed action
   2  command-line usage error
   3  IAM could not be reached (network, timeout, throttling) and no usable cache
   4  AWS credentials missing or rejected, or IAM access denied (the message names the action)";
