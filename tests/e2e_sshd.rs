@@ -47,11 +47,16 @@ fn install_on_unvalidatable_sshd_config_changes_nothing() {
 }
 
 #[test]
-fn pam_hook_tells_strangers_nothing_about_iam() {
+fn c3_pam_hook_tells_every_client_the_same_line() {
     scenario("pam_hook_tells_strangers_nothing");
 }
 
 #[test]
 fn doctor_finds_the_missing_wiring_and_is_clean_after_install() {
     scenario("doctor");
+}
+
+#[test]
+fn c1_c2_an_account_belongs_to_the_identity_it_was_made_for() {
+    scenario("identity_binding");
 }

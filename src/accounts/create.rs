@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::ids;
+use super::ownership::Records;
 use crate::config::Config;
 use crate::files;
 
@@ -132,14 +133,7 @@ pub fn plan(
     })
 }
 
-/// The ownership record: proof that keyward created an account (root-owned, one per account).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnershipRecord {
-    pub iam_user: String,
-    pub iam_user_id: String,
-    pub uid: u32,
-    pub created_at: u64,
-}
+pub use super::ownership::OwnershipRecord;
 
 /// The local account database, as account creation needs it.
 pub trait AccountDb {
@@ -161,18 +155,15 @@ impl ShadowUtils {
 
     /// Writes the ownership record of `account` (also used by `sync` to adopt an account).
     pub fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
-        let dir = self.state_dir.join("accounts");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let record = OwnershipRecord {
             iam_user: account.iam_user.clone(),
             iam_user_id: account.iam_user_id.clone(),
             uid: account.uid,
             created_at: crate::keys::cache::unix_secs(now),
         };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
-        files::write_atomic(&dir, &account.linux_name, &json, 0o644)
-            .map_err(|e| format!("cannot write ownership record: {e}"))
+        Records::new(&self.state_dir)
+            .write(&account.linux_name, &record)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -196,7 +187,7 @@ impl AccountDb for ShadowUtils {
         run(shadow("groupadd").args(["--gid", &id, "--", &account.linux_name]))?;
         if let Err(e) = useradd(account) {
             let _ = run(shadow("groupdel").args(["--", &account.linux_name]));
-            let _ = std::fs::remove_file(self.state_dir.join("accounts").join(&account.linux_name));
+            let _ = Records::new(&self.state_dir).remove(&account.linux_name);
             return Err(e);
         }
         for group in &account.groups {

@@ -1,44 +1,40 @@
-//! The local account database, as far as key lookup needs it.
+//! The local account database, as key lookup and account creation need it.
 //!
 //! A Linux name that already exists on the host and that keyward did not create belongs to
 //! someone else (a system account, the AMI's admin user, a person's hand-made account): keyward
-//! must never serve IAM keys for it. Ownership is a root-owned record per account under
-//! `state_dir/accounts/`, never something a user could edit, like the GECOS field.
+//! must never serve IAM keys for it. Whether keyward created it is decided by
+//! `ownership::owns` from the account's UID and its ownership record, nothing else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::files;
+use super::ownership::{OwnershipRecord, Records};
 
 pub trait LocalAccounts {
-    fn exists(&self, linux_name: &str) -> bool;
-    fn owned_by_keyward(&self, linux_name: &str) -> bool;
+    /// The UID of the local account `linux_name`, if there is one.
+    fn uid(&self, linux_name: &str) -> Option<u32>;
+    /// The account's ownership record; `None` when there is none or it cannot be trusted.
+    fn record(&self, linux_name: &str) -> Option<OwnershipRecord>;
 }
 
 /// The host's passwd database (NSS) plus keyward's ownership records.
 pub struct SystemAccounts {
-    records: PathBuf,
+    records: Records,
 }
 
 impl SystemAccounts {
     pub fn new(state_dir: &Path) -> SystemAccounts {
         SystemAccounts {
-            records: state_dir.join("accounts"),
+            records: Records::new(state_dir),
         }
-    }
-
-    pub fn record_path(&self, linux_name: &str) -> PathBuf {
-        self.records.join(linux_name)
     }
 }
 
 impl LocalAccounts for SystemAccounts {
-    fn exists(&self, linux_name: &str) -> bool {
-        uzers::get_user_by_name(linux_name).is_some()
+    fn uid(&self, linux_name: &str) -> Option<u32> {
+        uzers::get_user_by_name(linux_name).map(|u| u.uid())
     }
 
-    fn owned_by_keyward(&self, linux_name: &str) -> bool {
-        // An untrusted record counts as no record: refusing is the safe direction.
-        let path = self.record_path(linux_name);
-        path.is_file() && files::check_trusted(&path).is_ok()
+    fn record(&self, linux_name: &str) -> Option<OwnershipRecord> {
+        self.records.read_or_warn(linux_name)
     }
 }

@@ -4,4 +4,5 @@ pub mod create;
 pub mod ids;
 pub mod local;
 pub mod names;
+pub mod ownership;
 pub mod throttle;

@@ -78,8 +78,8 @@ impl AuthorizedKeys {
         started: Instant,
     ) -> anyhow::Result<(Vec<PublicKey>, ExitCode)> {
         let local = SystemAccounts::new(&config.state_dir);
-        let iam_user = match lookup::gate(config, &self.user, &local) {
-            Ok(iam_user) => iam_user,
+        let gate = match lookup::gate(config, &self.user, &local) {
+            Ok(gate) => gate,
             Err(refusal) => {
                 if refusal == Refusal::NobodyAllowed {
                     tracing::warn!(
@@ -97,6 +97,7 @@ impl AuthorizedKeys {
                 return Ok((Vec::new(), ExitCode::SUCCESS));
             }
         };
+        let iam_user = gate.iam_user.as_str();
         let cache = match Cache::open(&config.cache_dir) {
             Ok(cache) => Some(cache),
             Err(e) => {
@@ -110,18 +111,20 @@ impl AuthorizedKeys {
         let options = super::host_client_options(config)?;
         let live = timeout(budget, async {
             let iam = AwsIam::new(&options).await;
-            lookup::live(config, &iam, cache.as_ref(), &self.user, &iam_user, now).await
+            lookup::live(config, &iam, cache.as_ref(), &self.user, &gate, now).await
         })
-        .await
-        .unwrap_or_else(|_| {
-            Err(IamError::Unreachable(format!(
-                "no answer within lookup_timeout ({})",
-                humantime::format_duration(budget)
-            )))
-        });
+        .await;
 
         let outcome = match live {
             Ok(result) => {
+                for (part, e) in &result.stood_in {
+                    tracing::warn!(
+                        message_id = message_id::IAM_UNAVAILABLE,
+                        iam_user,
+                        linux_user = self.user,
+                        "{part} failed; the cached answer (younger than max_stale) stands in for it: {e}"
+                    );
+                }
                 for r in &result.rejected {
                     tracing::warn!(
                         message_id = message_id::KEY_REJECTED,
@@ -134,18 +137,18 @@ impl AuthorizedKeys {
                 }
                 result.outcome
             }
-            Err(e) if e.is_outage() => {
+            Err(_) => {
+                let why = IamError::Unreachable(format!(
+                    "no answer within lookup_timeout ({})",
+                    humantime::format_duration(budget)
+                ));
                 tracing::warn!(
                     message_id = message_id::IAM_UNAVAILABLE,
                     iam_user,
                     linux_user = self.user,
-                    "{e}"
+                    "{why}"
                 );
-                lookup::stale(config, cache.as_ref(), &self.user, &iam_user, now, e)
-            }
-            Err(e) => {
-                tracing::error!(iam_user, "{e}");
-                Outcome::Unavailable(e)
+                lookup::stale(config, cache.as_ref(), &self.user, &gate, now, why).await
             }
         };
 
@@ -181,6 +184,15 @@ impl AuthorizedKeys {
             }
             Outcome::NotAllowed => refused("IAM user is in none of allowed_groups"),
             Outcome::NoSuchUser => refused("no such IAM user"),
+            Outcome::WrongIdentity(why) => {
+                tracing::warn!(
+                    message_id = message_id::LOOKUP_REFUSED,
+                    iam_user,
+                    linux_user = self.user,
+                    "no keys served: {why}"
+                );
+                Ok((Vec::new(), ExitCode::SUCCESS))
+            }
             Outcome::Unavailable(e) => {
                 tracing::error!(
                     message_id = message_id::IAM_UNAVAILABLE,

@@ -16,7 +16,7 @@ use super::Context;
 use crate::accounts::create::{self, AccountDb, IamFacts, ShadowUtils};
 use crate::accounts::local::{LocalAccounts, SystemAccounts};
 use crate::accounts::throttle::Throttle;
-use crate::iam::{AwsIam, Directory, IamError};
+use crate::iam::{AwsIam, Directory, IamError, Identity};
 use crate::keys::lookup;
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,13 @@ pub struct PamCreateAccount {
     user: Option<String>,
 }
 
-/// What happened, for the exit code and the message the user sees.
+/// What the hook says to every client under PAM, whatever happened: pam_exec's `stdout` option
+/// shows it to the unauthenticated client, so it must not depend on whether the name is an IAM
+/// user, allowed, or created just now (C3).
+pub const PAM_MESSAGE: &str =
+    "keyward: if you may log in here, your account is ready or being prepared: connect again with your SSH key.";
+
+/// What happened, for an admin running the hook by hand.
 enum Created {
     Now(String),
     Nothing,
@@ -35,47 +41,75 @@ enum Created {
 impl PamCreateAccount {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let under_pam = std::env::var_os("PAM_TYPE").is_some();
-        if under_pam && std::env::var("PAM_TYPE").as_deref() != Ok("auth") {
+        if !under_pam {
+            let Some(name) = self.user else {
+                anyhow::bail!("no user: pass USER, or run from pam_exec (which sets PAM_USER)");
+            };
+            return match create_for(ctx, &name).await? {
+                Created::Now(msg) => {
+                    println!("{msg}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Created::Nothing => Ok(ExitCode::SUCCESS),
+            };
+        }
+        if std::env::var("PAM_TYPE").as_deref() != Ok("auth") {
             return Ok(ExitCode::FAILURE);
         }
-        let name = match self.user.or_else(|| std::env::var("PAM_USER").ok()) {
-            Some(n) => n,
-            None => anyhow::bail!("no user: pass USER or run from pam_exec (PAM_USER)"),
-        };
-        let outcome = create_for(ctx, &name).await;
-        match (&outcome, under_pam) {
-            (Ok(Created::Now(msg)), _) => println!("{msg}"),
-            (Err(e), false) => return Err(anyhow::anyhow!("{e:#}")),
-            (Err(e), true) => tracing::error!(pam_user = %name.escape_debug(), "{e:#}"),
-            (Ok(Created::Nothing), _) => {}
+        // Under PAM nothing but PAM_MESSAGE reaches the client and nothing is returned as an
+        // error (main would print it to the client).
+        let name = self
+            .user
+            .map(std::ffi::OsString::from)
+            .or_else(|| std::env::var_os("PAM_USER"));
+        match name.as_ref().map(|n| n.to_str()) {
+            Some(Some(name)) => {
+                if let Err(e) = create_for(ctx, name).await {
+                    tracing::error!(pam_user = %logging_name(name), "{e:#}");
+                }
+            }
+            Some(None) => tracing::info!(
+                pam_user = %logging_name(&name.unwrap_or_default().to_string_lossy()),
+                "no account created: PAM_USER is not UTF-8"
+            ),
+            None => tracing::error!("no account created: pam_exec set no PAM_USER"),
         }
+        println!("{PAM_MESSAGE}");
         // Never success under PAM: the hook must not be able to let anyone in.
-        Ok(if under_pam {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        })
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// A name from the network, fit for a log line: escaped and capped.
+fn logging_name(name: &str) -> String {
+    const MAX: usize = 64;
+    let escaped: String = name.escape_debug().take(MAX).collect();
+    if name.chars().count() > MAX || escaped.len() < name.escape_debug().count() {
+        format!("{escaped}…({} bytes)", name.len())
+    } else {
+        escaped
     }
 }
 
 async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let (config, _) = ctx.load_config()?;
-    let shown = name.escape_debug().to_string();
+    let shown = logging_name(name);
     if !config.create_on_login {
         tracing::debug!(pam_user = shown, "create_on_login is off");
         return Ok(Created::Nothing);
     }
     let local = SystemAccounts::new(&config.state_dir);
-    let iam_user = match lookup::gate(&config, name, &local) {
-        Ok(iam_user) => iam_user,
+    let gate = match lookup::gate(&config, name, &local) {
+        Ok(gate) => gate,
         Err(refusal) => {
             tracing::info!(pam_user = shown, "no account created: {refusal}");
             return Ok(Created::Nothing);
         }
     };
-    if local.exists(name) {
+    if local.uid(name).is_some() {
         return Ok(Created::Nothing);
     }
+    let iam_user = gate.iam_user.as_str();
     let throttle = Throttle::open(&config.state_dir).map_err(anyhow::Error::msg)?;
     let now = SystemTime::now();
     if throttle.recently_refused(name, now) {
@@ -93,7 +127,7 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let options = super::host_client_options(&config)?;
     let facts = timeout(config.lookup_timeout, async {
         let iam = AwsIam::new(&options).await;
-        iam_facts(&iam, &iam_user).await
+        iam_facts(&iam, iam_user).await
     })
     .await
     .unwrap_or_else(|_| {
@@ -101,7 +135,7 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
             "no answer within lookup_timeout".into(),
         ))
     });
-    let facts = match facts {
+    let (identity, facts) = match facts {
         Ok(facts) => facts,
         Err(IamError::NotFound(_)) => {
             throttle.remember_refused(name, now);
@@ -110,13 +144,18 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Err(why) = lookup::check_identity(&config, name, None, &identity) {
+        throttle.remember_refused(name, now);
+        tracing::warn!(iam_user, linux_user = name, "no account created: {why}");
+        return Ok(Created::Nothing);
+    }
 
     let db = ShadowUtils::new(&config.state_dir);
     let uid = create::uid_for(&config, &facts.user_id);
     let account = match create::plan(
         &config,
         name,
-        &iam_user,
+        iam_user,
         &facts,
         &db.local_facts(&config, name, uid),
     ) {
@@ -132,6 +171,7 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
         iam_user,
         linux_user = name,
         uid = account.uid,
+        iam_user_id = account.iam_user_id,
         "account created for IAM user"
     );
     Ok(Created::Now(format!(
@@ -139,14 +179,26 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     )))
 }
 
-async fn iam_facts(iam: &AwsIam, iam_user: &str) -> Result<IamFacts, IamError> {
-    let user_id = iam.user_id(iam_user).await?;
-    let keys = iam.list_keys(iam_user).await?;
-    // Read even when every IAM user is allowed: the new account joins its managed groups.
-    let groups = Some(iam.groups_for_user(iam_user).await?);
-    Ok(IamFacts {
-        user_id,
+/// The three reads every attempt makes, concurrently, whatever the name: an absent user costs
+/// the same calls as an allowed one.
+async fn iam_facts(iam: &AwsIam, iam_user: &str) -> Result<(Identity, IamFacts), IamError> {
+    let (identity, keys, groups) = tokio::join!(
+        iam.identity(iam_user),
+        iam.list_keys(iam_user),
+        // Read even when every IAM user is allowed: the new account joins its managed groups.
+        iam.groups_for_user(iam_user),
+    );
+    let (identity, keys, groups) = match (identity, keys, groups) {
+        (Err(e @ IamError::NotFound(_)), _, _)
+        | (_, Err(e @ IamError::NotFound(_)), _)
+        | (_, _, Err(e @ IamError::NotFound(_))) => return Err(e),
+        (Ok(i), Ok(k), Ok(g)) => (i, k, g),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e),
+    };
+    let facts = IamFacts {
+        user_id: identity.user_id.clone(),
         has_active_key: keys.iter().any(|k| k.active),
-        groups,
-    })
+        groups: Some(groups),
+    };
+    Ok((identity, facts))
 }

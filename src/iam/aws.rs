@@ -16,7 +16,7 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{EncodingType, StatusType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use super::{Directory, IamError, KeyMeta};
+use super::{Directory, IamError, Identity, KeyMeta};
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -415,6 +415,23 @@ impl Directory for AwsIam {
             Ok((groups.collect(), out.is_truncated, out.marker))
         })
         .await
+    }
+
+    async fn identity(&self, user: &str) -> Result<Identity, IamError> {
+        self.count();
+        let out = self
+            .client
+            .get_user()
+            .user_name(user)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetUser", e))?;
+        out.user
+            .map(|u| Identity {
+                user_name: u.user_name,
+                user_id: u.user_id,
+            })
+            .ok_or_else(|| IamError::Unreachable("GetUser returned no user".into()))
     }
 
     fn calls(&self) -> usize {

@@ -19,6 +19,15 @@ pub struct KeyMeta {
     pub uploaded: String,
 }
 
+/// Who an IAM user name stands for right now (GetUser): IAM's own spelling of the name (IAM
+/// names are case-insensitive) and the immutable UserId, which changes when a user is deleted
+/// and re-created under the same name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub user_name: String,
+    pub user_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IamError {
     /// Network failure, timeout, throttling or a server error: IAM said nothing about the user.
@@ -68,6 +77,9 @@ pub trait Directory {
     ) -> impl Future<Output = Vec<Result<String, IamError>>>;
 
     fn groups_for_user(&self, user: &str) -> impl Future<Output = Result<Vec<String>, IamError>>;
+
+    /// The identity the name stands for now (GetUser).
+    fn identity(&self, user: &str) -> impl Future<Output = Result<Identity, IamError>>;
 
     /// IAM operations started so far (each retry of one operation counts once).
     fn calls(&self) -> usize;

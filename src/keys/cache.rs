@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PublicKey;
 use crate::files;
-use crate::iam::is_valid_key_id;
+use crate::iam::{is_valid_key_id, Identity};
 
 /// Cache files are tiny; anything larger was not written by keyward.
 const MAX_FILE: u64 = 64 * 1024;
@@ -32,6 +32,13 @@ pub struct UserRecord {
     /// IAM groups at `groups_checked_at`; `None` when they were not read.
     pub groups: Option<Vec<String>>,
     pub groups_checked_at: u64,
+    /// The IAM identity behind `iam_user` as GetUser last answered it (canonical UserName and
+    /// immutable UserId), at `identity_checked_at`. Absent in caches written before identities
+    /// were checked: such a record serves no stale keys to an account bound to a UserId.
+    #[serde(default)]
+    pub identity: Option<Identity>,
+    #[serde(default)]
+    pub identity_checked_at: u64,
 }
 
 pub struct Cache {
@@ -197,6 +204,11 @@ mod tests {
             active_keys: vec!["APKA1".into()],
             groups: Some(vec!["ops".into()]),
             groups_checked_at: 5,
+            identity: Some(Identity {
+                user_name: "alice".into(),
+                user_id: "AIDAEXAMPLE000000001".into(),
+            }),
+            identity_checked_at: 5,
         };
         cache.store_user("alice", &rec).unwrap();
         assert_eq!(cache.user("alice"), Some(rec));

@@ -1,9 +1,21 @@
 //! Key lookup: which key lines sshd may accept for a Linux user, right now.
 //!
 //! `gate` decides without IAM whether a name may be looked up at all (reserved, unmappable and
-//! pre-existing local accounts never reach IAM). `live` asks IAM (one call when warm), `stale`
-//! answers from the cache while IAM is unreachable, within `max_stale`. Nothing here prints: the
-//! caller writes the returned keys. Only an authoritative "no such user" purges the cache.
+//! local accounts keyward does not own never reach IAM) and which IAM identity an existing
+//! account is bound to. `live` asks IAM (one call when warm) and `decide` combines the answer
+//! with the cache. Nothing here prints: the caller writes the returned keys.
+//!
+//! Invariants:
+//! - A lookup has three parts: the key list (ListSSHPublicKeys), the groups (ListGroupsForUser,
+//!   only with `allowed_groups`) and the identity (GetUser). Groups and identity are trusted
+//!   from the cache for `group_cache_ttl`, which keeps the warm path at one call.
+//! - Stale data stands in only for the part IAM failed to answer, and only within `max_stale`:
+//!   a key that a live answer shows Inactive or absent is never printed (H1).
+//! - An account is bound to the IAM UserId in its ownership record. Keys are served only when
+//!   the UserId behind the name (live, or verified within the TTL, or while IAM is unreachable
+//!   the last verified one within `max_stale`) is that UserId, and only when the name is the
+//!   canonical mapping of IAM's own spelling of the user name (C2).
+//! - Only an authoritative "no such user" purges the cache.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -12,8 +24,9 @@ use super::cache::{self, Cache, UserRecord};
 use super::PublicKey;
 use crate::accounts::local::LocalAccounts;
 use crate::accounts::names::{self, NameError};
+use crate::accounts::ownership;
 use crate::config::Config;
-use crate::iam::{Directory, IamError};
+use crate::iam::{Directory, IamError, Identity, KeyMeta};
 
 /// Why a name is not looked up in IAM at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,12 +43,22 @@ pub enum Refusal {
     NobodyAllowed,
 }
 
-/// Decides, without IAM, whether `linux_user` may be looked up; returns the IAM user name.
+/// A name that may be looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gate {
+    /// The IAM user name the Linux name maps to.
+    pub iam_user: String,
+    /// The IAM UserId the existing local account belongs to; `None` when there is no local
+    /// account yet (first login).
+    pub bound_to: Option<String>,
+}
+
+/// Decides, without IAM, whether `linux_user` may be looked up, and for which identity.
 pub fn gate(
     config: &Config,
     linux_user: &str,
     local: &impl LocalAccounts,
-) -> Result<String, Refusal> {
+) -> Result<Gate, Refusal> {
     if !names::is_valid_linux_name(linux_user) {
         return Err(Refusal::InvalidName);
     }
@@ -46,13 +69,50 @@ pub fn gate(
         .name_mapping
         .to_iam(linux_user)
         .map_err(Refusal::Unmappable)?;
-    if local.exists(linux_user) && !local.owned_by_keyward(linux_user) {
-        return Err(Refusal::LocalAccount);
-    }
+    let bound_to = match local.uid(linux_user) {
+        None => None,
+        Some(uid) => match local.record(linux_user) {
+            Some(record) if ownership::owns(&record, uid) => Some(record.iam_user_id),
+            _ => return Err(Refusal::LocalAccount),
+        },
+    };
     if config.allowed_groups.is_empty() {
         return Err(Refusal::NobodyAllowed);
     }
-    Ok(iam_user)
+    Ok(Gate { iam_user, bound_to })
+}
+
+/// Whether `identity` may use the account `linux_user`: the name must be the canonical mapping
+/// of IAM's spelling (IAM names are case-insensitive, so `_bob` and `_b_o_b` both reach "Bob"),
+/// and an existing account must belong to this UserId. The error is the log line.
+pub fn check_identity(
+    config: &Config,
+    linux_user: &str,
+    bound_to: Option<&str>,
+    identity: &Identity,
+) -> Result<(), String> {
+    match config.name_mapping.to_linux(&identity.user_name) {
+        Ok(canonical) if canonical == linux_user => {}
+        Ok(canonical) => {
+            return Err(format!(
+                "IAM spells this user {:?}, whose Linux name is {canonical}, not {linux_user}",
+                identity.user_name
+            ))
+        }
+        Err(e) => {
+            return Err(format!(
+                "IAM spells this user {:?}, which has no Linux name: {e}",
+                identity.user_name
+            ))
+        }
+    }
+    match bound_to {
+        Some(bound) if bound != identity.user_id => Err(format!(
+            "account {linux_user} belongs to IAM UserId {bound}, but IAM user {:?} now has UserId {} (deleted and re-created?): not the same person",
+            identity.user_name, identity.user_id
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Where a printed key came from, for the audit log.
@@ -62,7 +122,7 @@ pub enum Source {
     Live,
     /// Status verified live; body from the cache (a key id's body never changes).
     Cache,
-    /// IAM unreachable: the last verified key set, within `max_stale`.
+    /// IAM could not list the keys: the last verified key set, within `max_stale`.
     Stale,
 }
 
@@ -91,7 +151,9 @@ pub enum Outcome {
     NotAllowed,
     /// IAM says there is no such user.
     NoSuchUser,
-    /// IAM could not answer and no usable cached key set exists.
+    /// The name does not stand for the identity the account belongs to (the log line).
+    WrongIdentity(String),
+    /// IAM could not answer a part and no usable cached stand-in exists.
     Unavailable(IamError),
 }
 
@@ -123,82 +185,319 @@ pub struct Rejected {
 pub struct LiveResult {
     pub outcome: Outcome,
     pub rejected: Vec<Rejected>,
+    /// The parts IAM failed to answer for which cached data stood in, and why they failed.
+    pub stood_in: Vec<(&'static str, IamError)>,
 }
 
-/// Asks IAM. Errors that say nothing about the user (`is_outage`) are returned for the caller
-/// to fall back to `stale`; a missing user purges the cache.
+/// What IAM answered in one lookup, per part; `None` for a part that was not asked (not needed,
+/// or fresh in the cache).
+#[derive(Debug, Clone)]
+pub struct Answers {
+    pub keys: Result<Vec<KeyMeta>, IamError>,
+    pub groups: Option<Result<Vec<String>, IamError>>,
+    pub identity: Option<Result<Identity, IamError>>,
+}
+
+impl Answers {
+    /// IAM answered nothing (the whole lookup timed out).
+    pub fn none(why: IamError) -> Answers {
+        Answers {
+            keys: Err(why.clone()),
+            groups: Some(Err(why.clone())),
+            identity: Some(Err(why)),
+        }
+    }
+}
+
+/// The decision about one lookup, before key bodies are fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// What to cache about the user now (`None`: leave the cache alone).
+    pub store: Option<UserRecord>,
+    /// Purge the user's cached state (an authoritative "gone", or the wrong person).
+    pub forget: bool,
+    /// The parts IAM failed to answer for which cached data stood in, and why they failed.
+    pub stood_in: Vec<(&'static str, IamError)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Serve these key ids; `stale`: the list came from the cache, not from IAM.
+    Keys {
+        ids: Vec<String>,
+        stale: bool,
+    },
+    NotAllowed,
+    NoSuchUser,
+    WrongIdentity(String),
+    Unavailable(IamError),
+}
+
+/// The cached state of `linux_user`, if it was recorded for the same IAM name.
+fn cached_for(cache: Option<&Cache>, linux_user: &str, iam_user: &str) -> Option<UserRecord> {
+    cache
+        .and_then(|c| c.user(linux_user))
+        .filter(|r| r.iam_user == iam_user)
+}
+
+/// Asks IAM, concurrently, for the parts the cache cannot answer.
+pub async fn ask(
+    config: &Config,
+    dir: &impl Directory,
+    cached: Option<&UserRecord>,
+    iam_user: &str,
+    now: SystemTime,
+) -> Answers {
+    let ttl = config.group_cache_ttl;
+    let groups_fresh = cached.is_some_and(|r| {
+        r.groups.is_some() && cache::groups_fresh(iam_user, r.groups_checked_at, now, ttl)
+    });
+    let identity_fresh = cached.is_some_and(|r| {
+        r.identity.is_some() && cache::groups_fresh(iam_user, r.identity_checked_at, now, ttl)
+    });
+    let need_groups = !config.allows_everyone() && !groups_fresh;
+    let groups = async {
+        if need_groups {
+            Some(dir.groups_for_user(iam_user).await)
+        } else {
+            None
+        }
+    };
+    let identity = async {
+        if identity_fresh {
+            None
+        } else {
+            Some(dir.identity(iam_user).await)
+        }
+    };
+    let (keys, groups, identity) = tokio::join!(dir.list_keys(iam_user), groups, identity);
+    Answers {
+        keys,
+        groups,
+        identity,
+    }
+}
+
+/// One part of the answer: live, or the cached stand-in.
+enum Part<T> {
+    Known(T),
+    Unavailable(IamError),
+}
+
+/// Combines IAM's answers with the cache. Pure: `now` is passed in.
+pub fn decide(
+    config: &Config,
+    linux_user: &str,
+    gate: &Gate,
+    cached: Option<&UserRecord>,
+    answers: Answers,
+    now: SystemTime,
+) -> Decision {
+    let not_found = matches!(answers.keys, Err(IamError::NotFound(_)))
+        || matches!(answers.groups, Some(Err(IamError::NotFound(_))))
+        || matches!(answers.identity, Some(Err(IamError::NotFound(_))));
+    if not_found {
+        return Decision {
+            verdict: Verdict::NoSuchUser,
+            store: None,
+            forget: true,
+            stood_in: Vec::new(),
+        };
+    }
+    let now_secs = cache::unix_secs(now);
+    let usable = |at: u64| cache::stale_usable(at, now, config.max_stale);
+    // The cache may stand in for a part only while IAM said nothing about the user, and only
+    // with data verified within max_stale.
+    let may_stand_in = |e: &IamError, at: u64| e.is_outage() && usable(at);
+    let mut stood_in = Vec::new();
+
+    let mut store = cached.cloned().unwrap_or(UserRecord {
+        iam_user: gate.iam_user.clone(),
+        verified_at: 0,
+        active_keys: Vec::new(),
+        groups: None,
+        groups_checked_at: 0,
+        identity: None,
+        identity_checked_at: 0,
+    });
+    let mut fresh = false;
+
+    let identity = match answers.identity {
+        None => match cached.and_then(|r| r.identity.clone()) {
+            Some(id) => Part::Known(id),
+            None => Part::Unavailable(IamError::Other("identity not read".into())),
+        },
+        Some(Ok(id)) => {
+            store.identity = Some(id.clone());
+            store.identity_checked_at = now_secs;
+            fresh = true;
+            Part::Known(id)
+        }
+        Some(Err(e)) => match cached.and_then(|r| r.identity.clone().map(|id| (r, id))) {
+            Some((r, id)) if may_stand_in(&e, r.identity_checked_at) => {
+                stood_in.push(("GetUser", e));
+                Part::Known(id)
+            }
+            _ => Part::Unavailable(e),
+        },
+    };
+    if let Part::Known(id) = &identity {
+        if let Err(why) = check_identity(config, linux_user, gate.bound_to.as_deref(), id) {
+            return Decision {
+                verdict: Verdict::WrongIdentity(why),
+                store: None,
+                forget: true,
+                stood_in,
+            };
+        }
+    }
+
+    let groups: Part<Option<Vec<String>>> = if config.allows_everyone() {
+        Part::Known(None)
+    } else {
+        match answers.groups {
+            None => Part::Known(cached.and_then(|r| r.groups.clone())),
+            Some(Ok(gs)) => {
+                store.groups = Some(gs.clone());
+                store.groups_checked_at = now_secs;
+                fresh = true;
+                Part::Known(Some(gs))
+            }
+            Some(Err(e)) => match cached.filter(|r| r.groups.is_some()) {
+                Some(r) if may_stand_in(&e, r.groups_checked_at) => {
+                    stood_in.push(("ListGroupsForUser", e));
+                    Part::Known(r.groups.clone())
+                }
+                _ => Part::Unavailable(e),
+            },
+        }
+    };
+    if let Part::Known(gs) = &groups {
+        if !is_allowed(config, gs.as_deref()) {
+            return Decision {
+                verdict: Verdict::NotAllowed,
+                store: fresh.then_some(store),
+                forget: false,
+                stood_in,
+            };
+        }
+    }
+
+    let keys = match answers.keys {
+        Ok(listed) => {
+            let active: Vec<String> = listed
+                .into_iter()
+                .filter(|k| k.active)
+                .map(|k| k.id)
+                .collect();
+            store.active_keys = active.clone();
+            store.verified_at = now_secs;
+            fresh = true;
+            Part::Known((active, false))
+        }
+        Err(e) => match cached {
+            Some(r) if may_stand_in(&e, r.verified_at) => {
+                stood_in.push(("ListSSHPublicKeys", e));
+                Part::Known((r.active_keys.clone(), true))
+            }
+            _ => Part::Unavailable(e),
+        },
+    };
+
+    let store = fresh.then_some(store);
+    let verdict = match (identity, groups, keys) {
+        (Part::Unavailable(e), _, _)
+        | (_, Part::Unavailable(e), _)
+        | (_, _, Part::Unavailable(e)) => Verdict::Unavailable(e),
+        (Part::Known(_), Part::Known(_), Part::Known((ids, stale))) => Verdict::Keys { ids, stale },
+    };
+    Decision {
+        verdict,
+        store,
+        forget: false,
+        stood_in,
+    }
+}
+
+/// Asks IAM (one call when warm) and decides. Key bodies come from the cache or, for ids not
+/// cached yet, from IAM concurrently.
 pub async fn live(
     config: &Config,
     dir: &impl Directory,
     cache: Option<&Cache>,
     linux_user: &str,
-    iam_user: &str,
+    gate: &Gate,
     now: SystemTime,
-) -> Result<LiveResult, IamError> {
-    let record = cache
-        .and_then(|c| c.user(linux_user))
-        .filter(|r| r.iam_user == iam_user);
-    let cached_groups = record.as_ref().and_then(|r| {
-        let fresh = cache::groups_fresh(iam_user, r.groups_checked_at, now, config.group_cache_ttl);
-        r.groups.clone().filter(|_| fresh)
-    });
-    let need_groups = !config.allows_everyone() && cached_groups.is_none();
+) -> LiveResult {
+    let cached = cached_for(cache, linux_user, &gate.iam_user);
+    let answers = ask(config, dir, cached.as_ref(), &gate.iam_user, now).await;
+    let decision = decide(config, linux_user, gate, cached.as_ref(), answers, now);
+    settle(Some(dir), cache, linux_user, &gate.iam_user, decision).await
+}
 
-    let (listed, groups) = if need_groups {
-        let (listed, groups) = tokio::join!(dir.list_keys(iam_user), dir.groups_for_user(iam_user));
-        (listed, groups.map(Some))
-    } else {
-        (dir.list_keys(iam_user).await, Ok(cached_groups))
-    };
-    let (listed, groups) = match (listed, groups) {
-        (Err(IamError::NotFound(m)), _) | (_, Err(IamError::NotFound(m))) => {
-            if let Some(c) = cache {
-                c.forget_user(linux_user);
-            }
-            tracing::debug!(iam_user, "IAM has no such user: {m}");
-            return Ok(LiveResult {
-                outcome: Outcome::NoSuchUser,
-                rejected: Vec::new(),
-            });
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
-        (Ok(listed), Ok(groups)) => (listed, groups),
-    };
+/// Answers from the cache alone, when IAM could not answer at all (`why`).
+pub async fn stale(
+    config: &Config,
+    cache: Option<&Cache>,
+    linux_user: &str,
+    gate: &Gate,
+    now: SystemTime,
+    why: IamError,
+) -> Outcome {
+    let cached = cached_for(cache, linux_user, &gate.iam_user);
+    let decision = decide(
+        config,
+        linux_user,
+        gate,
+        cached.as_ref(),
+        Answers::none(why),
+        now,
+    );
+    let none: Option<&NoDirectory> = None;
+    settle(none, cache, linux_user, &gate.iam_user, decision)
+        .await
+        .outcome
+}
 
-    let groups_checked_at = if need_groups {
-        cache::unix_secs(now)
-    } else {
-        record.as_ref().map_or(0, |r| r.groups_checked_at)
-    };
-    let active: Vec<String> = listed
-        .into_iter()
-        .filter(|k| k.active)
-        .map(|k| k.id)
-        .collect();
-    let allowed = is_allowed(config, groups.as_deref());
+/// Carries out a decision: updates the cache and turns key ids into keys.
+async fn settle(
+    dir: Option<&impl Directory>,
+    cache: Option<&Cache>,
+    linux_user: &str,
+    iam_user: &str,
+    decision: Decision,
+) -> LiveResult {
     if let Some(c) = cache {
-        let record = UserRecord {
-            iam_user: iam_user.to_owned(),
-            verified_at: cache::unix_secs(now),
-            active_keys: active.clone(),
-            groups: groups.clone(),
-            groups_checked_at,
-        };
-        if let Err(e) = c.store_user(linux_user, &record) {
-            tracing::warn!("{e}");
+        if decision.forget {
+            c.forget_user(linux_user);
+        } else if let Some(record) = &decision.store {
+            if let Err(e) = c.store_user(linux_user, record) {
+                tracing::warn!("{e}");
+            }
         }
     }
-    if !allowed {
-        return Ok(LiveResult {
-            outcome: Outcome::NotAllowed,
-            rejected: Vec::new(),
-        });
-    }
+    let stood_in = decision.stood_in;
+    let result = |outcome| LiveResult {
+        outcome,
+        rejected: Vec::new(),
+        stood_in: stood_in.clone(),
+    };
+    let (ids, stale) = match decision.verdict {
+        Verdict::Keys { ids, stale } => (ids, stale),
+        Verdict::NotAllowed => return result(Outcome::NotAllowed),
+        Verdict::NoSuchUser => return result(Outcome::NoSuchUser),
+        Verdict::WrongIdentity(why) => return result(Outcome::WrongIdentity(why)),
+        Verdict::Unavailable(e) => return result(Outcome::Unavailable(e)),
+    };
 
     let mut found: HashMap<String, (PublicKey, Source)> = HashMap::new();
     let mut misses = Vec::new();
-    for id in &active {
+    for id in &ids {
         match cache.and_then(|c| c.key(id)) {
+            Some(key) if stale => {
+                found.insert(id.clone(), (key, Source::Stale));
+            }
             Some(key) => {
                 found.insert(id.clone(), (key, Source::Cache));
             }
@@ -206,10 +505,9 @@ pub async fn live(
         }
     }
     let mut rejected = Vec::new();
-    let fetched = if misses.is_empty() {
-        Vec::new()
-    } else {
-        dir.get_keys(iam_user, &misses).await
+    let fetched = match dir {
+        Some(dir) if !misses.is_empty() => dir.get_keys(iam_user, &misses).await,
+        _ => Vec::new(),
     };
     for (id, body) in misses.iter().zip(fetched) {
         match body.map_err(|e| e.to_string()).and_then(|b| {
@@ -221,7 +519,8 @@ pub async fn live(
                         tracing::warn!("{e}");
                     }
                 }
-                found.insert(id.clone(), (key, Source::Live));
+                let source = if stale { Source::Stale } else { Source::Live };
+                found.insert(id.clone(), (key, source));
             }
             Err(reason) => rejected.push(Rejected {
                 id: id.clone(),
@@ -229,7 +528,7 @@ pub async fn live(
             }),
         }
     }
-    let keys = active
+    let keys = ids
         .iter()
         .filter_map(|id| {
             found.remove(id).map(|(key, source)| ServedKey {
@@ -239,47 +538,34 @@ pub async fn live(
             })
         })
         .collect();
-    Ok(LiveResult {
+    LiveResult {
         outcome: Outcome::Keys(keys),
         rejected,
-    })
+        stood_in,
+    }
 }
 
-/// Answers from the cache while IAM cannot: the last verified key set, if younger than
-/// `max_stale` and if the cached groups still pass `allowed_groups`.
-pub fn stale(
-    config: &Config,
-    cache: Option<&Cache>,
-    linux_user: &str,
-    iam_user: &str,
-    now: SystemTime,
-    why: IamError,
-) -> Outcome {
-    let Some(cache) = cache else {
-        return Outcome::Unavailable(why);
-    };
-    let usable = cache.user(linux_user).filter(|r| {
-        r.iam_user == iam_user && cache::stale_usable(r.verified_at, now, config.max_stale)
-    });
-    let Some(record) = usable else {
-        return Outcome::Unavailable(why);
-    };
-    if !is_allowed(config, record.groups.as_deref()) {
-        return Outcome::NotAllowed;
+/// The directory `stale` passes to `settle`: never called, it only names a type.
+struct NoDirectory;
+
+impl Directory for NoDirectory {
+    async fn list_keys(&self, _: &str) -> Result<Vec<KeyMeta>, IamError> {
+        Err(IamError::Unreachable("no directory".into()))
     }
-    Outcome::Keys(
-        record
-            .active_keys
-            .iter()
-            .filter_map(|id| {
-                cache.key(id).map(|key| ServedKey {
-                    id: id.clone(),
-                    key,
-                    source: Source::Stale,
-                })
-            })
-            .collect(),
-    )
+    async fn get_keys(&self, _: &str, ids: &[String]) -> Vec<Result<String, IamError>> {
+        ids.iter()
+            .map(|_| Err(IamError::Unreachable("no directory".into())))
+            .collect()
+    }
+    async fn groups_for_user(&self, _: &str) -> Result<Vec<String>, IamError> {
+        Err(IamError::Unreachable("no directory".into()))
+    }
+    async fn identity(&self, _: &str) -> Result<Identity, IamError> {
+        Err(IamError::Unreachable("no directory".into()))
+    }
+    fn calls(&self) -> usize {
+        0
+    }
 }
 
 fn is_allowed(config: &Config, groups: Option<&[String]>) -> bool {
@@ -290,63 +576,104 @@ fn is_allowed(config: &Config, groups: Option<&[String]>) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
-    use std::cell::Cell;
+    use std::cell::{Cell, RefCell};
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::iam::KeyMeta;
+    use crate::accounts::ownership::OwnershipRecord;
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice";
+    const ALICE_ID: &str = "AIDAALICE0000000001";
 
+    /// An in-memory IAM directory. IAM names are case-insensitive, as in real IAM (moto's
+    /// are not): every call finds the user whatever the case, and GetUser answers IAM's own
+    /// spelling.
     struct Fake {
-        keys: Result<Vec<(String, bool, String)>, IamError>,
+        name: String,
+        user_id: String,
+        keys: Vec<(String, bool, String)>,
         groups: Vec<String>,
+        /// Per call kind ("keys", "groups", "identity"): the error it fails with.
+        fail: RefCell<Vec<(&'static str, IamError)>>,
         calls: Cell<usize>,
     }
 
-    impl Directory for Fake {
-        async fn list_keys(&self, _: &str) -> Result<Vec<KeyMeta>, IamError> {
+    impl Fake {
+        fn call(&self, kind: &'static str, user: &str) -> Result<(), IamError> {
             self.calls.set(self.calls.get() + 1);
-            self.keys.clone().map(|ks| {
-                ks.into_iter()
-                    .map(|(id, active, _)| KeyMeta {
-                        id,
-                        active,
-                        uploaded: String::new(),
-                    })
-                    .collect()
-            })
+            if let Some((_, e)) = self.fail.borrow().iter().find(|(k, _)| *k == kind) {
+                return Err(e.clone());
+            }
+            if user.eq_ignore_ascii_case(&self.name) {
+                Ok(())
+            } else {
+                Err(IamError::NotFound(user.to_owned()))
+            }
+        }
+
+        fn failing(self, kind: &'static str, e: IamError) -> Fake {
+            self.fail.borrow_mut().push((kind, e));
+            self
+        }
+    }
+
+    impl Directory for Fake {
+        async fn list_keys(&self, user: &str) -> Result<Vec<KeyMeta>, IamError> {
+            self.call("keys", user)?;
+            Ok(self
+                .keys
+                .iter()
+                .map(|(id, active, _)| KeyMeta {
+                    id: id.clone(),
+                    active: *active,
+                    uploaded: String::new(),
+                })
+                .collect())
         }
         async fn get_keys(&self, _: &str, ids: &[String]) -> Vec<Result<String, IamError>> {
             self.calls.set(self.calls.get() + ids.len());
-            let keys = self.keys.clone().unwrap_or_default();
             ids.iter()
                 .map(|id| {
-                    keys.iter()
+                    self.keys
+                        .iter()
                         .find(|k| &k.0 == id)
                         .map(|k| k.2.clone())
                         .ok_or(IamError::NotFound(id.clone()))
                 })
                 .collect()
         }
-        async fn groups_for_user(&self, _: &str) -> Result<Vec<String>, IamError> {
-            self.calls.set(self.calls.get() + 1);
-            self.keys.as_ref().map_err(Clone::clone)?;
+        async fn groups_for_user(&self, user: &str) -> Result<Vec<String>, IamError> {
+            self.call("groups", user)?;
             Ok(self.groups.clone())
+        }
+        async fn identity(&self, user: &str) -> Result<Identity, IamError> {
+            self.call("identity", user)?;
+            Ok(Identity {
+                user_name: self.name.clone(),
+                user_id: self.user_id.clone(),
+            })
         }
         fn calls(&self) -> usize {
             self.calls.get()
         }
     }
 
-    struct Accounts(&'static [&'static str], &'static [&'static str]);
+    /// Local accounts: (name, uid, record's UserId if any).
+    struct Accounts(Vec<(&'static str, u32, Option<&'static str>)>);
     impl LocalAccounts for Accounts {
-        fn exists(&self, n: &str) -> bool {
-            self.0.contains(&n)
+        fn uid(&self, n: &str) -> Option<u32> {
+            self.0.iter().find(|a| a.0 == n).map(|a| a.1)
         }
-        fn owned_by_keyward(&self, n: &str) -> bool {
-            self.1.contains(&n)
+        fn record(&self, n: &str) -> Option<OwnershipRecord> {
+            self.0.iter().find(|a| a.0 == n).and_then(|a| {
+                a.2.map(|id| OwnershipRecord {
+                    iam_user: n.into(),
+                    iam_user_id: id.into(),
+                    uid: a.1,
+                    created_at: 0,
+                })
+            })
         }
     }
 
@@ -359,11 +686,14 @@ mod tests {
 
     fn fake(keys: Vec<(&str, bool, &str)>, groups: &[&str]) -> Fake {
         Fake {
-            keys: Ok(keys
+            name: "alice".into(),
+            user_id: ALICE_ID.into(),
+            keys: keys
                 .into_iter()
                 .map(|(a, b, c)| (a.to_string(), b, c.to_string()))
-                .collect()),
+                .collect(),
             groups: groups.iter().map(|s| s.to_string()).collect(),
+            fail: RefCell::new(Vec::new()),
             calls: Cell::new(0),
         }
     }
@@ -378,6 +708,18 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// alice's account, bound to her UserId.
+    fn alice() -> Gate {
+        Gate {
+            iam_user: "alice".into(),
+            bound_to: Some(ALICE_ID.into()),
+        }
+    }
+
+    async fn look(c: &Config, dir: &Fake, cache: Option<&Cache>, secs: u64) -> LiveResult {
+        live(c, dir, cache, "alice", &alice(), at(secs)).await
+    }
+
     fn ids(outcome: &Outcome) -> Vec<(&str, Source)> {
         match outcome {
             Outcome::Keys(ks) => ks.iter().map(|k| (k.id.as_str(), k.source)).collect(),
@@ -385,10 +727,17 @@ mod tests {
         }
     }
 
+    fn down() -> IamError {
+        IamError::Unreachable("throttled".into())
+    }
+
     #[test]
     fn gate_refuses_without_iam() {
         let c = config(&["*"]);
-        let local = Accounts(&["ubuntu", "owned"], &["owned"]);
+        let local = Accounts(vec![
+            ("ubuntu", 1000, None),
+            ("owned", 4000, Some(ALICE_ID)),
+        ]);
         assert_eq!(gate(&c, "root", &local), Err(Refusal::Reserved));
         assert_eq!(gate(&c, "ubuntu", &local), Err(Refusal::LocalAccount));
         assert_eq!(gate(&c, "Bad;name", &local), Err(Refusal::InvalidName));
@@ -396,12 +745,37 @@ mod tests {
             gate(&c, "a_9", &local),
             Err(Refusal::Unmappable(_))
         ));
-        assert_eq!(gate(&c, "owned", &local), Ok("owned".into()));
-        assert_eq!(gate(&c, "_alice", &local), Ok("Alice".into()));
+        assert_eq!(
+            gate(&c, "owned", &local).unwrap().bound_to.as_deref(),
+            Some(ALICE_ID)
+        );
+        assert_eq!(gate(&c, "_alice", &local).unwrap().iam_user, "Alice");
+        assert_eq!(gate(&c, "_alice", &local).unwrap().bound_to, None);
         assert_eq!(
             gate(&config(&[]), "alice", &local),
             Err(Refusal::NobodyAllowed)
         );
+    }
+
+    #[test]
+    fn c1_a_record_for_another_uid_or_without_user_id_is_not_ownership() {
+        let c = config(&["*"]);
+        struct Remade;
+        impl LocalAccounts for Remade {
+            fn uid(&self, _: &str) -> Option<u32> {
+                Some(4242)
+            }
+            fn record(&self, n: &str) -> Option<OwnershipRecord> {
+                Some(OwnershipRecord {
+                    iam_user: n.into(),
+                    iam_user_id: if n == "carol" { ALICE_ID } else { "" }.into(),
+                    uid: if n == "carol" { 4000 } else { 4242 },
+                    created_at: 0,
+                })
+            }
+        }
+        assert_eq!(gate(&c, "carol", &Remade), Err(Refusal::LocalAccount));
+        assert_eq!(gate(&c, "dave", &Remade), Err(Refusal::LocalAccount));
     }
 
     #[tokio::test]
@@ -409,44 +783,36 @@ mod tests {
         let (_d, cache) = cache();
         let dir = fake(vec![("K1", true, ED), ("K2", false, ED)], &[]);
         let c = config(&["*"]);
-        let first = live(&c, &dir, Some(&cache), "alice", "alice", at(100))
-            .await
-            .unwrap();
+        let first = look(&c, &dir, Some(&cache), 100).await;
         assert_eq!(ids(&first.outcome), vec![("K1", Source::Live)]);
-        assert_eq!(dir.calls(), 2);
-        let warm = live(&c, &dir, Some(&cache), "alice", "alice", at(101))
-            .await
-            .unwrap();
+        assert_eq!(dir.calls(), 3, "list + identity + one body");
+        let warm = look(&c, &dir, Some(&cache), 101).await;
         assert_eq!(ids(&warm.outcome), vec![("K1", Source::Cache)]);
-        assert_eq!(dir.calls(), 3);
+        assert_eq!(dir.calls(), 4);
     }
 
     #[tokio::test]
-    async fn group_gate_reads_groups_once_per_ttl() {
+    async fn group_gate_and_identity_are_read_once_per_ttl() {
         let (_d, cache) = cache();
         let dir = fake(vec![("K1", true, ED)], &["ops"]);
         let c = config(&["ops"]);
-        live(&c, &dir, Some(&cache), "alice", "alice", at(100))
-            .await
-            .unwrap();
-        assert_eq!(dir.calls(), 3, "list + groups + one body");
-        let warm = live(&c, &dir, Some(&cache), "alice", "alice", at(110))
-            .await
-            .unwrap();
+        look(&c, &dir, Some(&cache), 100).await;
+        assert_eq!(dir.calls(), 4, "list + groups + identity + one body");
+        let warm = look(&c, &dir, Some(&cache), 110).await;
         assert_eq!(ids(&warm.outcome), vec![("K1", Source::Cache)]);
-        assert_eq!(dir.calls(), 4);
-        live(&c, &dir, Some(&cache), "alice", "alice", at(1000))
-            .await
-            .unwrap();
-        assert_eq!(dir.calls(), 6, "groups read again after the TTL");
+        assert_eq!(dir.calls(), 5);
+        look(&c, &dir, Some(&cache), 1000).await;
+        assert_eq!(
+            dir.calls(),
+            8,
+            "groups and identity read again after the TTL"
+        );
     }
 
     #[tokio::test]
     async fn user_outside_allowed_groups_gets_nothing() {
         let dir = fake(vec![("K1", true, ED)], &["dev"]);
-        let r = live(&config(&["ops"]), &dir, None, "alice", "alice", at(1))
-            .await
-            .unwrap();
+        let r = look(&config(&["ops"]), &dir, None, 1).await;
         assert_eq!(r.outcome, Outcome::NotAllowed);
     }
 
@@ -459,9 +825,7 @@ mod tests {
             ],
             &[],
         );
-        let r = live(&config(&["*"]), &dir, None, "alice", "alice", at(1))
-            .await
-            .unwrap();
+        let r = look(&config(&["*"]), &dir, None, 1).await;
         assert_eq!(ids(&r.outcome), vec![("K2", Source::Live)]);
         assert_eq!(r.rejected.len(), 1);
         assert_eq!(r.rejected[0].id, "K1");
@@ -471,23 +835,15 @@ mod tests {
     async fn deleted_user_purges_the_cache() {
         let (_d, cache) = cache();
         let c = config(&["*"]);
-        let dir = fake(vec![("K1", true, ED)], &[]);
-        live(&c, &dir, Some(&cache), "alice", "alice", at(1))
-            .await
-            .unwrap();
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1).await;
         let gone = Fake {
-            keys: Err(IamError::NotFound("alice".into())),
+            name: "someone-else".into(),
             ..fake(vec![], &[])
         };
-        let r = live(&c, &gone, Some(&cache), "alice", "alice", at(2))
-            .await
-            .unwrap();
+        let r = look(&c, &gone, Some(&cache), 2).await;
         assert_eq!(r.outcome, Outcome::NoSuchUser);
-        let why = IamError::Unreachable("down".into());
-        assert!(matches!(
-            stale(&c, Some(&cache), "alice", "alice", at(3), why),
-            Outcome::Unavailable(_)
-        ));
+        let got = stale(&c, Some(&cache), "alice", &alice(), at(3), down()).await;
+        assert!(matches!(got, Outcome::Unavailable(_)));
     }
 
     #[tokio::test]
@@ -497,22 +853,137 @@ mod tests {
             max_stale: Duration::from_secs(60),
             ..config(&["*"])
         };
-        let dir = fake(vec![("K1", true, ED)], &[]);
-        live(&c, &dir, Some(&cache), "alice", "alice", at(1000))
-            .await
-            .unwrap();
-        let down = Fake {
-            keys: Err(IamError::Unreachable("down".into())),
-            ..fake(vec![], &[])
-        };
-        let err = live(&c, &down, Some(&cache), "alice", "alice", at(1030))
-            .await
-            .unwrap_err();
-        assert!(err.is_outage());
-        let within = stale(&c, Some(&cache), "alice", "alice", at(1030), err.clone());
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1000).await;
+        let within = stale(&c, Some(&cache), "alice", &alice(), at(1030), down()).await;
         assert_eq!(ids(&within), vec![("K1", Source::Stale)]);
-        let beyond = stale(&c, Some(&cache), "alice", "alice", at(1061), err);
+        let beyond = stale(&c, Some(&cache), "alice", &alice(), at(1061), down()).await;
         assert!(matches!(beyond, Outcome::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn h1_a_key_iam_just_showed_inactive_is_never_served_when_groups_fail() {
+        let (_d, cache) = cache();
+        let c = config(&["ops"]);
+        look(
+            &c,
+            &fake(vec![("K1", true, ED)], &["ops"]),
+            Some(&cache),
+            1000,
+        )
+        .await;
+        // Past the group TTL: ListGroupsForUser is asked again, and is throttled, while
+        // ListSSHPublicKeys answers that K1 was just set Inactive.
+        let revoked = fake(vec![("K1", false, ED)], &["ops"]).failing("groups", down());
+        let r = look(&c, &revoked, Some(&cache), 2000).await;
+        assert_eq!(ids(&r.outcome), vec![], "the revoked key was served");
+        assert_eq!(
+            r.stood_in.len(),
+            1,
+            "cached groups stood in: {:?}",
+            r.stood_in
+        );
+        // An absent key likewise.
+        let deleted = fake(vec![], &["ops"]).failing("groups", down());
+        assert_eq!(
+            ids(&look(&c, &deleted, Some(&cache), 2001).await.outcome),
+            vec![]
+        );
+        // And a failing identity read changes nothing about that either.
+        let r = look(
+            &c,
+            &fake(vec![("K1", false, ED)], &["ops"]).failing("identity", down()),
+            Some(&cache),
+            3000,
+        )
+        .await;
+        assert_eq!(ids(&r.outcome), vec![]);
+    }
+
+    #[tokio::test]
+    async fn h1_stale_keys_stand_in_only_for_a_failed_list_and_live_groups_still_decide() {
+        let (_d, cache) = cache();
+        let c = config(&["ops"]);
+        look(
+            &c,
+            &fake(vec![("K1", true, ED)], &["ops"]),
+            Some(&cache),
+            1000,
+        )
+        .await;
+        // Keys throttled, still in ops: the cached key set stands in.
+        let still = fake(vec![("K1", true, ED)], &["ops"]).failing("keys", down());
+        let r = look(&c, &still, Some(&cache), 2000).await;
+        assert_eq!(ids(&r.outcome), vec![("K1", Source::Stale)]);
+        // Keys throttled, groups answered (read again after the TTL): the user just left ops.
+        let left = fake(vec![("K1", true, ED)], &["dev"]).failing("keys", down());
+        let r = look(&c, &left, Some(&cache), 3000).await;
+        assert_eq!(r.outcome, Outcome::NotAllowed);
+    }
+
+    #[tokio::test]
+    async fn c2_a_re_created_user_gets_nothing_from_the_old_account() {
+        let (_d, cache) = cache();
+        let c = config(&["*"]);
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1000).await;
+        let reborn = Fake {
+            user_id: "AIDANEWPERSON000001".into(),
+            ..fake(vec![("K9", true, ED)], &[])
+        };
+        // Within the TTL the verified identity is trusted (the warm path stays one call)...
+        let r = look(&c, &reborn, Some(&cache), 1001).await;
+        assert!(matches!(r.outcome, Outcome::Keys(_)));
+        // ...and once it is read again the new UserId refuses the account, and the cache is
+        // purged so no stale key set of the old person stands in later.
+        let r = look(&c, &reborn, Some(&cache), 2000).await;
+        let Outcome::WrongIdentity(why) = &r.outcome else {
+            panic!("{:?}", r.outcome)
+        };
+        assert!(
+            why.contains(ALICE_ID) && why.contains("AIDANEWPERSON000001"),
+            "{why}"
+        );
+        let s = stale(&c, Some(&cache), "alice", &alice(), at(2001), down()).await;
+        assert!(matches!(s, Outcome::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn c2_only_the_canonical_spelling_of_an_iam_name_is_accepted() {
+        let c = config(&["*"]);
+        let bob = Fake {
+            name: "Bob".into(),
+            ..fake(vec![("K1", true, ED)], &[])
+        };
+        for (linux, iam) in [("_b_o_b", "BOB"), ("bob", "bob"), ("_b_ob", "BOb")] {
+            let g = Gate {
+                iam_user: iam.into(),
+                bound_to: None,
+            };
+            let r = live(&c, &bob, None, linux, &g, at(1)).await;
+            assert!(
+                matches!(r.outcome, Outcome::WrongIdentity(_)),
+                "{linux} reached Bob: {:?}",
+                r.outcome
+            );
+        }
+        let g = Gate {
+            iam_user: "Bob".into(),
+            bound_to: None,
+        };
+        let r = live(&c, &bob, None, "_bob", &g, at(1)).await;
+        assert_eq!(ids(&r.outcome), vec![("K1", Source::Live)]);
+    }
+
+    #[tokio::test]
+    async fn c2_stale_keys_need_a_verified_identity() {
+        let (_d, cache) = cache();
+        let c = config(&["*"]);
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1000).await;
+        // A cache written before identities were checked has none: no stale keys.
+        let mut old = cache.user("alice").unwrap();
+        old.identity = None;
+        cache.store_user("alice", &old).unwrap();
+        let s = stale(&c, Some(&cache), "alice", &alice(), at(1001), down()).await;
+        assert!(matches!(s, Outcome::Unavailable(_)));
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::create::OwnershipRecord;
 use crate::accounts::names;
+use crate::accounts::ownership::{OwnershipRecord, Records};
 use crate::files;
 
 /// Where sync writes sudo rules (a file name without a dot, so sudo's includedir reads it).
@@ -164,7 +164,7 @@ impl SystemState {
         Ok(LocalState {
             users,
             groups,
-            user_records: read_records(&self.state_dir.join("accounts"))?,
+            user_records: Records::new(&self.state_dir).read_all()?,
             group_records: read_records(&self.state_dir.join("groups"))?,
             locks: read_records(&self.state_dir.join("locked"))?,
             sudoers,

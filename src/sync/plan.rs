@@ -21,6 +21,7 @@ use super::local::{LocalState, LocalUser};
 use super::read::{IamGroup, IamSnapshot, IamUser};
 use crate::accounts::create::{self, IamFacts, LocalFacts, NewAccount};
 use crate::accounts::ids::{self, UidScheme};
+use crate::accounts::ownership;
 use crate::config::Config;
 
 /// A record without an account younger than this may belong to a `pam-create-account` run
@@ -780,11 +781,11 @@ impl<'a> ManagedGroup<'a> {
     }
 }
 
-/// keyward owns an account when its record names the account's UID: a record left behind by
-/// an account someone since re-created by hand does not make the new one keyward's.
+/// Ownership is `ownership::owns`, the rule every job shares: a record left behind by an
+/// account someone since re-created by hand does not make the new one keyward's.
 fn owns_user(local: &LocalState, name: &str) -> bool {
     match (local.users.get(name), local.user_records.get(name)) {
-        (Some(u), Some(r)) => u.uid == r.uid,
+        (Some(u), Some(r)) => ownership::owns(r, u.uid),
         _ => false,
     }
 }

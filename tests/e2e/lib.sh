@@ -182,13 +182,16 @@ EOF
     sshd_reload
 }
 
-# owned_account LINUX_NAME UID: a local account as keyward would create it, with the
-# root-owned ownership record that lets keyward serve IAM keys for it.
+# owned_account LINUX_NAME UID [IAM_USER]: a local account as keyward would create it, with the
+# root-owned ownership record (UID and IAM UserId) that makes it keyward's.
 owned_account() {
+    local iam_user=${3:-$1}
     # --no-log-init: no lastlog/faillog record (a sparse file as large as the UID).
     useradd --uid "$2" --user-group --create-home --no-log-init --shell /bin/sh "$1"
     install -d -o root -g root -m 0755 /var/lib/keyward /var/lib/keyward/accounts
-    install -o root -g root -m 0644 /dev/null "/var/lib/keyward/accounts/$1"
+    printf '{"iam_user": "%s", "iam_user_id": "%s", "uid": %s, "created_at": %s}\n' \
+        "$iam_user" "$(iam_user_id "$iam_user")" "$2" "$(date +%s)" >"/var/lib/keyward/accounts/$1"
+    chmod 0644 "/var/lib/keyward/accounts/$1"
 }
 
 # ---------------------------------------------------------------------------

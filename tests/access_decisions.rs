@@ -1,0 +1,178 @@
+//! Who gets a shell, decided against a real IAM API (moto): the ownership rule (C1), the
+//! identity an account is bound to (C2) and revocations IAM did answer (H1). Each test is the
+//! regression test of the issue item it is named after.
+//!
+//! Local accounts cannot be created outside a namespace, so these tests use `daemon` (UID 1 on
+//! every Debian host) as "an existing local account" and plant ownership records for it in a
+//! private state_dir; the real-sshd versions live in tests/e2e/scenarios/identity_binding.sh.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{Host, KeyPair, Moto};
+
+const EVERYONE: &str = "allowed_groups = [\"*\"]";
+
+fn daemon_uid() -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("daemon:"))
+        .and_then(|rest| rest.split(':').nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn records_dir(host: &Host) -> std::path::PathBuf {
+    let dir = host.dir.path().join("state/accounts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(
+        host.dir.path().join("state"),
+        PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn record_json(iam_user: &str, user_id: &str, uid: u32) -> String {
+    format!(
+        "{{\"iam_user\": \"{iam_user}\", \"iam_user_id\": \"{user_id}\", \"uid\": {uid}, \"created_at\": 1}}"
+    )
+}
+
+fn plant(dir: &Path, name: &str, contents: &str) {
+    let _ = std::fs::remove_file(dir.join(name));
+    std::fs::write(dir.join(name), contents).unwrap();
+    std::fs::set_permissions(dir.join(name), PermissionsExt::from_mode(0o644)).unwrap();
+}
+
+/// IAM user `daemon` with one Active key; the host allows every IAM user.
+fn iam_daemon() -> (Moto, tempfile::TempDir, KeyPair, String) {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "daemon@iam");
+    let iam = moto.iam();
+    let id = iam.user("daemon");
+    iam.key("daemon", &k.line(), true);
+    (moto, tmp, k, id)
+}
+
+#[test]
+fn c1_only_a_parsed_record_with_the_accounts_uid_and_a_user_id_makes_an_account_keywards() {
+    let (moto, _tmp, k, user_id) = iam_daemon();
+    let host = Host::new(&moto, EVERYONE);
+    let dir = records_dir(&host);
+    let uid = daemon_uid();
+
+    let elsewhere = host.dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, record_json("daemon", &user_id, uid)).unwrap();
+    let not_keywards: &[(&str, Option<String>)] = &[
+        ("empty record", Some(String::new())),
+        ("garbage record", Some("not json at all".into())),
+        (
+            "record for another UID (account re-made by hand)",
+            Some(record_json("daemon", &user_id, 4242)),
+        ),
+        (
+            "record without an IAM UserId",
+            Some(record_json("daemon", "", uid)),
+        ),
+        ("symlinked record", None),
+    ];
+    for (what, contents) in not_keywards {
+        match contents {
+            Some(c) => plant(&dir, "daemon", c),
+            None => {
+                let _ = std::fs::remove_file(dir.join("daemon"));
+                std::os::unix::fs::symlink(&elsewhere, dir.join("daemon")).unwrap();
+            }
+        }
+        let run = host.keyward(&["authorized-keys", "daemon"]).ok();
+        assert_eq!(run.stdout, "", "{what}: IAM daemon's key served");
+        assert_eq!(run.iam_calls(), 0, "{what}: reached IAM");
+    }
+
+    // The control: a real record for this account is what makes it keyward's.
+    plant(&dir, "daemon", &record_json("daemon", &user_id, uid));
+    let run = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(run.keys(), vec![k.type_and_blob()], "{}", run.stderr);
+}
+
+#[test]
+fn c2_a_re_created_iam_user_does_not_inherit_the_account() {
+    let (moto, tmp, k, first_id) = iam_daemon();
+    // Identity is re-checked on every lookup once group_cache_ttl has passed.
+    let host = Host::new(&moto, &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\""));
+    let dir = records_dir(&host);
+    plant(
+        &dir,
+        "daemon",
+        &record_json("daemon", &first_id, daemon_uid()),
+    );
+    let before = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(before.keys(), vec![k.type_and_blob()]);
+
+    // The person leaves; someone else gets an IAM user of the same name and their own key.
+    let iam = moto.iam();
+    iam.delete_user("daemon");
+    let second_id = iam.user("daemon");
+    assert_ne!(first_id, second_id);
+    let other = KeyPair::generate(tmp.path(), "other", "ed25519", "someone-else");
+    iam.key("daemon", &other.line(), true);
+
+    let after = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(
+        after.stdout, "",
+        "the new IAM daemon got the old one's account"
+    );
+    assert!(
+        after.stderr.contains(&first_id) && after.stderr.contains(&second_id),
+        "the log names both identities: {}",
+        after.stderr
+    );
+
+    // A host that never cached anything refuses too.
+    let cold = Host::new(&moto, EVERYONE);
+    let dir = records_dir(&cold);
+    plant(
+        &dir,
+        "daemon",
+        &record_json("daemon", &first_id, daemon_uid()),
+    );
+    let run = cold.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn c2_stale_keys_are_served_only_for_the_verified_identity() {
+    let (mut moto, _tmp, k, user_id) = iam_daemon();
+    let host = Host::new(&moto, EVERYONE);
+    let dir = records_dir(&host);
+    plant(
+        &dir,
+        "daemon",
+        &record_json("daemon", &user_id, daemon_uid()),
+    );
+    host.keyward(&["authorized-keys", "daemon"]).ok();
+
+    // IAM goes away: the verified key set stands in, as before.
+    moto.stop();
+    let stale = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(stale.keys(), vec![k.type_and_blob()]);
+    assert!(stale.stderr.contains("source=\"stale\"") || stale.stderr.contains("source=stale"));
+
+    // The record now names someone else (the account was handed over): the cached set,
+    // verified for the old identity, is not theirs.
+    plant(
+        &dir,
+        "daemon",
+        &record_json("daemon", "AIDAOTHERPERSON00001", daemon_uid()),
+    );
+    let run = host.keyward(&["authorized-keys", "daemon"]);
+    assert_eq!(run.stdout, "");
+}
