@@ -343,6 +343,17 @@ impl Host {
         host
     }
 
+    /// A host whose keyward talks to `endpoint` (a FaultProxy's) instead of moto's.
+    pub fn via(endpoint: &str, config: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host {
+            dir,
+            endpoint: endpoint.to_owned(),
+        };
+        host.write_config(config);
+        host
+    }
+
     pub fn write_config(&self, extra: &str) {
         let base = format!(
             "cache_dir = \"{0}/cache\"\nstate_dir = \"{0}/state\"\n",
@@ -434,5 +445,230 @@ impl Run {
             self.code, self.stdout, self.stderr
         );
         self
+    }
+}
+
+/// A fault-injecting HTTP proxy (tests/faultproxy.py) in front of a moto: point keyward at
+/// `endpoint()` instead of the moto's and IAM answers come through it, unchanged unless a rule
+/// set with `set` matches.
+///
+/// ```ignore
+/// let proxy = FaultProxy::start(&moto);
+/// let host = Host::via(&proxy.endpoint(), "...");
+/// proxy.set(&[Fault::on("ListGroupsForUser").name("alice").throttle().times(2)]);
+/// // ... run keyward ...
+/// proxy.clear();
+/// assert!(proxy.requests().contains(&("ListGroupsForUser".into(), "alice".into(), "throttle".into())));
+/// ```
+///
+/// `requests()` lists every request seen so far as (Action, UserName or GroupName or "-",
+/// fault or "-" when forwarded). Rules are written atomically and re-read by the proxy on each
+/// request; `times` counts restart whenever the rules change. The proxy is killed on Drop.
+pub struct FaultProxy {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// One rule: `Fault::on(ACTION)[.name(USER_OR_GROUP)].KIND()[.times(N)]`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub action: String,
+    pub name: Option<String>,
+    pub kind: FaultKind,
+    pub times: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// HTTP 400 with IAM's Throttling error.
+    Throttle,
+    /// HTTP 500 with IAM's ServiceFailure error.
+    ServerError,
+    /// No answer until the client gives up (or 60 s).
+    Hang,
+    /// The upstream's 200 answer with every `<ELEMENT>` removed.
+    Drop(String),
+    /// The upstream's 200 answer saying IsTruncated=true, without a Marker.
+    Truncate,
+    /// The upstream's 200 answer cut in the middle.
+    BadXml,
+}
+
+impl FaultKind {
+    fn as_rule(&self) -> String {
+        match self {
+            FaultKind::Throttle => "throttle".into(),
+            FaultKind::ServerError => "500".into(),
+            FaultKind::Hang => "hang".into(),
+            FaultKind::Drop(element) => format!("drop:{element}"),
+            FaultKind::Truncate => "truncate".into(),
+            FaultKind::BadXml => "badxml".into(),
+        }
+    }
+}
+
+impl Fault {
+    /// A rule for IAM `action` (e.g. "ListGroups"); throttles until another kind is chosen.
+    pub fn on(action: &str) -> Fault {
+        Fault {
+            action: action.into(),
+            name: None,
+            kind: FaultKind::Throttle,
+            times: None,
+        }
+    }
+    /// Only requests whose UserName (else GroupName) is `name`.
+    pub fn name(mut self, name: &str) -> Fault {
+        self.name = Some(name.into());
+        self
+    }
+    /// Only the first `n` matching requests.
+    pub fn times(mut self, n: u32) -> Fault {
+        self.times = Some(n);
+        self
+    }
+    pub fn kind(mut self, kind: FaultKind) -> Fault {
+        self.kind = kind;
+        self
+    }
+    pub fn throttle(self) -> Fault {
+        self.kind(FaultKind::Throttle)
+    }
+    pub fn server_error(self) -> Fault {
+        self.kind(FaultKind::ServerError)
+    }
+    pub fn hang(self) -> Fault {
+        self.kind(FaultKind::Hang)
+    }
+    pub fn drop(self, element: &str) -> Fault {
+        self.kind(FaultKind::Drop(element.into()))
+    }
+    pub fn truncate(self) -> Fault {
+        self.kind(FaultKind::Truncate)
+    }
+    pub fn bad_xml(self) -> Fault {
+        self.kind(FaultKind::BadXml)
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut rule = serde_json::json!({"action": self.action, "fault": self.kind.as_rule()});
+        if let Some(name) = &self.name {
+            rule["name"] = name.as_str().into();
+        }
+        if let Some(n) = self.times {
+            rule["times"] = n.into();
+        }
+        rule
+    }
+}
+
+/// A Python 3 for tests/faultproxy.py (stdlib only): the repo's venv (made by scripts/test),
+/// the one next to MOTO_SERVER, else python3 on PATH.
+fn python_path() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    if let Some(moto) = std::env::var_os("MOTO_SERVER") {
+        let beside = Path::new(&moto).with_file_name("python");
+        if beside.exists() {
+            return beside;
+        }
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("python3"))
+            .find(|p| p.exists())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "python3 not found (tests/faultproxy.py needs it): run scripts/test, which makes .venv"
+        )
+    })
+}
+
+impl FaultProxy {
+    pub fn start(moto: &Moto) -> FaultProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faultproxy.py");
+        let mut child = Command::new(python_path())
+            .arg(&script)
+            .args(["--upstream", &moto.endpoint(), "--port", "0", "--rules"])
+            .arg(dir.path().join("rules.json"))
+            .arg("--log")
+            .arg(dir.path().join("requests.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tests/faultproxy.py: {e} (run scripts/test)"));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                match line.strip_prefix("listening on http://127.0.0.1:") {
+                    Some(port) => {
+                        let _ = tx.send(port.trim().parse::<u16>().unwrap_or(0));
+                    }
+                    // A bad rules file or a crash: say it in the test's output.
+                    None => eprintln!("faultproxy: {line}"),
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tests/faultproxy.py did not announce its port within 30s");
+        assert_ne!(port, 0, "tests/faultproxy.py announced a bad port");
+        FaultProxy { child, port, dir }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Replaces the rules; the next request sees them.
+    pub fn set(&self, rules: &[Fault]) {
+        let json = serde_json::Value::Array(rules.iter().map(Fault::to_json).collect());
+        let tmp = self.dir.path().join(".rules.json.tmp");
+        std::fs::write(&tmp, json.to_string()).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("rules.json")).unwrap();
+    }
+
+    /// No faults: every request is forwarded unchanged.
+    pub fn clear(&self) {
+        self.set(&[]);
+    }
+
+    /// (action, name, fault) of every request so far, in order; "-" for none.
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        let log = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default();
+        log.lines()
+            .map(|l| {
+                let mut f = l.splitn(3, ' ').map(str::to_owned);
+                let mut next = || f.next().unwrap_or_default();
+                (next(), next(), next())
+            })
+            .collect()
+    }
+
+    /// How many requests for `action` came through, faulted or not.
+    pub fn count(&self, action: &str) -> usize {
+        self.requests().iter().filter(|r| r.0 == action).count()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -28,8 +28,9 @@ fail() {
 # ---------------------------------------------------------------------------
 # IAM (moto)
 
-# iam SUBCOMMAND ARGS...: scripts/seed.py against this namespace's moto (see its --help).
-iam() { "$E2E_PY" "$E2E_REPO/scripts/seed.py" "$@"; }
+# iam SUBCOMMAND ARGS...: scripts/seed.py against this namespace's moto (see its --help);
+# always moto itself, also once fault_proxy_start put a proxy in front of it for keyward.
+iam() { AWS_ENDPOINT_URL=${E2E_MOTO_URL:-$AWS_ENDPOINT_URL} "$E2E_PY" "$E2E_REPO/scripts/seed.py" "$@"; }
 
 # iam_user_id NAME: the IAM user's immutable UserId.
 iam_user_id() {
@@ -51,6 +52,51 @@ keygen() {
     local f=$E2E_WORK/$1
     ssh-keygen -q -t ed25519 -N '' -C "$1@e2e" -f "$f" </dev/null >/dev/null
     printf '%s\n' "$f"
+}
+
+# ---------------------------------------------------------------------------
+# Fault-injecting proxy (tests/faultproxy.py, rules described there) in front of moto
+
+# fault_proxy_start: start the proxy on a free loopback port in front of this namespace's moto
+# and point keyward at it: AWS_ENDPOINT_URL for keyward run here, and the endpoint_url of
+# $E2E_AWS_CONFIG for keyward run by sshd/PAM. `iam` keeps seeding moto directly. Sets
+# E2E_MOTO_URL, E2E_PROXY_URL, E2E_PROXY_PID, E2E_FAULT_RULES and E2E_FAULT_LOG.
+fault_proxy_start() {
+    E2E_MOTO_URL=${E2E_MOTO_URL:-$AWS_ENDPOINT_URL}
+    E2E_FAULT_RULES=$E2E_WORK/fault-rules.json
+    E2E_FAULT_LOG=$E2E_WORK/fault-requests.log
+    printf '[]\n' >"$E2E_FAULT_RULES"
+    : >"$E2E_FAULT_LOG"
+    local said=$E2E_WORK/faultproxy.stderr port=
+    "$E2E_PY" "$E2E_REPO/tests/faultproxy.py" --upstream "$E2E_MOTO_URL" --port 0 \
+        --rules "$E2E_FAULT_RULES" --log "$E2E_FAULT_LOG" </dev/null >/dev/null 2>"$said" &
+    E2E_PROXY_PID=$!
+    local deadline=$((SECONDS + 30))
+    until port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$said") && [[ -n $port ]]; do
+        kill -0 "$E2E_PROXY_PID" 2>/dev/null || fail "tests/faultproxy.py died: $(cat "$said")"
+        ((SECONDS < deadline)) || fail "tests/faultproxy.py did not announce its port within 30s"
+        sleep 0.1
+    done
+    E2E_PROXY_URL=http://127.0.0.1:$port
+    export E2E_MOTO_URL E2E_PROXY_URL AWS_ENDPOINT_URL=$E2E_PROXY_URL
+    sed -i "s|^endpoint_url = .*|endpoint_url = $E2E_PROXY_URL|" "$E2E_AWS_CONFIG"
+    grep -qx "endpoint_url = $E2E_PROXY_URL" "$E2E_AWS_CONFIG" || fail "could not point $E2E_AWS_CONFIG at the proxy"
+    note "fault proxy on $E2E_PROXY_URL in front of moto on $E2E_MOTO_URL"
+}
+
+# fault_set JSON: replace the proxy's rules (a JSON list, see tests/faultproxy.py), atomically;
+# e.g. fault_set '[{"action": "ListGroups", "fault": "drop:Groups"}]'.
+fault_set() {
+    printf '%s\n' "$1" >"$E2E_FAULT_RULES.tmp"
+    mv -f -- "$E2E_FAULT_RULES.tmp" "$E2E_FAULT_RULES"
+}
+
+# fault_clear: no rules, every request forwarded unchanged.
+fault_clear() { fault_set '[]'; }
+
+# fault_count ACTION [FAULT]: how many ACTION requests the proxy saw (with FAULT, only those).
+fault_count() {
+    awk -v a="$1" -v f="${2:-}" '$1 == a && (f == "" || $3 == f) { n++ } END { print n + 0 }' "$E2E_FAULT_LOG"
 }
 
 # ---------------------------------------------------------------------------
