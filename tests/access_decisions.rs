@@ -12,7 +12,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{Host, KeyPair, Moto};
+use common::{Fault, FaultProxy, Host, KeyPair, Moto};
 
 const EVERYONE: &str = "allowed_groups = [\"*\"]";
 
@@ -175,4 +175,49 @@ fn c2_stale_keys_are_served_only_for_the_verified_identity() {
     );
     let run = host.keyward(&["authorized-keys", "daemon"]);
     assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn h1_a_key_iam_just_set_inactive_is_not_served_while_groups_are_throttled() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "alice");
+    let iam = moto.iam();
+    iam.user("alice");
+    iam.group("ops", &["alice"]);
+    let key_id = iam.key("alice", &k.line(), true);
+    // Groups are read at every lookup, so every lookup after the first asks ListGroupsForUser.
+    let host = Host::via(
+        &proxy.endpoint(),
+        "allowed_groups = [\"ops\"]\ngroup_cache_ttl = \"0s\"",
+    );
+    let warm = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(warm.keys(), vec![k.type_and_blob()]);
+
+    proxy.set(&[Fault::on("ListGroupsForUser").name("alice").throttle()]);
+    // The control: with only the groups throttled, the cached membership stands in.
+    let throttled = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(
+        throttled.keys(),
+        vec![k.type_and_blob()],
+        "{}",
+        throttled.stderr
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|(action, _, fault)| action == "ListGroupsForUser" && fault == "throttle"),
+        "the proxy never throttled ListGroupsForUser"
+    );
+
+    // The key is revoked; IAM's live key list says so while the groups are still throttled.
+    iam.set_status("alice", &key_id, false);
+    let revoked = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(
+        revoked.stdout, "",
+        "a revoked key was served: {}",
+        revoked.stderr
+    );
 }
