@@ -63,7 +63,11 @@ fn warm_lookup_makes_exactly_one_iam_call() {
 
     let cold = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(cold.keys().len(), 3);
-    assert_eq!(cold.iam_calls(), 4, "one list + one fetch per uncached key");
+    assert_eq!(
+        cold.iam_calls(),
+        5,
+        "one list + GetUser (the identity, concurrently) + one fetch per uncached key"
+    );
     let warm = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(warm.keys(), cold.keys());
     assert_eq!(warm.iam_calls(), 1);
@@ -78,7 +82,7 @@ fn user_without_keys_and_unknown_user_get_nothing() {
     assert_eq!(none.stdout, "");
     let unknown = host.keyward(&["authorized-keys", "ghost"]).ok();
     assert_eq!(unknown.stdout, "");
-    assert_eq!(unknown.iam_calls(), 1);
+    assert_eq!(unknown.iam_calls(), 2, "ListSSHPublicKeys and GetUser, concurrently");
 }
 
 #[test]
