@@ -258,7 +258,6 @@ fn h2_doctor_reports_a_malformed_answer_as_a_problem() {
         Fault::on("ListSSHPublicKeys").drop("SSHPublicKeys"),
     ]);
     let run = host.keyward(&["doctor", "--json"]);
-    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let checks = doctor(&run);
     for (action, element) in [
         ("iam:ListGroups", "Groups"),
