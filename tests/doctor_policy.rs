@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{keyward_cmd, Host, Moto, Run};
+use common::{keyward_cmd, Fault, FaultProxy, Host, Moto, Run};
 use serde_json::Value;
 
 const HOST_ACTIONS: [&str; 7] = [
@@ -242,4 +242,30 @@ fn doctor_names_the_iam_action_the_host_is_denied() {
         let c = check(&checks, action);
         assert_eq!(c["status"], "ok", "{c}");
     }
+}
+
+/// H2: an answer missing what IAM always sends is a problem for doctor, not "ok, nothing there".
+#[test]
+fn h2_doctor_reports_a_malformed_answer_as_a_problem() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    iam.user("alice");
+    iam.group("ops", &["alice"]);
+    let proxy = FaultProxy::start(&moto);
+    let host = Host::via(&proxy.endpoint(), "allowed_groups = [\"ops\"]");
+    proxy.set(&[
+        Fault::on("ListGroups").drop("Groups"),
+        Fault::on("ListSSHPublicKeys").drop("SSHPublicKeys"),
+    ]);
+    let run = host.keyward(&["doctor", "--json"]);
+    let checks = doctor(&run);
+    for (action, element) in [
+        ("iam:ListGroups", "Groups"),
+        ("iam:ListSSHPublicKeys", "SSHPublicKeys"),
+    ] {
+        let c = check(&checks, action);
+        assert_eq!(c["status"], "problem", "{c}");
+        assert!(c.to_string().contains(element), "{c}");
+    }
+    assert_eq!(check(&checks, "iam:GetUser")["status"], "ok");
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Host, Moto};
+use common::{Fault, FaultProxy, Host, Moto};
 use serde_json::Value;
 
 fn json(run: &common::Run) -> Value {
@@ -158,4 +158,72 @@ fn sync_help_lists_its_flags() {
     for flag in ["--dry-run", "--json", "--force"] {
         assert!(run.stdout.contains(flag), "{}", run.stdout);
     }
+}
+
+/// H2: through the fault proxy, a 200 answer missing a required element is an outage: exit 3,
+/// an empty plan, nothing applied. (The SDK would read it as "no groups" / "no members", which
+/// made sync delete groups and plan to lock everyone.)
+fn h2_dry_run_through(fault: Fault) {
+    let (moto, _direct, _) = seeded();
+    let proxy = FaultProxy::start(&moto);
+    let host = Host::via(
+        &proxy.endpoint(),
+        "allowed_groups = [\"ops\"]\nsudo_groups = [\"admins\"]",
+    );
+    // The same answers unchanged plan the accounts: the proxy alone changes nothing.
+    let good = host.keyward(&["sync", "--dry-run", "--json"]).ok();
+    assert_eq!(json(&good)["summary"]["created"], 2, "{}", good.stdout);
+
+    let (action, element) = (fault.action.clone(), format!("{:?}", fault.kind));
+    proxy.set(&[fault]);
+    let run = host.keyward(&["sync", "--dry-run", "--json"]);
+    assert_eq!(
+        run.code, 3,
+        "{action} {element}: stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    let report = json(&run);
+    assert_eq!(report["applied"], false);
+    assert_eq!(report["actions"].as_array().unwrap().len(), 0, "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("nothing changed"), "{error}");
+    assert!(error.contains(&action), "{error}");
+    assert!(
+        proxy.requests().iter().any(|r| r.0 == action && r.2 != "-"),
+        "the fault was never applied: {:?}",
+        proxy.requests()
+    );
+}
+
+#[test]
+fn h2_list_groups_without_groups_is_an_outage() {
+    h2_dry_run_through(Fault::on("ListGroups").drop("Groups"));
+}
+
+#[test]
+fn h2_get_group_without_users_is_an_outage() {
+    h2_dry_run_through(Fault::on("GetGroup").name("ops").drop("Users"));
+}
+
+#[test]
+fn h2_get_group_without_group_is_an_outage() {
+    h2_dry_run_through(Fault::on("GetGroup").name("keyward_dev").drop("Group"));
+}
+
+#[test]
+fn h2_list_users_without_users_is_an_outage() {
+    let (moto, _direct, _) = seeded();
+    let proxy = FaultProxy::start(&moto);
+    let host = Host::via(&proxy.endpoint(), "allowed_groups = [\"*\"]");
+    host.keyward(&["sync", "--dry-run"]).ok();
+    proxy.set(&[Fault::on("ListUsers").drop("Users")]);
+    let run = host.keyward(&["sync", "--dry-run", "--json"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(json(&run)["actions"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn h2_get_group_cut_in_the_middle_is_an_outage() {
+    // The SDK reads the members before the cut and answers Ok: a partial list.
+    h2_dry_run_through(Fault::on("GetGroup").name("ops").bad_xml());
 }

@@ -3,6 +3,17 @@
 //! Region, credentials and endpoint come from aws-config's standard chain (instance profile on
 //! EC2, `AWS_ENDPOINT_URL` for an emulator). Every error is classified into `IamError` here and
 //! nowhere else, and printed with its whole cause chain.
+//!
+//! Every answer is checked for the elements keyward reads before the SDK's defaults can stand in
+//! for them (`answer::missing_required`; an incomplete answer is `Unreachable`). The check is
+//! one interceptor on the client (`CompleteAnswers`, `read_after_deserialization`), not code
+//! after each call: the SDK's output no longer tells "absent" from "empty" (a missing `<Users>`
+//! and `<Users/>` both become `vec![]`), so only the raw body can; the interceptor sees that body
+//! and the operation's name (the orchestrator's `Metadata`) for every operation of the client,
+//! including ones added later, so no call can forget it. Per-call `customize()` would have to be
+//! repeated at each call site, and raw HTTP would give up the SDK's signing, retries and error
+//! parsing. The interceptor runs after the SDK buffered the body (it is not in memory before
+//! deserialization) and its error replaces the output, which the orchestrator does not retry.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,6 +27,7 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_iam::types::{EncodingType, StatusType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
+use super::answer::{self, Malformed};
 use super::{Directory, IamError, Identity, KeyMeta};
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +64,7 @@ impl AwsIam {
         if let Some(arn) = &options.role_arn {
             config = config.credentials_provider(role_provider(arn, &shared).await);
         }
+        config = config.interceptor(CompleteAnswers);
         AwsIam {
             client: aws_sdk_iam::Client::from_conf(config.build()),
         }
@@ -474,6 +487,60 @@ impl aws_sdk_iam::config::Intercept for DateRecorder {
     }
 }
 
+/// Refuses a successful answer that lacks an element keyward reads (see the module doc): the
+/// operation then fails with `Malformed`, which `classify` makes an outage.
+#[derive(Debug)]
+struct CompleteAnswers;
+
+impl aws_sdk_iam::config::Intercept for CompleteAnswers {
+    fn name(&self) -> &'static str {
+        "keyward::CompleteAnswers"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_iam::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
+        cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        if context.output_or_error().is_err() {
+            return Ok(());
+        }
+        let Some(operation) = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| m.name().to_owned())
+        else {
+            return Err(Box::new(Malformed {
+                operation: "an IAM operation".into(),
+                problem: "no operation name to check the answer against".into(),
+            }));
+        };
+        match context.response().body().bytes() {
+            Some(body) => match answer::missing_required(&operation, body) {
+                Some(malformed) => Err(Box::new(malformed)),
+                None => Ok(()),
+            },
+            None if answer::is_checked(&operation) => Err(Box::new(Malformed {
+                operation,
+                problem: "a body that could not be read back to check it".into(),
+            })),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `Malformed` verdict somewhere in an error's source chain.
+fn malformed_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Malformed> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(m) = e.downcast_ref::<Malformed>() {
+            return Some(m);
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// Which provider of the chain gave credentials ("Environment", "ProfileFile", "IMDSv2",
 /// "AssumeRoleProvider"...). `Credentials` has no getter for it; its Debug output names it and
 /// redacts the secret.
@@ -516,6 +583,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     tracing::debug!(action, "IAM error: {}", DisplayErrorContext(&err));
+    if let Some(malformed) = malformed_in(&err) {
+        return IamError::Unreachable(malformed.to_string());
+    }
     let text = cause_chain(&err);
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

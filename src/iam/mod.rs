@@ -4,10 +4,12 @@
 //! means "fall back to the cache", `NotFound` is the only authoritative "gone" (purge), and
 //! `AccessDenied` names the IAM action the admin must allow. Nothing here touches local state.
 
+mod answer;
 mod aws;
 
 use std::future::Future;
 
+pub use answer::{missing_required, Malformed};
 pub use aws::{total_calls, AwsIam, ClientOptions};
 
 /// One SSH key of an IAM user, as ListSSHPublicKeys reports it (no body).
@@ -30,7 +32,8 @@ pub struct Identity {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IamError {
-    /// Network failure, timeout, throttling or a server error: IAM said nothing about the user.
+    /// Network failure, timeout, throttling, a server error or an incomplete (malformed) answer:
+    /// IAM said nothing usable about the user.
     #[error("IAM could not be reached: {0}")]
     Unreachable(String),
     /// No AWS credentials could be resolved; also not a statement about the user.

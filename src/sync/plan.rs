@@ -768,7 +768,12 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
 
     p.actions.sort_by_key(Action::phase); // stable: each phase keeps its name order
     p.skipped.sort_by(|a, b| a.subject.cmp(&b.subject));
-    p.refused = guard(config, &p, active_before);
+    let groups_before = local
+        .group_records
+        .iter()
+        .filter(|(name, r)| local.groups.get(*name).is_some_and(|g| g.gid == r.gid))
+        .count();
+    p.refused = guard(config, &p, active_before, groups_before);
     p
 }
 
@@ -798,18 +803,80 @@ fn is_keymaker_group(config: &Config, local_gid: u32, gid: u32) -> bool {
     config.uid_scheme == UidScheme::Keymaker && config.adopt_keymaker_accounts && local_gid == gid
 }
 
-/// The mass-change guard. `active_before`: keyward's unlocked accounts before this plan.
-fn guard(config: &Config, p: &Plan, active_before: usize) -> Option<String> {
-    let removals = p.removals();
+/// What the mass-change guard counts: each loss of access once. A membership removal is
+/// counted on its own only when neither its account is locked or deleted nor its group deleted
+/// by the same plan (then it is part of that removal), so one departure counts 1 however many
+/// groups the person was in, and emptying a group counts one per member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Removals {
+    accounts: usize,
+    groups: usize,
+    memberships: usize,
+}
+
+impl Removals {
+    fn of(p: &Plan) -> Removals {
+        let mut gone_users = BTreeSet::new();
+        let mut gone_groups = BTreeSet::new();
+        for a in &p.actions {
+            match a {
+                Action::Lock { linux_user, .. } | Action::DeleteUser { linux_user, .. } => {
+                    gone_users.insert(linux_user.as_str());
+                }
+                Action::DeleteGroup { group } => {
+                    gone_groups.insert(group.as_str());
+                }
+                _ => {}
+            }
+        }
+        let memberships = p
+            .actions
+            .iter()
+            .filter(|a| match a {
+                Action::RemoveMember { group, linux_user } => {
+                    !gone_users.contains(linux_user.as_str())
+                        && !gone_groups.contains(group.as_str())
+                }
+                _ => false,
+            })
+            .count();
+        Removals {
+            accounts: p.removals(),
+            groups: p.count("delete_group"),
+            memberships,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.accounts + self.groups + self.memberships
+    }
+}
+
+/// The mass-change guard: one budget, `max_removals`, for every loss of access a plan makes
+/// (accounts locked or deleted, groups deleted, memberships removed), plus "not everything at
+/// once" for accounts and for groups. `active_before`: keyward's unlocked accounts before this
+/// plan; `groups_before`: keyward's groups before it.
+fn guard(config: &Config, p: &Plan, active_before: usize, groups_before: usize) -> Option<String> {
+    let r = Removals::of(p);
     let locks = p.count("lock");
-    if removals > config.max_removals as usize {
+    let check = "nothing applied; check IAM and allowed_groups, then run `keyward sync --force` if it is right";
+    if r.total() > config.max_removals as usize {
         Some(format!(
-            "this run would lock or delete {removals} accounts, more than max_removals = {}: nothing applied; check IAM and allowed_groups, then run `keyward sync --force` if it is right",
+            "this run would remove access {} times ({} accounts locked or deleted, {} groups deleted, {} memberships removed), more than max_removals = {}: {check}",
+            r.total(),
+            r.accounts,
+            r.groups,
+            r.memberships,
             config.max_removals
         ))
     } else if locks >= 2 && locks >= active_before {
         Some(format!(
-            "this run would lock every one of the {locks} accounts keyward manages: nothing applied; check IAM and allowed_groups, then run `keyward sync --force` if it is right"
+            "this run would lock every one of the {locks} accounts keyward manages: {check}"
+        ))
+    } else if r.groups >= 2 && r.groups >= groups_before {
+        Some(format!(
+            "this run would delete every one of the {} groups keyward manages: {check}",
+            r.groups
         ))
     } else {
         None
@@ -827,4 +894,106 @@ pub fn sudoers_content(users: &[String]) -> String {
         text.push_str(" ALL=(ALL) NOPASSWD:ALL\n");
     }
     text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod guard_tests {
+    use super::*;
+
+    fn lock(user: &str) -> Action {
+        Action::Lock {
+            linux_user: user.into(),
+            iam_user: user.into(),
+            end_sessions: false,
+        }
+    }
+    fn remove(group: &str, user: &str) -> Action {
+        Action::RemoveMember {
+            group: group.into(),
+            linux_user: user.into(),
+        }
+    }
+    fn delete_group(group: &str) -> Action {
+        Action::DeleteGroup {
+            group: group.into(),
+        }
+    }
+    fn plan_of(actions: Vec<Action>) -> Plan {
+        Plan {
+            actions,
+            ..Plan::default()
+        }
+    }
+    fn max(n: u32) -> Config {
+        Config {
+            max_removals: n,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn h2_emptying_a_group_counts_each_member_against_max_removals() {
+        // A GetGroup answer without <Users> (were it believed) empties the group.
+        let members: Vec<Action> = (0..4).map(|i| remove("dev", &format!("u{i}"))).collect();
+        let p = plan_of(members);
+        assert_eq!(Removals::of(&p).total(), 4);
+        let why = guard(&max(3), &p, 10, 5).unwrap();
+        assert!(why.contains("4 memberships removed"), "{why}");
+        assert!(
+            why.contains("max_removals = 3") && why.contains("--force"),
+            "{why}"
+        );
+        assert_eq!(guard(&max(4), &p, 10, 5), None);
+    }
+
+    #[test]
+    fn h2_deleting_groups_counts_and_deleting_every_group_is_refused() {
+        let p = plan_of(vec![
+            remove("dev", "a"),
+            delete_group("dev"),
+            remove("web", "b"),
+            delete_group("web"),
+        ]);
+        // The members of a deleted group are part of its deletion.
+        assert_eq!(
+            Removals::of(&p),
+            Removals {
+                accounts: 0,
+                groups: 2,
+                memberships: 0
+            }
+        );
+        assert!(guard(&max(1), &p, 10, 5)
+            .unwrap()
+            .contains("2 groups deleted"));
+        // Under the budget, but every group keyward has (a ListGroups without <Groups>).
+        let why = guard(&max(10), &p, 10, 2).unwrap();
+        assert!(why.contains("every one of the 2 groups"), "{why}");
+        assert_eq!(guard(&max(10), &p, 10, 3), None);
+        // One group, the only one: as for accounts, a single removal is not "everything".
+        let one = plan_of(vec![delete_group("dev")]);
+        assert_eq!(guard(&max(10), &one, 10, 1), None);
+    }
+
+    #[test]
+    fn h2_a_departure_counts_once_however_many_groups() {
+        let p = plan_of(vec![
+            lock("bob"),
+            remove("dev", "bob"),
+            remove("web", "bob"),
+            remove("ops", "bob"),
+            remove("dev", "carol"),
+        ]);
+        assert_eq!(
+            Removals::of(&p),
+            Removals {
+                accounts: 1,
+                groups: 0,
+                memberships: 1
+            }
+        );
+        assert_eq!(guard(&max(2), &p, 10, 5), None);
+        assert!(guard(&max(1), &p, 10, 5).is_some());
+    }
 }
