@@ -78,8 +78,10 @@ pub struct Config {
     pub delete_after: Option<Duration>,
     /// Deleting an account also deletes its home directory and mail spool (`userdel --remove`).
     pub remove_home: bool,
-    /// A `sync` plan that would lock or delete more accounts than this (or every account
-    /// keyward manages) is refused unless run with `--force`.
+    /// A `sync` plan with more removals than this (accounts locked or deleted, groups deleted,
+    /// memberships removed from accounts that stay; a departure counts once), or one that
+    /// removes every account or every group keyward manages, is refused unless run with
+    /// `--force`.
     pub max_removals: u32,
     /// With `uid_scheme = "keymaker"`: existing local accounts (and groups) whose id is the
     /// keymaker hash of their IAM user (group) become keyward's, so `sync` manages them.

@@ -82,7 +82,11 @@ fn user_without_keys_and_unknown_user_get_nothing() {
     assert_eq!(none.stdout, "");
     let unknown = host.keyward(&["authorized-keys", "ghost"]).ok();
     assert_eq!(unknown.stdout, "");
-    assert_eq!(unknown.iam_calls(), 2, "ListSSHPublicKeys and GetUser, concurrently");
+    assert_eq!(
+        unknown.iam_calls(),
+        2,
+        "ListSSHPublicKeys and GetUser, concurrently"
+    );
 }
 
 #[test]

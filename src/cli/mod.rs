@@ -34,7 +34,8 @@ Exit codes:
   1  error: bad config, bad input file, invalid key, IAM refused the request; for sync also a
      plan the mass-change guard refused, another sync running, or a failed action
   2  command-line usage error
-  3  IAM could not be reached (network, timeout, throttling) and no usable cache
+  3  IAM could not be reached (network, timeout, throttling) or answered incompletely (an
+     answer missing a required element), and no usable cache
   4  AWS credentials missing or rejected, or IAM access denied (the message names the action)";
 
 #[derive(Debug, Parser)]

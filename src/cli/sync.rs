@@ -27,7 +27,8 @@ pub struct Sync {
     /// Print the plan and the outcome as JSON on stdout
     #[arg(long)]
     json: bool,
-    /// Apply a plan that locks or deletes more than max_removals accounts (or all of them)
+    /// Apply a plan with more than max_removals removals (locks, deletions, groups deleted,
+    /// memberships removed), or one that removes every managed account or group
     #[arg(long)]
     force: bool,
 }
