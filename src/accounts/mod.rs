@@ -3,5 +3,6 @@
 pub mod create;
 pub mod ids;
 pub mod local;
+pub mod login_defs;
 pub mod names;
 pub mod throttle;
