@@ -424,11 +424,18 @@ fn refused_type(name: &str) -> KeyError {
     }
 }
 
-/// The only way untrusted text may reach an error message: short and printable.
+/// The only way untrusted text may reach an error message: short, and only the characters of
+/// key type names (no quote, backslash or `=` that a log reader could take for a field).
 fn echo(text: &str) -> String {
     text.chars()
         .take(MAX_ECHO_CHARS)
-        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -993,6 +1000,17 @@ mod tests {
             PublicKey::parse("SSH-ED25519 AAAA"),
             Err(KeyError::UnknownType("SSH-ED25519".to_owned()))
         );
+    }
+
+    #[test]
+    fn m1_echoed_type_names_hold_no_quote_backslash_or_equals() {
+        let blob = wire(&[b"a\" message_id=\"6b\\", &[1]]);
+        let Err(KeyError::UnknownType(echoed)) =
+            PublicKey::from_blob_base64(&STANDARD.encode(&blob))
+        else {
+            panic!("expected UnknownType");
+        };
+        assert_eq!(echoed, "a__message_id__6b_");
     }
 
     #[test]
