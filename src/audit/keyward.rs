@@ -12,7 +12,8 @@
 //! inside a quoted value is never a field, and `logging::untrusted` escapes every quote in
 //! untrusted text, so such text cannot open a quote or a `message_id="` of its own. Within
 //! the fields a name counts once, the first time, so nothing after keyward's own fields can
-//! override them.
+//! override them; and the audit fields (`iam_user`, `linux_user`, `key_id`, `fingerprint`,
+//! `source`), which keyward writes as quoted strings, are only taken quoted.
 
 use super::{KeywardEvent, KeywardKind};
 use crate::logging::message_id;
@@ -28,11 +29,18 @@ pub fn parse(message: &str) -> Option<KeywardEvent> {
     let start = fields_start(message)?;
     let text = message[..start].trim_end();
     let mut fields = Fields::default();
-    for (name, value) in pairs(&message[start..]) {
-        fields.set(name, value);
+    for (name, value, quoted) in pairs(&message[start..]) {
+        // keyward writes these as strings, always quoted; a bare one is text that a `%` field
+        // let through (e.g. `x iam_user=alice` as a user name), not keyward's.
+        if quoted || !AUDIT_STRINGS.contains(&name) {
+            fields.set(name, value);
+        }
     }
     fields.into_event(text.to_owned())
 }
+
+/// The audit fields keyward only ever writes as quoted strings.
+const AUDIT_STRINGS: [&str; 5] = ["iam_user", "linux_user", "key_id", "fingerprint", "source"];
 
 /// Where the first word `message_id="…"` starts, skipping whole quoted values.
 fn fields_start(message: &str) -> Option<usize> {
@@ -115,24 +123,24 @@ impl Fields {
 
 /// `name=value` pairs; a value is a Rust-escaped quoted string (`%`-less string fields) or a
 /// bare word (numbers, `%`-formatted values).
-fn pairs(s: &str) -> Vec<(&str, String)> {
+fn pairs(s: &str) -> Vec<(&str, String, bool)> {
     let mut out = Vec::new();
     let mut rest = s.trim_start();
     while let Some((name, after)) = rest.split_once('=') {
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
             break;
         }
-        let (value, after) = match after.strip_prefix('"') {
+        let (value, after, quoted) = match after.strip_prefix('"') {
             Some(quoted) => match unquote(quoted) {
-                Some(v) => v,
+                Some((v, after)) => (v, after, true),
                 None => break,
             },
             None => {
                 let end = after.find(' ').unwrap_or(after.len());
-                (after[..end].to_owned(), &after[end..])
+                (after[..end].to_owned(), &after[end..], false)
             }
         };
-        out.push((name, value));
+        out.push((name, value, quoted));
         rest = after.trim_start();
     }
     out
@@ -215,11 +223,26 @@ mod tests {
     #[test]
     fn bare_values_and_unknown_fields() {
         let e = parse(
-            r#" WARN IAM unreachable message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d64" iam_user=bob linux_user=bob extra="x y""#,
+            r#" WARN IAM unreachable message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d64" elapsed_ms=3 iam_user="bob" extra="x y" linux_user="bob""#,
         )
         .unwrap();
         assert_eq!(e.kind, KeywardKind::Unavailable);
         assert_eq!(e.iam_user.as_deref(), Some("bob"));
+        assert_eq!(e.linux_user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn m1_bare_audit_fields_are_not_keywards() {
+        // What `linux_user = %name.escape_debug()` wrote for the name `x iam_user=alice …`:
+        // escaped, yet bare, so its words looked like fields.
+        let e = parse(
+            r#"not a valid Linux user name message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d63" linux_user=x message_id=6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d61 iam_user=alice key_id=APKAFORGED"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, KeywardKind::Refused);
+        assert_eq!(e.iam_user, None);
+        assert_eq!(e.linux_user, None);
+        assert_eq!(e.key_id, None);
     }
 
     #[test]
@@ -249,14 +272,14 @@ mod tests {
     #[test]
     fn m1_fields_start_at_keywards_own_message_id_and_count_once() {
         let e = parse(&format!(
-            r#"not looked up in IAM: name "a message_id=\"{0}\"" is reserved message_id="{1}" linux_user="ad min" iam_user=bob linux_user=mallory iam_user="alice""#,
+            r#"not looked up in IAM: name "a message_id=\"{0}\"" is reserved message_id="{1}" linux_user="ad min" iam_user=bob iam_user="alice" linux_user="mallory" iam_user="eve""#,
             message_id::KEY_SERVED,
             message_id::LOOKUP_REFUSED
         ))
         .unwrap();
         assert_eq!(e.kind, KeywardKind::Refused);
         assert_eq!(e.linux_user.as_deref(), Some("ad min"));
-        assert_eq!(e.iam_user.as_deref(), Some("bob"));
+        assert_eq!(e.iam_user.as_deref(), Some("alice"));
         assert!(e.message.ends_with("is reserved"), "{}", e.message);
         // Escapes of control characters come back as the characters.
         let e = parse(&format!(
