@@ -13,13 +13,27 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::accounts::ids::{IdRange, UidScheme, DEFAULT_UID_RANGE};
 use crate::accounts::names::{self, NameMapping};
 use crate::files;
+use crate::keys::PublicKey;
 
 pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
 pub const ENV_VAR: &str = "KEYWARD_CONFIG";
 
 /// Accounts that keyward never maps, whatever the config says. Every other local account that
 /// keyward did not create is protected too, by the ownership check in `accounts::local`.
+/// The same names (and `reserved_users`) are reserved as group names: `keyward` is also the
+/// service group that may read the AWS credentials file.
 pub const BUILTIN_RESERVED: &[&str] = &["root", "keyward"];
+
+/// The longest `max_stale`. While IAM is unreachable a revoked key keeps working for up to
+/// `max_stale`; a week rides out any IAM or network incident seen so far (hours) and a long
+/// weekend of a cut-off site, and a host cut off for longer must stop honouring keys that may
+/// have been revoked meanwhile.
+pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
+/// The longest `group_cache_ttl`. Leaving an allowed group (and, with it, the identity check
+/// of a re-created IAM user) reaches logins only after this long: an hour matches the hourly
+/// `sync` that locks the account, so a removal is in force at login and on the host within
+/// the same hour.
+pub const MAX_GROUP_CACHE_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,14 +56,22 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Where keyward records the accounts it owns.
     pub state_dir: PathBuf,
-    /// How old a cached key set may be and still be served while IAM cannot be reached.
-    #[serde(with = "human_duration")]
+    /// How old a cached key set may be and still be served while IAM cannot be reached
+    /// (at most `MAX_MAX_STALE`).
+    #[serde(
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_max_stale"
+    )]
     pub max_stale: Duration,
     /// Hard bound on one `authorized-keys` run, IAM retries included.
     #[serde(with = "human_duration")]
     pub lookup_timeout: Duration,
-    /// How long a user's IAM group membership is trusted before it is read again.
-    #[serde(with = "human_duration")]
+    /// How long a user's IAM group membership is trusted before it is read again (at most
+    /// `MAX_GROUP_CACHE_TTL`).
+    #[serde(
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_group_cache_ttl"
+    )]
     pub group_cache_ttl: Duration,
     pub iam_role_arn: Option<String>,
     pub reserved_users: Vec<String>,
@@ -86,6 +108,10 @@ pub struct Config {
     /// With `uid_scheme = "keymaker"`: existing local accounts (and groups) whose id is the
     /// keymaker hash of their IAM user (group) become keyward's, so `sync` manages them.
     pub adopt_keymaker_accounts: bool,
+    /// RSA keys with fewer bits are not served, uploaded or rotated to; never below 2048
+    /// (`PublicKey::MIN_RSA_BITS`), which every parsed key already meets.
+    #[serde(deserialize_with = "deserialize_min_rsa_bits")]
+    pub min_rsa_bits: u32,
 }
 
 impl Default for Config {
@@ -120,6 +146,7 @@ impl Default for Config {
             // in allowed_groups, stops for a human instead of locking the team out.
             max_removals: 10,
             adopt_keymaker_accounts: false,
+            min_rsa_bits: PublicKey::MIN_RSA_BITS,
         }
     }
 }
@@ -202,6 +229,12 @@ impl Config {
             || self.reserved_users.iter().any(|r| r == linux_name)
     }
 
+    /// Group names keyward never creates, fills or adopts: the reserved user names (a user's
+    /// private group carries its name; `keyward` is keyward's own service group).
+    pub fn is_reserved_group(&self, linux_name: &str) -> bool {
+        self.is_reserved(linux_name)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -259,8 +292,11 @@ impl Config {
                     "adopt_groups: {g:?} is not a valid Linux group name"
                 ));
             }
-            if g == "root" {
-                return Err("adopt_groups: \"root\" (GID 0) is never managed".into());
+            if self.is_reserved_group(g) {
+                return Err(format!(
+                    "adopt_groups: {g:?} is reserved: root, keyward (keyward's own service \
+                     group) and the reserved_users are never managed"
+                ));
             }
         }
         if self.delete_after.is_some_and(|d| d.is_zero()) {
@@ -291,6 +327,46 @@ pub fn is_valid_iam_group_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+fn deserialize_max_stale<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, "max_stale", MAX_MAX_STALE)
+}
+
+fn deserialize_group_cache_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, "group_cache_ttl", MAX_GROUP_CACHE_TTL)
+}
+
+/// Checked while parsing, not in `validate`, so that the error carries the line (toml adds the
+/// span of the value).
+fn bounded_duration<'de, D: Deserializer<'de>>(
+    d: D,
+    key: &str,
+    max: Duration,
+) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let value = human_duration::deserialize(d)?;
+    if value > max {
+        return Err(D::Error::custom(format!(
+            "{key}: {} is too long; it may be at most {}",
+            humantime::format_duration(value),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(value)
+}
+
+fn deserialize_min_rsa_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    use serde::de::Error;
+    let bits = u32::deserialize(d)?;
+    if !(PublicKey::MIN_RSA_BITS..=PublicKey::MAX_RSA_BITS).contains(&bits) {
+        return Err(D::Error::custom(format!(
+            "min_rsa_bits: {bits} is out of range; it must be between {} and {}",
+            PublicKey::MIN_RSA_BITS,
+            PublicKey::MAX_RSA_BITS
+        )));
+    }
+    Ok(bits)
 }
 
 /// `delete_after = "30d"`; absent means never.
@@ -468,6 +544,68 @@ mod tests {
         assert_eq!(c.max_removals, 3);
         assert!(c.adopt_keymaker_accounts);
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn m6_max_stale_and_group_cache_ttl_have_maxima_named_with_key_and_line() {
+        for (text, key, line) in [
+            ("max_stale = \"100y\"", "max_stale", "line 1"),
+            (
+                "allowed_groups = []\nmax_stale = \"7days 1s\"",
+                "max_stale",
+                "line 2",
+            ),
+            ("group_cache_ttl = \"61m\"", "group_cache_ttl", "line 1"),
+            ("\n\ngroup_cache_ttl = \"1y\"", "group_cache_ttl", "line 3"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(line), "{text}: {err}");
+            assert!(err.contains("at most"), "{text}: {err}");
+        }
+        let c = parse("max_stale = \"7days\"\ngroup_cache_ttl = \"1h\"").unwrap();
+        assert_eq!(c.max_stale, MAX_MAX_STALE);
+        assert_eq!(c.group_cache_ttl, MAX_GROUP_CACHE_TTL);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn m5_min_rsa_bits_defaults_to_2048_and_never_goes_below() {
+        assert_eq!(parse("").unwrap().min_rsa_bits, 2048);
+        assert_eq!(parse("min_rsa_bits = 3072").unwrap().min_rsa_bits, 3072);
+        for bad in [
+            "min_rsa_bits = 1024",
+            "\nmin_rsa_bits = 0",
+            "min_rsa_bits = 16385",
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("min_rsa_bits") && err.contains("line"),
+                "{bad}: {err}"
+            );
+        }
+        let c = parse("min_rsa_bits = 4096").unwrap();
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn m2_reserved_names_cannot_be_adopted_but_system_groups_can() {
+        for (bad, name) in [
+            ("adopt_groups = [\"keyward\"]", "keyward"),
+            ("adopt_groups = [\"root\"]", "root"),
+            (
+                "reserved_users = [\"ec2-user\"]\nadopt_groups = [\"ec2-user\"]",
+                "ec2-user",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("adopt_groups") && err.contains(name), "{err}");
+        }
+        let c = parse("adopt_groups = [\"sudo\", \"docker\"]").unwrap();
+        assert_eq!(c.adopt_groups, ["sudo", "docker"]);
+        let c = parse("reserved_users = [\"ec2-user\"]").unwrap();
+        assert!(c.is_reserved_group("keyward") && c.is_reserved_group("root"));
+        assert!(c.is_reserved_group("ec2-user"));
+        assert!(!c.is_reserved_group("docker"));
     }
 
     #[test]

@@ -3,6 +3,13 @@
 //! stdout never carries logs: for `authorized-keys` it is the channel to sshd and must hold key
 //! lines only. Audit events carry structured fields and a fixed journald MESSAGE_ID per kind, so
 //! they can be queried (`journalctl MESSAGE_ID=...`) without parsing text.
+//!
+//! Text that someone other than root chose (a user name from the network, an IAM name, a
+//! key comment, an error quoting either) goes into a log line only through [`untrusted`], and
+//! only as a string field (`pam_user = untrusted(name)`), never into the message text: the
+//! fmt layer quotes string fields, and escaped text holds no quote or control character of
+//! its own, so it cannot end the value, start a forged `message_id="…"`, split the line or
+//! drive a terminal. It is capped, so a 131 KB name costs a line, not a log.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -11,6 +18,24 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// How many characters of untrusted text a log line keeps.
+pub const UNTRUSTED_MAX_CHARS: usize = 64;
+
+/// Untrusted text as a log line may carry it: every character escaped as Rust's
+/// `escape_debug` does (quotes, backslashes, control and invisible characters), cut after
+/// [`UNTRUSTED_MAX_CHARS`] characters with `…(N bytes)` saying how long it was.
+pub fn untrusted(text: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == UNTRUSTED_MAX_CHARS {
+            out.push_str(&format!("…({} bytes)", text.len()));
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
 
 /// MESSAGE_IDs of the audit events (stable: scripts and `keyward audit` query them).
 pub mod message_id {
@@ -121,5 +146,39 @@ impl Drop for SyslogLine {
         if let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() {
             let _ = socket.send_to(line.as_bytes(), "/dev/log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn m1_untrusted_text_is_capped_and_says_how_long_it_was() {
+        let huge = "a".repeat(131_072);
+        let shown = untrusted(&huge);
+        assert_eq!(shown, format!("{}…(131072 bytes)", "a".repeat(64)));
+        assert_eq!(untrusted(&"a".repeat(64)), "a".repeat(64));
+        assert_eq!(untrusted("alice"), "alice");
+        // Characters, not bytes: a multi-byte name is cut on a character boundary.
+        let wide = "é".repeat(100);
+        assert_eq!(untrusted(&wide), format!("{}…(200 bytes)", "é".repeat(64)));
+    }
+
+    #[test]
+    fn m1_untrusted_text_has_no_quote_newline_or_escape_of_its_own() {
+        let hostile = "x\" message_id=\"6b\"\niam_user=alice\r\u{1b}[31m\\";
+        let shown = untrusted(hostile);
+        assert_eq!(
+            shown,
+            r#"x\" message_id=\"6b\"\niam_user=alice\r\u{1b}[31m\\"#
+        );
+        // Every quote is escaped: none can end a quoted value or open one.
+        let bare_quotes = shown
+            .char_indices()
+            .filter(|&(i, c)| c == '"' && !shown[..i].ends_with('\\'))
+            .count();
+        assert_eq!(bare_quotes, 0);
+        assert!(!shown.chars().any(char::is_control));
     }
 }

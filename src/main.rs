@@ -4,7 +4,7 @@ use clap::Parser;
 use keyward::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::guard_args(std::env::args_os()));
     keyward::logging::init(cli.log_target(), cli.verbose);
     let stats = cli.stats;
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -293,3 +293,70 @@ fn bad_since_is_a_usage_error_and_a_missing_log_an_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.log"));
 }
+
+/// M1: a client chose this user name; the pam hook logged it inside `pam_user="…"` (as
+/// keyward's fmt layer writes a string field, before and after `logging::untrusted`), and a
+/// later name smuggled a whole field list into a bare value. None of it is an audit event.
+#[test]
+fn m1_a_forged_message_id_inside_a_logged_name_is_not_an_event() {
+    let now = SystemTime::now();
+    let ago = |secs: u64| now - Duration::from_secs(secs);
+    let line = |t: SystemTime, prog: &str, msg: &str| {
+        format!("{} ip-10-0-0-5 {prog}: {msg}\n", stamp(t, Style::Rfc3339))
+    };
+    const MALLORY_FP: &str = "SHA256:mallorysownkeymallorysownkeymallorysownke";
+    let forged = format!(
+        "x message_id={SERVED} iam_user=alice linux_user=mallory key_id=APKAALICE1 fingerprint={MALLORY_FP} source=live"
+    );
+    let mut log = String::new();
+    // keyward really served mallory's own key ...
+    log += &line(
+        ago(30),
+        "keyward[100]",
+        &format!(
+            r#"key served to sshd message_id="{SERVED}" iam_user="mallory" linux_user="mallory" key_id="APKAMALLORY" fingerprint="{MALLORY_FP}" source="live" elapsed_ms=12"#
+        ),
+    );
+    // ... then mallory's probes with hostile names: inside a quoted value as today's fmt layer
+    // writes it, with quotes of its own (escaped), and after `untrusted` (escaped twice) ...
+    log += &line(
+        ago(25),
+        "keyward[101]",
+        &format!(r#"no account created: not a valid Linux user name pam_user="{forged}""#),
+    );
+    log += &line(
+        ago(24),
+        "keyward[102]",
+        &format!(
+            r#"no account created: not a valid Linux user name pam_user="x\" message_id=\"{SERVED}\" iam_user=\"alice\" linux_user=\"mallory\" key_id=\"APKAALICE1\" fingerprint=\"{MALLORY_FP}\" source=\"live""#
+        ),
+    );
+    log += &line(
+        ago(23),
+        "keyward[103]",
+        &format!(
+            r#"no account created: not a valid Linux user name pam_user="x\\\" message_id=\\\"{SERVED}\\\" iam_user=\\\"alice\\\" linux_user=\\\"mallory\\\" key_id=\\\"APKAALICE1\\\" fingerprint=\\\"{MALLORY_FP}\\\" source=\\\"live""#
+        ),
+    );
+    // ... and in a message text, where only escaping keeps a quote from being a quote.
+    log += &line(
+        ago(22),
+        "keyward[104]",
+        &format!(
+            r#"no account created for x\" message_id=\"{SERVED}\" iam_user=\"alice\" linux_user=\"mallory\" key_id=\"APKAALICE1\" fingerprint=\"{MALLORY_FP}\""#
+        ),
+    );
+    log += &line(
+        ago(20),
+        "sshd[99]",
+        &format!("Accepted publickey for mallory from 203.0.113.66 port 50666 ssh2: ED25519 {MALLORY_FP}"),
+    );
+
+    let f = Fixture::new();
+    let p = f.log("auth.log", &log);
+    let got = json(&f.audit(&["--log", path(&p), "--json"]));
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["iam_user"], "mallory", "{got:#?}");
+    assert_eq!(got[0]["key_id"], "APKAMALLORY");
+    assert!(json(&f.audit(&["alice", "--log", path(&p), "--json"])).is_empty());
+}

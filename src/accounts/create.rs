@@ -27,7 +27,8 @@ pub struct IamFacts {
 
 /// The Linux groups, among the keyward-managed ones that exist here, that a new account joins:
 /// its prefixed IAM groups, prefix stripped and name-mapped like `sync` does. `managed` lists
-/// the local groups keyward created or adopted.
+/// the local groups keyward created or adopted; a reserved name (root, keyward,
+/// reserved_users) is never joined, whatever a record says.
 pub fn managed_groups_to_join(
     config: &Config,
     iam_groups: &[String],
@@ -37,7 +38,7 @@ pub fn managed_groups_to_join(
         .iter()
         .filter_map(|g| g.strip_prefix(config.group_prefix.as_str()))
         .filter_map(|stripped| config.name_mapping.to_linux(stripped).ok())
-        .filter(|linux| managed.contains(linux))
+        .filter(|linux| managed.contains(linux) && !config.is_reserved_group(linux))
         .collect();
     join.sort();
     join.dedup();
@@ -315,6 +316,27 @@ mod tests {
         );
         assert!(c.uid_range.contains(a.uid));
         assert_eq!(a.shell, Path::new("/bin/bash"));
+    }
+
+    #[test]
+    fn m2_new_account_never_joins_a_reserved_group() {
+        // `keyward` made by an older sync before install, or a stale record: still reserved.
+        let c = Config {
+            reserved_users: vec!["ec2-user".into()],
+            ..config(&["ops"])
+        };
+        let iam: Vec<String> = [
+            "keyward_keyward",
+            "keyward_root",
+            "keyward_ec2-user",
+            "keyward_dev",
+        ]
+        .map(String::from)
+        .to_vec();
+        let managed: Vec<String> = ["keyward", "root", "ec2-user", "dev"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(managed_groups_to_join(&c, &iam, &managed), ["dev"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod create;
 pub mod ids;
 pub mod local;
+pub mod login_defs;
 pub mod names;
 pub mod ownership;
 pub mod throttle;

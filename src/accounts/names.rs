@@ -13,8 +13,6 @@ use std::fmt;
 pub const LINUX_NAME_MAX_BYTES: usize = 32;
 const IAM_NAME_MAX_CHARS: usize = 64;
 const SUFFIX_MAX_BYTES: usize = 16;
-/// Untrusted names in error messages are cut to this many characters.
-const SHOWN_NAME_MAX_CHARS: usize = 64;
 
 /// The escape character of the escape mapping; in IAM names it is written `__`.
 const ESCAPE: char = '_';
@@ -260,16 +258,13 @@ fn too_long(name: &str, length: usize) -> NameError {
     }
 }
 
-/// An untrusted name as it appears in messages: quoted and escaped by `{:?}` so control
-/// characters cannot forge log lines or terminal output, and cut so it cannot flood them.
+/// An untrusted name as it appears in messages: quoted, escaped and cut by
+/// `logging::untrusted`, so it cannot forge log lines or terminal output, nor flood them.
 struct Shown<'a>(&'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0.char_indices().nth(SHOWN_NAME_MAX_CHARS) {
-            Some((cut, _)) => write!(f, "{:?}…", self.0.get(..cut).unwrap_or_default()),
-            None => write!(f, "{:?}", self.0),
-        }
+        write!(f, "\"{}\"", crate::logging::untrusted(self.0))
     }
 }
 
@@ -286,6 +281,19 @@ mod tests {
         NameMapping::Identity {
             suffix: suffix.to_owned(),
         }
+    }
+
+    #[test]
+    fn m1_a_huge_hostile_name_in_an_error_is_escaped_and_capped() {
+        let hostile = format!("x\" message_id=\"{}\n", "a".repeat(131_072));
+        let err = NameMapping::Escape
+            .to_linux(&hostile)
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 200, "{} bytes: {err:.200}", err.len());
+        assert!(err.contains(r#""x\" message_id=\"aaa"#), "{err}");
+        assert!(err.contains("(131088 bytes)"), "{err}");
+        assert!(!err.contains('\n'));
     }
 
     fn not_encoded(name: &str) -> Result<String, NameError> {

@@ -4,6 +4,16 @@
 //! fingerprint="SHA256:…" source="cache" elapsed_ms=12`, optionally preceded by the level.
 //!
 //! Only lines with a `message_id` are audit events; the rest is ignored, never an error.
+//!
+//! Parts of a line are chosen by people keyward does not trust (a user name from the network,
+//! an IAM name), so the line is read structurally: it is split into words where a quoted
+//! value (`"…"`, `name="…"`, escapes honoured) is one word, and the fields start at the first
+//! word that is exactly `message_id="…"`, which keyward writes for every audit event. Text
+//! inside a quoted value is never a field, and `logging::untrusted` escapes every quote in
+//! untrusted text, so such text cannot open a quote or a `message_id="` of its own. Within
+//! the fields a name counts once, the first time, so nothing after keyward's own fields can
+//! override them; and the audit fields (`iam_user`, `linux_user`, `key_id`, `fingerprint`,
+//! `source`), which keyward writes as quoted strings, are only taken quoted.
 
 use super::{KeywardEvent, KeywardKind};
 use crate::logging::message_id;
@@ -16,13 +26,51 @@ pub fn parse(message: &str) -> Option<KeywardEvent> {
         .find_map(|level| message.strip_prefix(level))
         .unwrap_or(message)
         .trim_start();
-    let start = message.find("message_id=")?;
+    let start = fields_start(message)?;
     let text = message[..start].trim_end();
     let mut fields = Fields::default();
-    for (name, value) in pairs(&message[start..]) {
-        fields.set(name, value);
+    for (name, value, quoted) in pairs(&message[start..]) {
+        // keyward writes these as strings, always quoted; a bare one is text that a `%` field
+        // let through (e.g. `x iam_user=alice` as a user name), not keyward's.
+        if quoted || !AUDIT_STRINGS.contains(&name) {
+            fields.set(name, value);
+        }
     }
     fields.into_event(text.to_owned())
+}
+
+/// The audit fields keyward only ever writes as quoted strings.
+const AUDIT_STRINGS: [&str; 5] = ["iam_user", "linux_user", "key_id", "fingerprint", "source"];
+
+/// Where the first word `message_id="…"` starts, skipping whole quoted values.
+fn fields_start(message: &str) -> Option<usize> {
+    let mut rest = message;
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return None;
+        }
+        let start = message.len() - rest.len();
+        let (name, value) = split_name(rest);
+        if name == Some("message_id") && value.starts_with('"') {
+            return Some(start);
+        }
+        rest = match value.strip_prefix('"') {
+            Some(quoted) => unquote(quoted)?.1,
+            None => &value[value.find(' ').unwrap_or(value.len())..],
+        };
+    }
+}
+
+/// `name=rest` when the word starts with a field name and `=`; else (None, word).
+fn split_name(word: &str) -> (Option<&str>, &str) {
+    let end = word
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(word.len());
+    match word[end..].strip_prefix('=') {
+        Some(value) if end > 0 => (Some(&word[..end]), value),
+        _ => (None, word),
+    }
 }
 
 /// Fields as journald or the fmt layer name them (journald upper-cases them).
@@ -37,6 +85,7 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// The first value of a field counts; a repeated name is ignored.
     pub fn set(&mut self, name: &str, value: String) {
         let slot = match name.to_ascii_lowercase().as_str() {
             "message_id" => &mut self.message_id,
@@ -47,7 +96,9 @@ impl Fields {
             "source" => &mut self.source,
             _ => return,
         };
-        *slot = Some(value);
+        if slot.is_none() {
+            *slot = Some(value);
+        }
     }
 
     pub fn into_event(self, message: String) -> Option<KeywardEvent> {
@@ -72,24 +123,24 @@ impl Fields {
 
 /// `name=value` pairs; a value is a Rust-escaped quoted string (`%`-less string fields) or a
 /// bare word (numbers, `%`-formatted values).
-fn pairs(s: &str) -> Vec<(&str, String)> {
+fn pairs(s: &str) -> Vec<(&str, String, bool)> {
     let mut out = Vec::new();
     let mut rest = s.trim_start();
     while let Some((name, after)) = rest.split_once('=') {
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
             break;
         }
-        let (value, after) = match after.strip_prefix('"') {
+        let (value, after, quoted) = match after.strip_prefix('"') {
             Some(quoted) => match unquote(quoted) {
-                Some(v) => v,
+                Some((v, after)) => (v, after, true),
                 None => break,
             },
             None => {
                 let end = after.find(' ').unwrap_or(after.len());
-                (after[..end].to_owned(), &after[end..])
+                (after[..end].to_owned(), &after[end..], false)
             }
         };
-        out.push((name, value));
+        out.push((name, value, quoted));
         rest = after.trim_start();
     }
     out
@@ -107,6 +158,17 @@ fn unquote(s: &str) -> Option<(String, &str)> {
                 't' => value.push('\t'),
                 'r' => value.push('\r'),
                 '0' => value.push('\0'),
+                'u' => {
+                    // `\u{1b}`: what escape_debug writes for other control characters.
+                    let (start, open) = chars.next()?;
+                    if open != '{' {
+                        return None;
+                    }
+                    let close = s[start..].find('}')? + start;
+                    let code = u32::from_str_radix(&s[start + 1..close], 16).ok()?;
+                    value.push(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    while chars.next().is_some_and(|(j, _)| j < close) {}
+                }
                 other => value.push(other),
             },
             c => value.push(c),
@@ -161,11 +223,71 @@ mod tests {
     #[test]
     fn bare_values_and_unknown_fields() {
         let e = parse(
-            r#" WARN IAM unreachable message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d64" iam_user=bob linux_user=bob extra="x y""#,
+            r#" WARN IAM unreachable message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d64" elapsed_ms=3 iam_user="bob" extra="x y" linux_user="bob""#,
         )
         .unwrap();
         assert_eq!(e.kind, KeywardKind::Unavailable);
         assert_eq!(e.iam_user.as_deref(), Some("bob"));
+        assert_eq!(e.linux_user.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn m1_bare_audit_fields_are_not_keywards() {
+        // What `linux_user = %name.escape_debug()` wrote for the name `x iam_user=alice …`:
+        // escaped, yet bare, so its words looked like fields.
+        let e = parse(
+            r#"not a valid Linux user name message_id="6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d63" linux_user=x message_id=6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d61 iam_user=alice key_id=APKAFORGED"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, KeywardKind::Refused);
+        assert_eq!(e.iam_user, None);
+        assert_eq!(e.linux_user, None);
+        assert_eq!(e.key_id, None);
+    }
+
+    #[test]
+    fn m1_message_id_inside_a_quoted_value_is_not_a_field() {
+        let forged = format!(
+            "x message_id={} iam_user=alice linux_user=alice key_id=APKAFORGED fingerprint=SHA256:f source=live",
+            message_id::KEY_SERVED
+        );
+        // As the fmt layer writes a string field (Debug), raw or through `untrusted`.
+        for value in [
+            format!("{forged:?}"),
+            format!("{:?}", crate::logging::untrusted(&forged)),
+            format!("{:?}", forged.replace("=", "=\"")),
+            format!(
+                "{:?}",
+                crate::logging::untrusted(&forged.replace("=", "=\""))
+            ),
+        ] {
+            let line = format!("no account created: not a valid Linux user name pam_user={value}");
+            assert_eq!(parse(&line), None, "{line}");
+        }
+        // In a message text only escaping stands between a quote and a quoted value.
+        let escaped = crate::logging::untrusted(&forged.replace("=", "=\""));
+        assert_eq!(parse(&format!("no account for {escaped}")), None);
+    }
+
+    #[test]
+    fn m1_fields_start_at_keywards_own_message_id_and_count_once() {
+        let e = parse(&format!(
+            r#"not looked up in IAM: name "a message_id=\"{0}\"" is reserved message_id="{1}" linux_user="ad min" iam_user=bob iam_user="alice" linux_user="mallory" iam_user="eve""#,
+            message_id::KEY_SERVED,
+            message_id::LOOKUP_REFUSED
+        ))
+        .unwrap();
+        assert_eq!(e.kind, KeywardKind::Refused);
+        assert_eq!(e.linux_user.as_deref(), Some("ad min"));
+        assert_eq!(e.iam_user.as_deref(), Some("alice"));
+        assert!(e.message.ends_with("is reserved"), "{}", e.message);
+        // Escapes of control characters come back as the characters.
+        let e = parse(&format!(
+            r#"x message_id="{}" linux_user="a\u{{1b}}b\n""#,
+            message_id::LOOKUP_REFUSED
+        ))
+        .unwrap();
+        assert_eq!(e.linux_user.as_deref(), Some("a\u{1b}b\n"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::keys::{chain, PublicKey};
 use crate::logging::message_id;
 
 #[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true, disable_version_flag = true)]
 pub struct AuthorizedKeys {
     /// Linux user name being authenticated (sshd's %u)
     // Names come from the network via sshd: one starting with '-' is still a name to refuse,
@@ -31,8 +32,10 @@ pub struct AuthorizedKeys {
     #[arg(allow_hyphen_values = true)]
     user: String,
     /// Fingerprint of the key the client offered (sshd's %f); only that key is printed
+    #[arg(allow_hyphen_values = true)]
     fingerprint: Option<String>,
     /// Base64 blob of the key the client offered (sshd's %k); only that key is printed
+    #[arg(allow_hyphen_values = true)]
     key: Option<String>,
 }
 

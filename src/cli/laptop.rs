@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 
+use super::Context;
 use crate::iam::{AwsIam, ClientOptions, Directory, KeyMeta};
 use crate::keys::{KeyError, PublicKey};
 
@@ -58,7 +59,33 @@ pub fn identity_path(identity: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         })
 }
 
-pub fn read_public_key(path: &Path) -> anyhow::Result<PublicKey> {
+/// The RSA floor a key must meet to be uploaded: `min_rsa_bits` of the config when there is
+/// one (a key under the hosts' floor would upload fine and then never work), else the 2048
+/// bits every key meets. Only an explicit `--config` must load; an unreadable host config on a
+/// bastion is noted, and the built-in floor applies.
+pub fn min_rsa_bits(ctx: &Context) -> anyhow::Result<u32> {
+    match ctx.load_config() {
+        Ok((config, _)) => Ok(config.min_rsa_bits),
+        Err(e) if ctx.config_path.is_some() => Err(e.into()),
+        Err(e) => {
+            eprintln!(
+                "keyward: note: {e}; RSA keys are checked against the built-in {} bits",
+                PublicKey::MIN_RSA_BITS
+            );
+            Ok(PublicKey::MIN_RSA_BITS)
+        }
+    }
+}
+
+/// Reads and parses a public key file and checks it against `min_rsa_bits`.
+pub fn read_public_key(path: &Path, min_rsa_bits: u32) -> anyhow::Result<PublicKey> {
+    let key = parse_public_key_file(path)?;
+    key.check_min_rsa_bits(min_rsa_bits)
+        .map_err(|e| anyhow!("{} is not a usable SSH public key: {e}", path.display()))?;
+    Ok(key)
+}
+
+fn parse_public_key_file(path: &Path) -> anyhow::Result<PublicKey> {
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow!(

@@ -19,6 +19,7 @@ mod sync;
 mod uninstall;
 mod upload_key;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -141,6 +142,33 @@ impl Cli {
     }
 }
 
+/// The subcommand sshd runs with network-supplied arguments.
+const AUTHORIZED_KEYS: &str = "authorized-keys";
+
+/// The command line as clap should see it: `--` is put right after `authorized-keys`, so that
+/// whatever sshd passes as %u, %f and %k (`-h`, `--help`, `--config`, `-v`…) is a value that
+/// `authorized-keys` refuses, never a flag clap acts on. Help on stdout would reach sshd as
+/// key lines; a global flag would let a name choose the config. `keyward help
+/// authorized-keys` still prints the help.
+pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    // Skip the program name and the global options before the subcommand.
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        match arg {
+            "--config" => i += 2,
+            "--stats" | "-v" | "--verbose" => i += 1,
+            a if a.starts_with("--config=") => i += 1,
+            AUTHORIZED_KEYS => {
+                args.insert(i + 1, OsString::from("--"));
+                break;
+            }
+            _ => break,
+        }
+    }
+    args
+}
+
 /// IAM client options for host commands (run by sshd or PAM with a bare environment).
 pub fn host_client_options(config: &Config) -> anyhow::Result<crate::iam::ClientOptions> {
     if let Some(file) = &config.aws_config_file {
@@ -161,5 +189,80 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
         Some(IamError::Unreachable(_)) => ExitCode::from(3),
         Some(IamError::NoCredentials(_) | IamError::AccessDenied { .. }) => ExitCode::from(4),
         _ => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn guarded(args: &[&str]) -> Vec<String> {
+        guard_args(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn m3_every_argument_after_authorized_keys_is_a_value() {
+        assert_eq!(
+            guarded(&["keyward", "authorized-keys", "-h"]),
+            ["keyward", "authorized-keys", "--", "-h"]
+        );
+        assert_eq!(
+            guarded(&[
+                "k",
+                "--config",
+                "authorized-keys",
+                "--stats",
+                "-v",
+                "authorized-keys",
+                "a"
+            ]),
+            [
+                "k",
+                "--config",
+                "authorized-keys",
+                "--stats",
+                "-v",
+                "authorized-keys",
+                "--",
+                "a"
+            ]
+        );
+        assert_eq!(
+            guarded(&["k", "--config=/x", "authorized-keys", "--config", "/y"]),
+            [
+                "k",
+                "--config=/x",
+                "authorized-keys",
+                "--",
+                "--config",
+                "/y"
+            ]
+        );
+        // Other commands, and `help authorized-keys`, are left alone.
+        for args in [
+            &["k", "help", "authorized-keys"][..],
+            &["k", "sync", "authorized-keys"],
+            &["k", "--bogus", "authorized-keys", "-h"],
+            &["k"],
+        ] {
+            assert_eq!(guarded(args), args);
+        }
+    }
+
+    #[test]
+    fn m3_help_and_version_flags_reach_authorized_keys_as_its_user() {
+        for flag in ["-h", "--help", "-V", "--version", "--config", "-v"] {
+            let cli = Cli::try_parse_from(guard_args(
+                ["keyward", "authorized-keys", flag].map(OsString::from),
+            ));
+            match cli.map(|c| c.command) {
+                Ok(Command::AuthorizedKeys(_)) => {}
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
     }
 }

@@ -25,9 +25,9 @@ pub struct RotateKey {
 }
 
 impl RotateKey {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let path = laptop::identity_path(self.identity)?;
-        let new = laptop::read_public_key(&path)?;
+        let new = laptop::read_public_key(&path, laptop::min_rsa_bits(ctx)?)?;
         let iam = laptop::client().await;
         let user = laptop::resolve_user(&iam, self.user).await?;
         let keys = laptop::keys_with_bodies(&iam, &user).await?;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::Context;
 use crate::iam::{total_calls, AwsIam};
 use crate::keys::cache::unix_secs;
+use crate::logging::untrusted;
 use crate::sync::apply::{self, message_id, Outcome, ShadowAccounts, SyncLock};
 use crate::sync::local::SystemState;
 use crate::sync::plan::{self, Action, Plan, Skipped};
@@ -277,9 +278,9 @@ impl Sync {
 fn log_skipped(skipped: &[Skipped]) {
     for s in skipped {
         if s.error {
-            tracing::error!(subject = s.subject, "sync: {}", s.reason);
+            tracing::error!(subject = untrusted(&s.subject), "sync: {}", s.reason);
         } else {
-            tracing::info!(subject = s.subject, "sync: {}", s.reason);
+            tracing::info!(subject = untrusted(&s.subject), "sync: {}", s.reason);
         }
     }
 }

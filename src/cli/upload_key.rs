@@ -21,9 +21,9 @@ pub struct UploadKey {
 }
 
 impl UploadKey {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let path = laptop::identity_path(self.identity)?;
-        let key = laptop::read_public_key(&path)?;
+        let key = laptop::read_public_key(&path, laptop::min_rsa_bits(ctx)?)?;
         let iam = laptop::client().await;
         let user = laptop::resolve_user(&iam, self.user).await?;
         let existing = laptop::keys_with_bodies(&iam, &user).await?;

@@ -16,8 +16,11 @@ use sha2::{Digest, Sha256};
 const MAX_BLOB_LEN: usize = 16 * 1024;
 /// Checked before decoding so that a huge token is refused without allocating for it.
 const MAX_BASE64_LEN: usize = MAX_BLOB_LEN.div_ceil(3) * 4;
-/// OpenSSH's own floor (SSH_RSA_MINIMUM_MODULUS_SIZE) and ceiling (SSHBUF_MAX_BIGNUM).
-const MIN_RSA_BITS: u32 = 1024;
+/// keyward's floor for RSA, above OpenSSH's own (SSH_RSA_MINIMUM_MODULUS_SIZE, 1024): 1024-bit
+/// RSA has been disallowed for authentication since 2014 (NIST SP 800-131A) and is within
+/// reach of a well-funded attacker. `min_rsa_bits` may raise it, never lower it.
+const MIN_RSA_BITS: u32 = 2048;
+/// OpenSSH's ceiling (SSHBUF_MAX_BIGNUM).
 const MAX_RSA_BITS: u32 = 16384;
 const MAX_APPLICATION_LEN: usize = 256;
 const MAX_COMMENT_CHARS: usize = 128;
@@ -125,6 +128,11 @@ pub enum KeyError {
     PemFormat,
     #[error("the key spans more than one line; a public key is exactly one line `TYPE BASE64 [COMMENT]`")]
     MultipleLines,
+    #[error(
+        "the line holds more than one key (a key type follows the key data); \
+         a key body is exactly one `TYPE BASE64 [COMMENT]`: upload each key on its own"
+    )]
+    SeveralKeys,
     #[error("the key contains a control character (such as a carriage return or NUL) outside the comment")]
     ControlCharacter,
     #[error(
@@ -169,10 +177,17 @@ pub enum KeyError {
     #[error("the RSA modulus is invalid: it must be odd")]
     InvalidRsaModulus,
     #[error(
-        "the RSA key has only {bits} bits and keys under 1024 bits are refused; \
-         generate a new key with `ssh-keygen -t ed25519`"
+        "the RSA key has only {bits} bits and keys under 2048 bits are refused; \
+         generate a new key with `ssh-keygen -t ed25519` and replace this one with \
+         `keyward rotate-key`"
     )]
     WeakKey { bits: u32 },
+    #[error(
+        "the RSA key has {bits} bits and this host requires at least {min} \
+         (min_rsa_bits = {min}); generate a new key with `ssh-keygen -t ed25519` and replace \
+         this one with `keyward rotate-key`"
+    )]
+    RsaBelowMinimum { bits: u32, min: u32 },
     #[error("the RSA key has {bits} bits; keys over 16384 bits are refused")]
     RsaKeyTooLarge { bits: u32 },
     #[error("the Ed25519 public key must be 32 bytes but is {len}")]
@@ -197,9 +212,15 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// The smallest RSA key keyward accepts anywhere; `min_rsa_bits` can only raise it.
+    pub const MIN_RSA_BITS: u32 = MIN_RSA_BITS;
+    /// The largest RSA key OpenSSH (and keyward) accepts.
+    pub const MAX_RSA_BITS: u32 = MAX_RSA_BITS;
+
     /// Parses exactly one OpenSSH public key line "TYPE BASE64 [COMMENT]". Leading/trailing
     /// spaces and tabs and one trailing newline (`\n` or `\r\n`) are tolerated; anything on
-    /// further lines is an error.
+    /// further lines is an error, and so is a second key on the same line (a key type name
+    /// among the comment's words): served, it would reach sshd as the first key's comment.
     pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
         refuse_foreign_formats(text)?;
         let line = single_line(text)?;
@@ -211,6 +232,9 @@ impl PublicKey {
         let declared = declared_type(type_token, line)?;
         if base64_token.is_empty() {
             return Err(KeyError::MissingKeyData);
+        }
+        if comment.split(is_blank).any(is_key_type_name) {
+            return Err(KeyError::SeveralKeys);
         }
         let blob = decode_base64(base64_token)?;
         let (key_type, bits) = inspect_blob(&blob, Some(declared))?;
@@ -256,6 +280,21 @@ impl PublicKey {
     /// Key size as `ssh-keygen -l` reports it.
     pub fn bits(&self) -> u32 {
         self.bits
+    }
+
+    /// The modulus size of an RSA key; `None` for other types (their size is fixed by the
+    /// algorithm).
+    pub fn rsa_bits(&self) -> Option<u32> {
+        (self.key_type == KeyType::Rsa).then_some(self.bits)
+    }
+
+    /// A host's or fleet's own RSA floor (`min_rsa_bits`), on top of the 2048 bits every
+    /// parsed key already has. Keys of other types pass.
+    pub fn check_min_rsa_bits(&self, min: u32) -> Result<(), KeyError> {
+        match self.rsa_bits() {
+            Some(bits) if bits < min => Err(KeyError::RsaBelowMinimum { bits, min }),
+            _ => Ok(()),
+        }
     }
 
     /// `SHA256:` fingerprint, identical to `ssh-keygen -lf`.
@@ -385,11 +424,18 @@ fn refused_type(name: &str) -> KeyError {
     }
 }
 
-/// The only way untrusted text may reach an error message: short and printable.
+/// The only way untrusted text may reach an error message: short, and only the characters of
+/// key type names (no quote, backslash or `=` that a log reader could take for a field).
 fn echo(text: &str) -> String {
     text.chars()
         .take(MAX_ECHO_CHARS)
-        .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -957,6 +1003,17 @@ mod tests {
     }
 
     #[test]
+    fn m1_echoed_type_names_hold_no_quote_backslash_or_equals() {
+        let blob = wire(&[b"a\" message_id=\"6b\\", &[1]]);
+        let Err(KeyError::UnknownType(echoed)) =
+            PublicKey::from_blob_base64(&STANDARD.encode(&blob))
+        else {
+            panic!("expected UnknownType");
+        };
+        assert_eq!(echoed, "a__message_id__6b_");
+    }
+
+    #[test]
     fn dsa_key_is_refused() {
         let blob = wire(&[b"ssh-dss", &[1], &[2], &[3], &[4]]);
         assert_eq!(
@@ -1191,16 +1248,85 @@ mod tests {
             PublicKey::parse(&line("ssh-rsa", &blob)),
             Err(KeyError::WeakKey { bits: 512 })
         );
-        let blob = rsa_blob(E_65537, &modulus_mpint(1023));
+        let blob = rsa_blob(E_65537, &modulus_mpint(2047));
         assert_eq!(
             PublicKey::parse(&line("ssh-rsa", &blob)),
-            Err(KeyError::WeakKey { bits: 1023 })
+            Err(KeyError::WeakKey { bits: 2047 })
         );
     }
 
     #[test]
+    fn m5_rsa_keys_under_2048_bits_are_refused_with_the_fix() {
+        for bits in [1024_u32, 2047] {
+            let blob = rsa_blob(E_65537, &modulus_mpint(bits as usize));
+            let err = PublicKey::parse(&line("ssh-rsa", &blob)).unwrap_err();
+            assert_eq!(err, KeyError::WeakKey { bits });
+            let text = err.to_string();
+            assert!(text.contains(&format!("{bits} bits")), "{text}");
+            assert!(text.contains("keyward rotate-key"), "{text}");
+            assert_eq!(
+                PublicKey::from_blob_base64(&STANDARD.encode(&blob)),
+                Err(KeyError::WeakKey { bits })
+            );
+        }
+        // What ssh-keygen makes when asked for 1024 bits (OpenSSH still allows it).
+        let dir = tempfile::tempdir().unwrap();
+        let private = generate(dir.path(), "k", &["-t", "rsa", "-b", "1024"]);
+        let text = std::fs::read_to_string(pub_path(&private)).unwrap();
+        assert_eq!(
+            PublicKey::parse(&text),
+            Err(KeyError::WeakKey { bits: 1024 })
+        );
+    }
+
+    #[test]
+    fn m5_rsa_bits_and_a_configured_floor() {
+        let key =
+            PublicKey::parse(&line("ssh-rsa", &rsa_blob(E_65537, &modulus_mpint(3072)))).unwrap();
+        assert_eq!(key.rsa_bits(), Some(3072));
+        assert_eq!(key.check_min_rsa_bits(3072), Ok(()));
+        let err = key.check_min_rsa_bits(4096).unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::RsaBelowMinimum {
+                bits: 3072,
+                min: 4096
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains("min_rsa_bits = 4096"), "{text}");
+        assert!(text.contains("keyward rotate-key"), "{text}");
+        // Only RSA has a size to check.
+        let ed = PublicKey::parse(&ed25519_line()).unwrap();
+        assert_eq!(ed.rsa_bits(), None);
+        assert_eq!(ed.check_min_rsa_bits(16384), Ok(()));
+    }
+
+    #[test]
+    fn m4_two_keys_on_one_line_are_refused_not_served_as_a_comment() {
+        let other = line("ssh-ed25519", &wire(&[b"ssh-ed25519", &[9; 32]]));
+        for text in [
+            format!("{} {other}", ed25519_line()),
+            format!("{} {other} comment", ed25519_line()),
+            format!("{} alice@laptop {other}", ed25519_line()),
+            format!("{}\t{other}", ed25519_line()),
+            format!("{} ssh-rsa", ed25519_line()),
+            format!("{} x sk-ssh-ed25519@openssh.com y", ed25519_line()),
+        ] {
+            assert_eq!(
+                PublicKey::parse(&text),
+                Err(KeyError::SeveralKeys),
+                "{text}"
+            );
+        }
+        // A comment that merely mentions a key type inside a word is a comment.
+        let key = PublicKey::parse(&format!("{} my-ssh-ed25519-key", ed25519_line())).unwrap();
+        assert_eq!(key.comment(), "my-ssh-ed25519-key");
+    }
+
+    #[test]
     fn rsa_size_bounds_are_inclusive() {
-        for bits in [1024, 16384] {
+        for bits in [2048, 16384] {
             let blob = rsa_blob(E_65537, &modulus_mpint(bits));
             let key = PublicKey::parse(&line("ssh-rsa", &blob)).unwrap();
             assert_eq!(key.bits(), u32::try_from(bits).unwrap());

@@ -20,6 +20,7 @@ use super::local::{GroupRecord, LockRecord};
 use super::plan::{Action, Plan};
 use crate::accounts::create::{self, shadow, AccountDb, NewAccount, ShadowUtils};
 use crate::files;
+use crate::logging::untrusted;
 
 /// Fixed journald MESSAGE_IDs of sync's audit events.
 pub mod message_id {
@@ -48,6 +49,8 @@ pub fn apply(plan: &Plan, accounts: &mut dyn Accounts, now: u64) -> Outcome {
     let mut outcome = Outcome::default();
     for action in &plan.actions {
         let (linux_user, iam_user, group) = action.subjects();
+        // IAM chose these names; they go into the log escaped and capped.
+        let [linux_user, iam_user, group] = [linux_user, iam_user, group].map(|s| s.map(untrusted));
         match accounts.execute(action, now) {
             Ok(()) => {
                 tracing::info!(

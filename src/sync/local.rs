@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::login_defs::SystemGids;
 use crate::accounts::names;
 use crate::accounts::ownership::{OwnershipRecord, Records};
 use crate::files;
@@ -65,6 +66,8 @@ pub struct LocalState {
     pub locks: BTreeMap<String, LockRecord>,
     /// The current contents of /etc/sudoers.d/keyward.
     pub sudoers: Option<String>,
+    /// GIDs of system groups, from /etc/login.defs.
+    pub system_gids: SystemGids,
 }
 
 /// `/etc/passwd` lines → users (name, uid, gid). Malformed lines are skipped.
@@ -168,6 +171,7 @@ impl SystemState {
             group_records: read_records(&self.state_dir.join("groups"))?,
             locks: read_records(&self.state_dir.join("locked"))?,
             sudoers,
+            system_gids: SystemGids::read(&self.etc.join("login.defs")),
         })
     }
 }

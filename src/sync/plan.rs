@@ -3,6 +3,9 @@
 //! Rules it must never break, whatever IAM says:
 //! - accounts and groups keyward did not create (no record, or a record whose id no longer
 //!   matches) are never changed; reserved names are never touched;
+//! - a prefixed IAM group never becomes, fills or empties a group named like a reserved user
+//!   (root, keyward, reserved_users) or a system group (GID up to login.defs' SYS_GID_MAX);
+//!   only `adopt_groups` may name a system group, on purpose;
 //! - only keyward's own accounts are added to or removed from groups, adopted groups included;
 //! - a UID or GID held by someone else, or hashed from two IAM ids, is never shared: the
 //!   newcomer (or, between two newcomers, the larger IAM id, so every host agrees) is skipped;
@@ -561,10 +564,20 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 continue;
             }
         };
+        // Reserved names are never a group of keyward's, even before install made `keyward`.
+        if config.is_reserved_group(&linux) {
+            p.skip(&linux, true, format!("IAM group {} maps to {linux}, a reserved name (root, keyward, reserved_users): never created or managed", g.name));
+            continue;
+        }
         let gid = ids::id_for(config.uid_scheme, &g.id, config.uid_range);
         let existing = local.groups.get(&linux);
         let record = local.group_records.get(&linux);
-        if config.adopt_groups.contains(&linux) {
+        let adopted = config.adopt_groups.contains(&linux);
+        if let Some(lg) = existing.filter(|lg| !adopted && local.system_gids.contains(lg.gid)) {
+            p.skip(&linux, true, format!("IAM group {} maps to system group {linux} (GID {}, SYS_GID_MAX {}): not managed (list it in adopt_groups to manage keyward's accounts in it)", g.name, lg.gid, local.system_gids.max));
+            continue;
+        }
+        if adopted {
             match existing {
                 Some(lg) => {
                     groups.insert(linux, ManagedGroup::of(g, lg.members.iter()));
@@ -609,7 +622,9 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 );
             }
             (None, _) => {
-                if let Some(holder) = gid_holder.get(&gid) {
+                if local.system_gids.contains(gid) {
+                    p.skip(&linux, true, format!("GID {gid} of IAM group {} is a system GID (SYS_GID_MAX {}): not created; move uid_range above it", g.name, local.system_gids.max));
+                } else if let Some(holder) = gid_holder.get(&gid) {
                     p.skip(&linux, true, format!("GID {gid} of IAM group {} is held by local group {holder}: not created", g.name));
                 } else if let Some(user) = new_private_gids.get(&gid) {
                     p.skip(&linux, true, format!("IAM group {} (GID {gid}) collides with the private group of new account {user} (GID {gid}): not created", g.name));
@@ -663,6 +678,16 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
             .get(linux)
             .is_some_and(|m| m.iam.id == r.iam_group_id);
         if still || creating.contains(linux) || config.adopt_groups.contains(linux) {
+            continue;
+        }
+        // A reserved or system group is never emptied or deleted, whatever a record says (an
+        // older keyward could create `keyward` before install did).
+        let system = local
+            .groups
+            .get(linux)
+            .is_some_and(|lg| local.system_gids.contains(lg.gid));
+        if config.is_reserved_group(linux) || system {
+            p.skip(linux, true, format!("keyward's record names reserved or system group {linux}: not touched; check who needs the group, then remove it or its record {}/groups/{linux} by hand", config.state_dir.display()));
             continue;
         }
         match local.groups.get(linux) {
@@ -995,5 +1020,191 @@ mod guard_tests {
         );
         assert_eq!(guard(&max(2), &p, 10, 5), None);
         assert!(guard(&max(1), &p, 10, 5).is_some());
+    }
+}
+
+/// M2: reserved and system group names, through the plan alone (the whole sync is tested in
+/// `sync::tests` and the namespace harness).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod m2_tests {
+    use super::*;
+    use crate::accounts::login_defs::SystemGids;
+    use crate::sync::local::{GroupRecord, LocalGroup};
+
+    fn alice() -> IamUser {
+        IamUser {
+            name: "alice".into(),
+            id: "AIDAALICE".into(),
+        }
+    }
+
+    /// IAM: alice is allowed and in each of `groups` (full IAM names).
+    fn iam(groups: &[&str]) -> IamSnapshot {
+        IamSnapshot {
+            allowed: [(alice().id, alice())].into(),
+            prefixed: groups
+                .iter()
+                .map(|name| {
+                    let g = IamGroup {
+                        name: name.to_string(),
+                        id: format!("AGPA{}", name.to_uppercase()),
+                        members: vec![alice()],
+                    };
+                    (name.to_string(), g)
+                })
+                .collect(),
+            sudoers: BTreeSet::new(),
+        }
+    }
+
+    fn group(local: &mut LocalState, name: &str, gid: u32, members: &[&str]) {
+        local.groups.insert(
+            name.into(),
+            LocalGroup {
+                name: name.into(),
+                gid,
+                members: members.iter().map(|m| m.to_string()).collect(),
+            },
+        );
+    }
+
+    fn record(local: &mut LocalState, name: &str, iam_group: &str, gid: u32) {
+        local.group_records.insert(
+            name.into(),
+            GroupRecord {
+                iam_group: iam_group.into(),
+                iam_group_id: format!("AGPA{}", iam_group.to_uppercase()),
+                gid,
+                created_at: 0,
+            },
+        );
+    }
+
+    fn config() -> Config {
+        Config {
+            allowed_groups: vec!["*".into()],
+            reserved_users: vec!["ec2-user".into()],
+            ..Config::default()
+        }
+    }
+
+    /// Every group the plan touches (creates, adopts, fills, empties, deletes).
+    fn touched(p: &Plan) -> Vec<String> {
+        p.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreateGroup { group, .. }
+                | Action::AdoptGroup { group, .. }
+                | Action::AddMember { group, .. }
+                | Action::RemoveMember { group, .. }
+                | Action::DeleteGroup { group }
+                | Action::ForgetGroup { group } => Some(group.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn skipped_with_error(p: &Plan, subject: &str) -> String {
+        let s = p
+            .skipped
+            .iter()
+            .find(|s| s.subject == subject)
+            .unwrap_or_else(|| panic!("{subject} not skipped: {p:#?}"));
+        assert!(s.error, "{s:?}");
+        s.reason.clone()
+    }
+
+    #[test]
+    fn m2_iam_groups_mapping_to_reserved_names_create_and_fill_nothing() {
+        // Before install: no local group `keyward` yet.
+        let local = LocalState::default();
+        let snap = iam(&[
+            "keyward_keyward",
+            "keyward_root",
+            "keyward_ec2-user",
+            "keyward_dev",
+        ]);
+        let p = plan(&config(), &snap, &local, 1);
+        assert_eq!(touched(&p), ["dev", "dev"], "{:#?}", p.actions);
+        for name in ["keyward", "root", "ec2-user"] {
+            assert!(skipped_with_error(&p, name).contains("reserved"));
+        }
+
+        // After install, with the group present and even listed in a record.
+        let mut local = LocalState::default();
+        group(&mut local, "keyward", 4242, &[]);
+        record(&mut local, "keyward", "keyward_keyward", 4242);
+        let p = plan(&config(), &iam(&["keyward_keyward"]), &local, 1);
+        assert!(touched(&p).is_empty(), "{:#?}", p.actions);
+    }
+
+    #[test]
+    fn m2_system_groups_are_filled_only_when_adopted() {
+        let mut local = LocalState::default();
+        group(&mut local, "docker", 999, &[]);
+        // Even a record matching the GID (a host whose SYS_GID_MAX was raised) does not do.
+        group(&mut local, "video", 44, &[]);
+        record(&mut local, "video", "keyward_video", 44);
+        let snap = iam(&["keyward_docker", "keyward_video"]);
+        let p = plan(&config(), &snap, &local, 1);
+        assert!(touched(&p).is_empty(), "{:#?}", p.actions);
+        assert!(skipped_with_error(&p, "video").contains("system group"));
+
+        let adopting = Config {
+            adopt_groups: vec!["docker".into()],
+            ..config()
+        };
+        let p = plan(&adopting, &snap, &local, 1);
+        assert_eq!(touched(&p), ["docker"]);
+    }
+
+    #[test]
+    fn m2_a_record_for_a_reserved_or_system_group_never_empties_or_deletes_it() {
+        let cfg = config();
+        let uid = crate::accounts::create::uid_for(&cfg, "AIDAALICE");
+        let mut local = LocalState::default();
+        // alice is keyward's and sits in `keyward` (made by an older keyward before install)
+        // and in `video`; neither IAM group exists any more.
+        local.users.insert(
+            "alice".into(),
+            LocalUser {
+                name: "alice".into(),
+                uid,
+                gid: uid,
+                expired: Some(false),
+            },
+        );
+        local.user_records.insert(
+            "alice".into(),
+            create::OwnershipRecord {
+                iam_user: "alice".into(),
+                iam_user_id: "AIDAALICE".into(),
+                uid,
+                created_at: 0,
+            },
+        );
+        group(&mut local, "alice", uid, &[]);
+        group(&mut local, "keyward", 4242, &["alice"]);
+        record(&mut local, "keyward", "keyward_keyward", 4242);
+        group(&mut local, "video", 44, &["alice"]);
+        record(&mut local, "video", "keyward_video", 44);
+        let p = plan(&cfg, &iam(&[]), &local, 1);
+        assert!(touched(&p).is_empty(), "{:#?}", p.actions);
+        assert!(skipped_with_error(&p, "keyward").contains("not touched"));
+        assert!(skipped_with_error(&p, "video").contains("not touched"));
+    }
+
+    #[test]
+    fn m2_a_new_group_never_gets_a_system_gid() {
+        let cfg = config();
+        let gid = ids::id_for(cfg.uid_scheme, "AGPAKEYWARD_DEV", cfg.uid_range);
+        let local = LocalState {
+            system_gids: SystemGids { max: gid },
+            ..LocalState::default()
+        };
+        let p = plan(&cfg, &iam(&["keyward_dev"]), &local, 1);
+        assert!(touched(&p).is_empty(), "{:#?}", p.actions);
+        assert!(skipped_with_error(&p, "dev").contains("system GID"));
     }
 }
