@@ -221,3 +221,86 @@ fn h1_a_key_iam_just_set_inactive_is_not_served_while_groups_are_throttled() {
         revoked.stderr
     );
 }
+
+#[test]
+fn m5_a_configured_min_rsa_bits_refuses_live_and_cached_keys() {
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // ssh-keygen's default RSA size is 3072; ask for 2048, the lowest keyward ever accepts.
+    let private = tmp.path().join("rsa");
+    let status = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-N",
+            "",
+            "-C",
+            "alice@old",
+            "-f",
+        ])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rsa = KeyPair {
+        public: private.with_extension("pub"),
+        private,
+    };
+    let ed = KeyPair::generate(tmp.path(), "ed", "ed25519", "alice@new");
+    let iam = moto.iam();
+    iam.user("alice");
+    iam.key("alice", &rsa.line(), true);
+    iam.key("alice", &ed.line(), true);
+
+    // The default floor (2048) serves both, and caches both bodies.
+    let host = Host::new(&moto, EVERYONE);
+    let mut both = host.keyward(&["authorized-keys", "alice"]).ok().keys();
+    both.sort();
+    let mut expected = vec![rsa.type_and_blob(), ed.type_and_blob()];
+    expected.sort();
+    assert_eq!(both, expected);
+
+    // A higher floor refuses the cached RSA body too, naming the fix.
+    host.write_config(&format!("{EVERYONE}\nmin_rsa_bits = 3072"));
+    let run = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(run.keys(), vec![ed.type_and_blob()], "{}", run.stderr);
+    assert!(run.stderr.contains("rotate-key"), "{}", run.stderr);
+    // And from a cold cache, the live body likewise.
+    let cold = Host::new(&moto, &format!("{EVERYONE}\nmin_rsa_bits = 3072"));
+    let run = cold.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(run.keys(), vec![ed.type_and_blob()], "{}", run.stderr);
+}
+
+#[test]
+fn m1_a_huge_or_forging_name_is_logged_escaped_and_capped() {
+    let moto = Moto::start();
+    let host = Host::new(&moto, EVERYONE);
+    let huge = "a".repeat(131_000);
+    let forged =
+        "x\n INFO key served message_id=\"6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d61\" iam_user=\"alice\"";
+    for name in [huge.as_str(), forged] {
+        for args in [
+            vec!["-v", "authorized-keys", name],
+            vec!["-v", "pam-create-account", name],
+        ] {
+            let run = host.keyward(&args);
+            assert_eq!(run.stdout, "", "{args:?}");
+            assert!(
+                run.stderr.len() < 2_000,
+                "{} bytes of log for {:?}",
+                run.stderr.len(),
+                &args[1]
+            );
+            for line in run.stderr.lines() {
+                assert!(
+                    !line.trim_start().starts_with("INFO key served"),
+                    "a forged line: {}",
+                    run.stderr
+                );
+            }
+        }
+    }
+}

@@ -21,7 +21,7 @@ use crate::iam::{AwsIam, IamError};
 use crate::keys::cache::Cache;
 use crate::keys::lookup::{self, Offer, Outcome, Refusal};
 use crate::keys::{chain, PublicKey};
-use crate::logging::message_id;
+use crate::logging::{message_id, untrusted};
 
 #[derive(Debug, clap::Args)]
 #[command(disable_help_flag = true, disable_version_flag = true)]
@@ -46,14 +46,17 @@ impl AuthorizedKeys {
         let offer = match self.offer() {
             Ok(offer) => offer,
             Err(e) => {
-                tracing::warn!(linux_user = %self.user.escape_debug(), "offered key is not valid: {e}");
+                tracing::warn!(
+                    linux_user = untrusted(&self.user),
+                    "offered key is not valid: {e}"
+                );
                 return Ok(ExitCode::SUCCESS);
             }
         };
         if !names::is_valid_linux_name(&self.user) {
             tracing::info!(
                 message_id = message_id::LOOKUP_REFUSED,
-                linux_user = %self.user.escape_debug(),
+                linux_user = untrusted(&self.user),
                 "not a valid Linux user name"
             );
             return Ok(ExitCode::SUCCESS);
@@ -87,13 +90,13 @@ impl AuthorizedKeys {
                 if refusal == Refusal::NobodyAllowed {
                     tracing::warn!(
                         message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = self.user,
+                        linux_user = untrusted(&self.user),
                         "{refusal}"
                     );
                 } else {
                     tracing::info!(
                         message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = self.user,
+                        linux_user = untrusted(&self.user),
                         "not looked up in IAM: {refusal}"
                     );
                 }
@@ -124,7 +127,7 @@ impl AuthorizedKeys {
                     tracing::warn!(
                         message_id = message_id::IAM_UNAVAILABLE,
                         iam_user,
-                        linux_user = self.user,
+                        linux_user = untrusted(&self.user),
                         "{part} failed; the cached answer (younger than max_stale) stands in for it: {e}"
                     );
                 }
@@ -132,8 +135,8 @@ impl AuthorizedKeys {
                     tracing::warn!(
                         message_id = message_id::KEY_REJECTED,
                         iam_user,
-                        linux_user = self.user,
-                        key_id = r.id,
+                        linux_user = untrusted(&self.user),
+                        key_id = untrusted(&r.id),
                         "key not served: {}",
                         r.reason
                     );
@@ -148,7 +151,7 @@ impl AuthorizedKeys {
                 tracing::warn!(
                     message_id = message_id::IAM_UNAVAILABLE,
                     iam_user,
-                    linux_user = self.user,
+                    linux_user = untrusted(&self.user),
                     "{why}"
                 );
                 lookup::stale(config, cache.as_ref(), &self.user, &gate, now, why).await
@@ -160,7 +163,7 @@ impl AuthorizedKeys {
             tracing::info!(
                 message_id = message_id::LOOKUP_REFUSED,
                 iam_user,
-                linux_user = self.user,
+                linux_user = untrusted(&self.user),
                 "{why}"
             );
             Ok((Vec::new(), ExitCode::SUCCESS))
@@ -173,8 +176,8 @@ impl AuthorizedKeys {
                         tracing::info!(
                             message_id = message_id::KEY_SERVED,
                             iam_user,
-                            linux_user = self.user,
-                            key_id = k.id,
+                            linux_user = untrusted(&self.user),
+                            key_id = untrusted(&k.id),
                             fingerprint = k.key.fingerprint(),
                             source = k.source.as_str(),
                             elapsed_ms,
@@ -191,7 +194,7 @@ impl AuthorizedKeys {
                 tracing::warn!(
                     message_id = message_id::LOOKUP_REFUSED,
                     iam_user,
-                    linux_user = self.user,
+                    linux_user = untrusted(&self.user),
                     "no keys served: {why}"
                 );
                 Ok((Vec::new(), ExitCode::SUCCESS))
@@ -200,7 +203,7 @@ impl AuthorizedKeys {
                 tracing::error!(
                     message_id = message_id::IAM_UNAVAILABLE,
                     iam_user,
-                    linux_user = self.user,
+                    linux_user = untrusted(&self.user),
                     "no keys served: IAM unavailable and no cached key set younger than max_stale ({e})"
                 );
                 Ok((Vec::new(), ExitCode::from(3)))
@@ -247,7 +250,7 @@ impl AuthorizedKeys {
                 let (keys, dropped) = chain::parse_output(&stdout);
                 if dropped > 0 {
                     tracing::warn!(
-                        linux_user = self.user,
+                        linux_user = untrusted(&self.user),
                         dropped,
                         "chained command printed lines that are not plain keys; dropped"
                     );
@@ -257,7 +260,7 @@ impl AuthorizedKeys {
                     .inspect(|k| {
                         tracing::info!(
                             message_id = message_id::KEY_SERVED,
-                            linux_user = self.user,
+                            linux_user = untrusted(&self.user),
                             fingerprint = k.fingerprint(),
                             source = "chain",
                             "key served to sshd"
@@ -266,7 +269,10 @@ impl AuthorizedKeys {
                     .collect()
             }
             Err(e) => {
-                tracing::warn!(linux_user = self.user, "chained command failed: {e}");
+                tracing::warn!(
+                    linux_user = untrusted(&self.user),
+                    "chained command failed: {e}"
+                );
                 Vec::new()
             }
         }

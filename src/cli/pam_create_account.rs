@@ -18,6 +18,7 @@ use crate::accounts::local::{LocalAccounts, SystemAccounts};
 use crate::accounts::throttle::Throttle;
 use crate::iam::{AwsIam, Directory, IamError, Identity};
 use crate::keys::lookup;
+use crate::logging::untrusted;
 
 #[derive(Debug, clap::Args)]
 pub struct PamCreateAccount {
@@ -65,11 +66,11 @@ impl PamCreateAccount {
         match name.as_ref().map(|n| n.to_str()) {
             Some(Some(name)) => {
                 if let Err(e) = create_for(ctx, name).await {
-                    tracing::error!(pam_user = %logging_name(name), "{e:#}");
+                    tracing::error!(pam_user = untrusted(name), "{e:#}");
                 }
             }
             Some(None) => tracing::info!(
-                pam_user = %logging_name(&name.unwrap_or_default().to_string_lossy()),
+                pam_user = untrusted(&name.unwrap_or_default().to_string_lossy()),
                 "no account created: PAM_USER is not UTF-8"
             ),
             None => tracing::error!("no account created: pam_exec set no PAM_USER"),
@@ -80,20 +81,9 @@ impl PamCreateAccount {
     }
 }
 
-/// A name from the network, fit for a log line: escaped and capped.
-fn logging_name(name: &str) -> String {
-    const MAX: usize = 64;
-    let escaped: String = name.escape_debug().take(MAX).collect();
-    if name.chars().count() > MAX || escaped.len() < name.escape_debug().count() {
-        format!("{escaped}…({} bytes)", name.len())
-    } else {
-        escaped
-    }
-}
-
 async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let (config, _) = ctx.load_config()?;
-    let shown = logging_name(name);
+    let shown = untrusted(name);
     if !config.create_on_login {
         tracing::debug!(pam_user = shown, "create_on_login is off");
         return Ok(Created::Nothing);
@@ -146,7 +136,11 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     };
     if let Err(why) = lookup::check_identity(&config, name, None, &identity) {
         throttle.remember_refused(name, now);
-        tracing::warn!(iam_user, linux_user = name, "no account created: {why}");
+        tracing::warn!(
+            iam_user,
+            linux_user = untrusted(name),
+            "no account created: {why}"
+        );
         return Ok(Created::Nothing);
     }
 
@@ -162,14 +156,18 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
         Ok(account) => account,
         Err(refused) => {
             throttle.remember_refused(name, now);
-            tracing::warn!(iam_user, linux_user = name, "no account created: {refused}");
+            tracing::warn!(
+                iam_user,
+                linux_user = untrusted(name),
+                "no account created: {refused}"
+            );
             return Ok(Created::Nothing);
         }
     };
     db.create(&account, now).map_err(anyhow::Error::msg)?;
     tracing::info!(
         iam_user,
-        linux_user = name,
+        linux_user = untrusted(name),
         uid = account.uid,
         iam_user_id = account.iam_user_id,
         "account created for IAM user"

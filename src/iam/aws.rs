@@ -582,11 +582,17 @@ fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    tracing::debug!(action, "IAM error: {}", DisplayErrorContext(&err));
+    tracing::debug!(
+        action,
+        "IAM error: {}",
+        printable(&DisplayErrorContext(&err).to_string())
+    );
     if let Some(malformed) = malformed_in(&err) {
         return IamError::Unreachable(malformed.to_string());
     }
-    let text = cause_chain(&err);
+    // Error text comes from the endpoint: it reaches log lines and the terminal only with its
+    // control characters (a newline could forge a log line) escaped, and bounded.
+    let text = printable(&cause_chain(&err));
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             if is_credentials_failure(&text) {
@@ -596,7 +602,7 @@ where
             }
         }
         SdkError::ServiceError(service) => {
-            let message = err.message().unwrap_or_default().to_owned();
+            let message = printable(err.message().unwrap_or_default());
             match err.code().unwrap_or_default() {
                 "NoSuchEntity" => IamError::NotFound(message),
                 "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
@@ -635,6 +641,25 @@ where
     }
 }
 
+/// `text` with control characters escaped and cut after 2,000 characters: error text from the
+/// endpoint is untrusted, but admins need more of it than a name (`logging::untrusted`).
+fn printable(text: &str) -> String {
+    const MAX: usize = 2000;
+    let mut out = String::with_capacity(text.len().min(MAX));
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX {
+            out.push_str(&format!("…({} bytes)", text.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
 fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -653,4 +678,19 @@ fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
 fn is_credentials_failure(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     lower.contains("credential") || lower.contains("identity")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn m1_endpoint_error_text_cannot_start_a_log_line() {
+        let forged = "Rate exceeded\n INFO key served message_id=\"x\" iam_user=\"alice\"";
+        let shown = printable(forged);
+        assert!(!shown.contains('\n'), "{shown}");
+        assert!(shown.starts_with("Rate exceeded\\n INFO"), "{shown}");
+        let long = "x".repeat(5000);
+        assert!(printable(&long).ends_with("…(5000 bytes)"));
+    }
 }

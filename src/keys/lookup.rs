@@ -27,6 +27,7 @@ use crate::accounts::names::{self, NameError};
 use crate::accounts::ownership;
 use crate::config::Config;
 use crate::iam::{Directory, IamError, Identity, KeyMeta};
+use crate::logging::untrusted;
 
 /// Why a name is not looked up in IAM at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,21 +96,22 @@ pub fn check_identity(
         Ok(canonical) if canonical == linux_user => {}
         Ok(canonical) => {
             return Err(format!(
-                "IAM spells this user {:?}, whose Linux name is {canonical}, not {linux_user}",
-                identity.user_name
+                "IAM spells this user \"{}\", whose Linux name is {canonical}, not {linux_user}",
+                untrusted(&identity.user_name)
             ))
         }
-        Err(e) => {
+        Err(_) => {
             return Err(format!(
-                "IAM spells this user {:?}, which has no Linux name: {e}",
-                identity.user_name
+                "IAM spells this user \"{}\", which has no Linux name",
+                untrusted(&identity.user_name)
             ))
         }
     }
     match bound_to {
         Some(bound) if bound != identity.user_id => Err(format!(
-            "account {linux_user} belongs to IAM UserId {bound}, but IAM user {:?} now has UserId {} (deleted and re-created?): not the same person",
-            identity.user_name, identity.user_id
+            "account {linux_user} belongs to IAM UserId {bound}, but IAM user \"{}\" now has UserId {} (deleted and re-created?): not the same person",
+            untrusted(&identity.user_name),
+            untrusted(&identity.user_id)
         )),
         _ => Ok(()),
     }
@@ -433,7 +435,15 @@ pub async fn live(
     let cached = cached_for(cache, linux_user, &gate.iam_user);
     let answers = ask(config, dir, cached.as_ref(), &gate.iam_user, now).await;
     let decision = decide(config, linux_user, gate, cached.as_ref(), answers, now);
-    settle(Some(dir), cache, linux_user, &gate.iam_user, decision).await
+    settle(
+        config,
+        Some(dir),
+        cache,
+        linux_user,
+        &gate.iam_user,
+        decision,
+    )
+    .await
 }
 
 /// Answers from the cache alone, when IAM could not answer at all (`why`).
@@ -455,13 +465,14 @@ pub async fn stale(
         now,
     );
     let none: Option<&NoDirectory> = None;
-    settle(none, cache, linux_user, &gate.iam_user, decision)
+    settle(config, none, cache, linux_user, &gate.iam_user, decision)
         .await
         .outcome
 }
 
 /// Carries out a decision: updates the cache and turns key ids into keys.
 async fn settle(
+    config: &Config,
     dir: Option<&impl Directory>,
     cache: Option<&Cache>,
     linux_user: &str,
@@ -493,8 +504,20 @@ async fn settle(
 
     let mut found: HashMap<String, (PublicKey, Source)> = HashMap::new();
     let mut misses = Vec::new();
+    let mut rejected = Vec::new();
     for id in &ids {
-        match cache.and_then(|c| c.key(id)) {
+        let cached = cache.and_then(|c| c.key(id));
+        if let Some(Err(e)) = cached
+            .as_ref()
+            .map(|k| k.check_min_rsa_bits(config.min_rsa_bits))
+        {
+            rejected.push(Rejected {
+                id: id.clone(),
+                reason: e.to_string(),
+            });
+            continue;
+        }
+        match cached {
             Some(key) if stale => {
                 found.insert(id.clone(), (key, Source::Stale));
             }
@@ -504,15 +527,20 @@ async fn settle(
             None => misses.push(id.clone()),
         }
     }
-    let mut rejected = Vec::new();
     let fetched = match dir {
         Some(dir) if !misses.is_empty() => dir.get_keys(iam_user, &misses).await,
         _ => Vec::new(),
     };
     for (id, body) in misses.iter().zip(fetched) {
-        match body.map_err(|e| e.to_string()).and_then(|b| {
+        let key = body.map_err(|e| e.to_string()).and_then(|b| {
             PublicKey::parse(&b).map_err(|e| format!("invalid key body from IAM: {e}"))
-        }) {
+        });
+        let key = key.and_then(|k| {
+            k.check_min_rsa_bits(config.min_rsa_bits)
+                .map(|()| k)
+                .map_err(|e| e.to_string())
+        });
+        match key {
             Ok(key) => {
                 if let Some(c) = cache {
                     if let Err(e) = c.store_key(id, &key) {
