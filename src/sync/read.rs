@@ -72,12 +72,30 @@ fn users(pairs: Vec<(String, String)>) -> Vec<IamUser> {
         .collect()
 }
 
+/// IAM names are `[\w+=,.@-]` (users at most 64, groups 128) and ids `[\w]`: anything else
+/// did not come from IAM as it is, so the whole answer is treated as malformed (an outage),
+/// never acted on or echoed into a log line.
+fn check_names(what: &str, pairs: &[(String, String)]) -> Result<(), IamError> {
+    let bad = pairs.iter().find(|(name, id)| {
+        !crate::config::is_valid_iam_group_name(name)
+            || !crate::accounts::ownership::is_plausible_user_id(id)
+    });
+    match bad {
+        Some((name, _)) => Err(IamError::Unreachable(format!(
+            "{what} answered a name or id IAM cannot have (\"{}\"): a malformed answer is treated as no answer",
+            crate::logging::untrusted(name)
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Reads the snapshot. Any error but a group's NoSuchEntity fails the whole read.
 ///
 /// Groups are read one after the other: an hourly job has time, and a burst of concurrent
 /// GetGroup calls from every host at the top of the hour is what gets IAM to throttle.
 pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapshot, IamError> {
     let listed = iam.list_groups().await?;
+    check_names("ListGroups", &listed)?;
     let prefixed_names: BTreeSet<String> = listed
         .into_iter()
         .map(|(name, _)| name)
@@ -99,11 +117,15 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
         .collect::<BTreeSet<String>>();
     for name in wanted {
         let group = match iam.get_group(&name).await {
-            Ok((id, members)) => Some(IamGroup {
-                name: name.clone(),
-                id,
-                members: users(members),
-            }),
+            Ok((id, members)) => {
+                check_names("GetGroup", &members)?;
+                check_names("GetGroup", &[(name.clone(), id.clone())])?;
+                Some(IamGroup {
+                    name: name.clone(),
+                    id,
+                    members: users(members),
+                })
+            }
             // Deleted (or never created): an authoritative answer about this group only.
             Err(IamError::NotFound(_)) => {
                 tracing::warn!(group = name, "IAM group does not exist; counted as empty");
@@ -122,7 +144,9 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
             .collect()
     };
     let allowed_users = if config.allows_everyone() {
-        users(iam.list_users().await?)
+        let listed = iam.list_users().await?;
+        check_names("ListUsers", &listed)?;
+        users(listed)
     } else {
         members_of(&allowed_names)
     };
@@ -284,6 +308,20 @@ mod tests {
                 assert_eq!(got, Err(err), "call {n}");
             }
         }
+    }
+
+    #[test]
+    fn m1_a_name_iam_cannot_have_fails_the_whole_read() {
+        for bad in ["evil\nINFO forged", "a b", "", "x\u{1b}[2J"] {
+            let iam = iam().group("keyward_x", "AGPAX", &[(bad, "AIDAEVIL")]);
+            let got = block(read(&config(&["ops"], &[]), &iam));
+            assert!(
+                matches!(&got, Err(IamError::Unreachable(m)) if !m.contains('\n')),
+                "{bad:?}: {got:?}"
+            );
+        }
+        let iam = iam().group("keyward_x", "AGPAX", &[("ok", "AIDA/../x")]);
+        assert!(block(read(&config(&["ops"], &[]), &iam)).is_err());
     }
 
     #[test]
