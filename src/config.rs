@@ -176,7 +176,10 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("config {path} is not trusted: {reason}")]
-    Untrusted { path: PathBuf, reason: String },
+    Untrusted {
+        path: PathBuf,
+        reason: files::TrustError,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config {path}: {message}")]
@@ -198,22 +201,33 @@ impl Config {
     }
 
     /// Loads the config: an explicit path (flag or `KEYWARD_CONFIG`) must exist; the default
-    /// path may be missing, which means built-in defaults.
+    /// path may be missing, which means built-in defaults. The file is opened once, not through
+    /// a symlink, and checked on the open descriptor before a byte of it is used.
     pub fn load(explicit: Option<&Path>) -> Result<(Config, Source), ConfigError> {
         let (path, required) = match explicit {
             Some(p) => (p.to_owned(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                return Ok((Config::default(), Source::Defaults(path)));
+        let bytes = match files::read_trusted(&path, files::MAX_TEXT_LEN) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) if !required => return Ok((Config::default(), Source::Defaults(path))),
+            Ok(None) => {
+                return Err(ConfigError::Read {
+                    path,
+                    source: std::io::ErrorKind::NotFound.into(),
+                })
             }
-            Err(source) => return Err(ConfigError::Read { path, source }),
+            Err(files::TrustError::Io { error, .. }) => {
+                return Err(ConfigError::Read {
+                    path,
+                    source: error,
+                })
+            }
+            Err(reason) => return Err(ConfigError::Untrusted { path, reason }),
         };
-        files::check_trusted(&path).map_err(|reason| ConfigError::Untrusted {
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
             path: path.clone(),
-            reason,
+            message: "not UTF-8 text".into(),
         })?;
         let config = Config::from_toml(&text, &path)?;
         Ok((config, Source::File(path)))

@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -173,66 +172,14 @@ impl Records {
     }
 }
 
-/// Reads a record only if the file itself is a regular file (not a symlink) owned by root or
-/// us and writable by nobody else, in a trusted directory; checked on the open descriptor.
+/// Reads a record only if it is a regular file (never through a symlink) owned by root or us,
+/// writable by nobody else, in directories that are trusted from `/` down; checked on the open
+/// descriptor (`files::read_trusted`).
 fn read_trusted(path: &Path) -> Result<Option<Vec<u8>>, RecordError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let untrusted = |reason: String| RecordError::Untrusted {
+    files::read_trusted(path, MAX_RECORD).map_err(|e| RecordError::Untrusted {
         path: path.to_owned(),
-        reason,
-    };
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Err(untrusted(
-                "it is a symlink: replace it with the file".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(RecordError::Unreadable {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            })
-        }
-    };
-    let meta = file.metadata().map_err(|e| untrusted(e.to_string()))?;
-    let me = nix::unistd::geteuid().as_raw();
-    if !meta.is_file() {
-        return Err(untrusted("not a regular file".into()));
-    }
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(untrusted(format!(
-            "owned by uid {}: chown root {}",
-            meta.uid(),
-            path.display()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(untrusted(format!(
-            "writable by group or others: chmod go-w {}",
-            path.display()
-        )));
-    }
-    if meta.len() > MAX_RECORD {
-        return Err(untrusted(format!("larger than {MAX_RECORD} bytes")));
-    }
-    if let Some(parent) = path.parent() {
-        files::check_trusted(parent).map_err(untrusted)?;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD)
-        .read_to_end(&mut bytes)
-        .map_err(|e| RecordError::Unreadable {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-    Ok(Some(bytes))
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

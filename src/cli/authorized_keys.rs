@@ -218,16 +218,19 @@ impl AuthorizedKeys {
                 .as_deref()
                 .unwrap_or(Path::new(DEFAULT_PATH)),
         );
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        // It names a command keyward runs: read once, not through a symlink, and checked on
+        // the open file.
+        let bytes = match files::read_trusted(&path, files::MAX_TEXT_LEN) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Vec::new(),
             Err(e) => {
-                tracing::warn!("cannot read {}: {e}", path.display());
+                tracing::warn!("chained command in {} not run: {e}", path.display());
                 return Vec::new();
             }
         };
-        let chained = files::check_trusted(&path)
-            .and_then(|()| toml::from_str::<chain::Chain>(&text).map_err(|e| e.to_string()))
+        let chained = String::from_utf8(bytes)
+            .map_err(|_| "not UTF-8 text".to_owned())
+            .and_then(|text| toml::from_str::<chain::Chain>(&text).map_err(|e| e.to_string()))
             .and_then(|c| {
                 chain::argv(
                     &c.command,

@@ -12,6 +12,7 @@ use super::Check;
 use crate::config::{Config, ConfigError, Source};
 use crate::iam::IamError;
 use crate::install::{self, blocks, pam, schedule, sshd};
+use crate::keys::cache;
 
 /// Above this, clocks are far enough apart to matter (SigV4 refuses 15 minutes; TLS and
 /// credential expiry suffer before that).
@@ -47,7 +48,7 @@ pub fn config(loaded: &Result<(Config, Source), ConfigError>) -> Check {
         Err(e @ ConfigError::Untrusted { path, reason }) => Check::problem(
             NAME,
             e.to_string(),
-            trust_fix(reason).unwrap_or_else(|| {
+            reason.fix().unwrap_or_else(|| {
                 format!(
                     "make {} and every directory above it root-owned and not group/world-writable",
                     path.display()
@@ -79,15 +80,6 @@ fn one_line(text: &str) -> String {
         .map(|l| l.split(", expected one of").next().unwrap_or(l))
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-/// The command `files::check_trusted` suggests at the end of its reason ("...: chmod go-w X").
-fn trust_fix(reason: &str) -> Option<String> {
-    reason
-        .rsplit_once(": ")
-        .map(|(_, fix)| fix)
-        .filter(|fix| fix.starts_with("chown ") || fix.starts_with("chmod "))
-        .map(str::to_owned)
 }
 
 /// What the AWS SDK's chain resolved.
@@ -542,12 +534,14 @@ fn cron_sync_line(text: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheFacts {
     pub dir: PathBuf,
-    /// (uid, mode incl. file type bits) of the directory; `None` when it does not exist.
+    /// (uid, mode incl. file type bits, from lstat) of the directory; `None` when it does not
+    /// exist.
     pub meta: Result<Option<(u32, u32)>, String>,
     pub keyward_uid: Option<u32>,
-    /// `files::check_trusted` of the parent directory.
-    pub parent: Result<(), String>,
-    /// (path, uid, mode) of `keys/` and `users/` where they exist.
+    /// `files::check_trusted` of the parent directory: the problem and its fix.
+    pub parent: Result<(), (String, Option<String>)>,
+    /// (path, uid, mode incl. file type bits, from lstat) of `keys/` and `users/` where they
+    /// exist.
     pub subdirs: Vec<(PathBuf, u32, u32)>,
 }
 
@@ -573,22 +567,30 @@ pub fn cache_dir(facts: &CacheFacts) -> Check {
         }
         Ok(Some(meta)) => *meta,
     };
-    if meta.1 & 0o170000 != 0o040000 {
-        return Check::problem(
-            NAME,
-            format!("{dir} is not a directory"),
-            format!("rm {dir} && keyward install"),
-        );
-    }
     let entries =
         std::iter::once((facts.dir.clone(), meta.0, meta.1)).chain(facts.subdirs.iter().cloned());
+    // The fixes are the cache's own (`keys::cache`), so doctor and `authorized-keys` agree.
     for (path, owner, mode) in entries {
         let p = path.display();
+        if mode & 0o170000 == 0o120000 {
+            return Check::problem(
+                NAME,
+                format!("{p} is a symlink: keyward refuses a symlinked cache directory"),
+                cache::symlink_fix(&path),
+            );
+        }
+        if mode & 0o170000 != 0o040000 {
+            return Check::problem(
+                NAME,
+                format!("{p} is not a directory"),
+                format!("rm {p} && keyward install"),
+            );
+        }
         if owner != uid {
             return Check::problem(
                 NAME,
                 format!("{p} is owned by uid {owner}, not keyward ({uid})"),
-                format!("chown -R keyward:keyward {dir}"),
+                cache::ownership_fix(&facts.dir),
             );
         }
         if mode & 0o022 != 0 {
@@ -598,15 +600,15 @@ pub fn cache_dir(facts: &CacheFacts) -> Check {
                     "{p} is writable by group or others (mode {:o})",
                     mode & 0o7777
                 ),
-                format!("chmod -R go-w {dir}"),
+                format!("chmod go-w {p}"),
             );
         }
     }
-    if let Err(reason) = &facts.parent {
+    if let Err((reason, fix)) = &facts.parent {
         return Check::problem(
             NAME,
             format!("a directory above {dir} is not trusted: {reason}"),
-            trust_fix(reason).unwrap_or_else(|| {
+            fix.clone().unwrap_or_else(|| {
                 "make the parents root-owned and not group/world-writable".into()
             }),
         );
@@ -655,9 +657,10 @@ mod tests {
     fn untrusted_config_gets_the_suggested_command_as_fix() {
         let c = config(&Err(ConfigError::Untrusted {
             path: "/etc/keyward/keyward.toml".into(),
-            reason:
-                "/etc/keyward is writable by group or others (mode 777): chmod go-w /etc/keyward"
-                    .into(),
+            reason: crate::files::TrustError::Writable {
+                path: "/etc/keyward".into(),
+                mode: 0o777,
+            },
         }));
         assert_eq!(c.status, Status::Problem);
         assert_eq!(c.fix.as_deref(), Some("chmod go-w /etc/keyward"));
@@ -939,7 +942,10 @@ mod tests {
         assert_eq!(cache_dir(&cache(Some((998, 0o40755)))).status, Status::Ok);
         let c = cache_dir(&cache(Some((0, 0o40755))));
         assert!(c.detail.contains("owned by uid 0, not keyward"), "{c:?}");
-        assert!(c.fix.unwrap().starts_with("chown -R keyward"));
+        assert_eq!(
+            c.fix.unwrap(),
+            cache::ownership_fix(Path::new("/var/cache/keyward"))
+        );
         let c = cache_dir(&cache(Some((998, 0o40775))));
         assert!(c.detail.contains("writable by group"), "{c:?}");
         assert_eq!(cache_dir(&cache(None)).status, Status::Problem);
@@ -947,7 +953,10 @@ mod tests {
         sub.subdirs = vec![("/var/cache/keyward/keys".into(), 0, 0o40755)];
         assert!(cache_dir(&sub).detail.contains("keys is owned by uid 0"));
         let mut parent = cache(Some((998, 0o40755)));
-        parent.parent = Err("/var/cache is owned by uid 5, not root: chown root /var/cache".into());
+        parent.parent = Err((
+            "/var/cache is owned by uid 5, not root".into(),
+            Some("chown root /var/cache".into()),
+        ));
         assert_eq!(
             cache_dir(&parent).fix.as_deref(),
             Some("chown root /var/cache")
@@ -955,6 +964,24 @@ mod tests {
         let mut nouser = cache(Some((998, 0o40755)));
         nouser.keyward_uid = None;
         assert_eq!(cache_dir(&nouser).status, Status::Problem);
+    }
+
+    #[test]
+    fn cache_doctor_gives_the_fixes_authorized_keys_and_install_give() {
+        let mut link = cache(Some((998, 0o40755)));
+        link.subdirs = vec![("/var/cache/keyward/keys".into(), 998, 0o120777)];
+        let c = cache_dir(&link);
+        assert!(c.detail.contains("keys is a symlink"), "{c:?}");
+        assert_eq!(
+            c.fix.unwrap(),
+            cache::symlink_fix(Path::new("/var/cache/keyward/keys"))
+        );
+        let mut rooted = cache(Some((998, 0o40755)));
+        rooted.subdirs = vec![("/var/cache/keyward/users".into(), 0, 0o40755)];
+        assert_eq!(
+            cache_dir(&rooted).fix.unwrap(),
+            cache::ownership_fix(Path::new("/var/cache/keyward"))
+        );
     }
 
     #[test]

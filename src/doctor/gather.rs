@@ -295,7 +295,8 @@ fn timer_state() -> TimerState {
 }
 
 fn cache_facts(dir: &Path) -> CacheFacts {
-    let meta = match std::fs::metadata(dir) {
+    // lstat: a symlink is reported as one, as `authorized-keys` and `install` refuse it.
+    let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => Ok(Some((m.uid(), m.mode()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
@@ -304,12 +305,12 @@ fn cache_facts(dir: &Path) -> CacheFacts {
         .iter()
         .filter_map(|sub| {
             let path = dir.join(sub);
-            let m = std::fs::metadata(&path).ok()?;
+            let m = std::fs::symlink_metadata(&path).ok()?;
             Some((path, m.uid(), m.mode()))
         })
         .collect();
     let parent = match dir.parent() {
-        Some(p) => crate::files::check_trusted(p),
+        Some(p) => crate::files::check_trusted(p).map_err(|e| (e.problem(), e.fix())),
         None => Ok(()),
     };
     CacheFacts {

@@ -15,7 +15,7 @@ use super::manifest::{self, escape_path, sha256_hex, Manifest};
 use super::schedule::{self, Scheduler, SchedulerChoice};
 use super::sshd::{self, DROPIN_PATH, MAIN_CONFIG};
 use super::system::{self, System};
-use super::{blocks, line_diff, pam, InstallError, CHAIN_PATH, MANAGED_MARK};
+use super::{blocks, cache, line_diff, pam, InstallError, CHAIN_PATH, MANAGED_MARK};
 use crate::config::Config;
 
 /// The system user sshd runs `keyward authorized-keys` as.
@@ -320,16 +320,8 @@ fn install_in(
 
     // The account, its directories, the timer.
     let user = lookup_user(&env.host, sys)?;
-    let cache_fix = match (
-        env.host
-            .meta(&dirs.cache_dir)
-            .map_err(InstallError::io(&dirs.cache_dir))?,
-        user,
-    ) {
-        (None, _) => true,
-        (Some(m), Some((uid, _))) => m.uid != uid,
-        (Some(_), None) => true,
-    };
+    let cache_entries = cache::read(&env.host, &dirs.cache_dir)?;
+    let cache_plan = cache::plan(&dirs.cache_dir, cache_entries.as_deref(), user)?;
     let state_missing = !env.host.exists(&dirs.state_dir);
     let sshd_changed = changes
         .iter()
@@ -350,7 +342,12 @@ fn install_in(
             .is_err());
     let disable_timer = use_systemctl && !timer_wanted && units_changed;
 
-    if changes.is_empty() && user.is_some() && !cache_fix && !state_missing && !enable_timer {
+    if changes.is_empty()
+        && user.is_some()
+        && cache_plan.is_empty()
+        && !state_missing
+        && !enable_timer
+    {
         env.say("already installed; nothing changed");
         return Ok(Outcome::NothingToDo);
     }
@@ -369,11 +366,8 @@ fn install_in(
             dirs.state_dir
         ));
     }
-    if cache_fix {
-        env.say(format!(
-            "{verb}create or chown directory {} ({USER}, 0755)",
-            dirs.cache_dir
-        ));
+    for line in cache::describe(&cache_plan, &dirs.cache_dir, USER, verb) {
+        env.say(line);
     }
     for c in &changes {
         describe_change(env, verb, c);
@@ -437,6 +431,7 @@ fn install_in(
         &dirs,
         old.as_ref(),
         &changes,
+        &cache_plan,
         scheduler,
         bin,
         create_on_login,
@@ -493,6 +488,7 @@ fn apply_install(
     dirs: &Layout,
     old: Option<&Manifest>,
     changes: &[Change],
+    cache_plan: &cache::Plan,
     scheduler: Scheduler,
     bin: &str,
     create_on_login: bool,
@@ -515,23 +511,13 @@ fn apply_install(
 
     undo.create_dirs(&env.host, &dirs.state_dir, None)
         .map_err(writing)?;
-    match env
-        .host
-        .meta(&dirs.cache_dir)
-        .map_err(InstallError::io(&dirs.cache_dir))
-        .map_err(writing)?
-    {
-        None => {
-            undo.create_dirs(&env.host, &dirs.cache_dir, Some((uid, gid)))
-                .map_err(writing)?;
-        }
-        Some(m) if m.uid != uid || m.gid != gid => env
-            .host
-            .chown(&dirs.cache_dir, uid, gid)
-            .map_err(InstallError::io(&dirs.cache_dir))
-            .map_err(writing)?,
-        Some(_) => {}
+    if cache_plan.create_dir {
+        undo.create_dirs(&env.host, &dirs.cache_dir, Some((uid, gid)))
+            .map_err(writing)?;
     }
+    let created =
+        cache::apply(&env.host, &dirs.cache_dir, cache_plan, (uid, gid)).map_err(writing)?;
+    undo.dirs.extend(created);
     undo.create_dirs_mode(&env.host, &dirs.originals, 0o700)
         .map_err(writing)?;
 
@@ -1510,6 +1496,58 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("--root "), "{out}");
+    }
+
+    #[test]
+    fn cache_install_gives_what_a_root_run_left_to_keyward_and_dry_run_says_so() {
+        let t = Tree::debian();
+        t.write(
+            "etc/passwd",
+            &format!("{PASSWD}keyward:x:4242:4242::/nonexistent:/usr/sbin/nologin\n"),
+        );
+        // What `authorized-keys` run as root before install used to leave.
+        fs::create_dir_all(t.path("var/cache/keyward/users")).unwrap();
+        t.write("var/cache/keyward/keys/APKA1", "x");
+        let owner = |p: &str| fs::symlink_metadata(t.path(p)).unwrap().uid();
+        let mut sys = Fake::new(t.dir.path());
+        let mut dry = t.opts();
+        dry.dry_run = true;
+        let (result, out) = t.install(&dry, &Config::default(), &mut sys, false);
+        assert_eq!(result.unwrap(), Outcome::DryRun, "{out}");
+        assert!(out.contains("would give 4 cache entries to keyward (chown, never through a symlink): /var/cache/keyward, /var/cache/keyward/keys, /var/cache/keyward/users, /var/cache/keyward/keys/APKA1\n"), "{out}");
+        assert_eq!(owner("var/cache/keyward/keys"), 0, "dry run changed it");
+
+        let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
+        assert_eq!(result.unwrap(), Outcome::Changed, "{out}");
+        assert!(out.contains("give 4 cache entries to keyward"), "{out}");
+        for p in ["", "/keys", "/users", "/keys/APKA1"] {
+            assert_eq!(owner(&format!("var/cache/keyward{p}")), 4242, "{p}");
+        }
+        let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
+        assert_eq!(result.unwrap(), Outcome::NothingToDo, "{out}");
+    }
+
+    #[test]
+    fn cache_install_refuses_a_symlink_in_the_cache_and_changes_nothing() {
+        let t = Tree::debian();
+        fs::create_dir_all(t.path("var/cache/keyward/keys")).unwrap();
+        fs::create_dir_all(t.path("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(t.path("elsewhere"), t.path("var/cache/keyward/users")).unwrap();
+        let before = t.snapshot("etc");
+        let mut sys = Fake::new(t.dir.path());
+        let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, InstallError::CacheSymlink { path } if path == "/var/cache/keyward/users"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("/var/cache/keyward/users is a symlink: rm /var/cache/keyward/users && keyward install"),
+            "{err}"
+        );
+        assert_eq!(t.snapshot("etc"), before, "{out}");
+        assert!(sys.calls.is_empty(), "{:?}", sys.calls);
     }
 
     #[test]

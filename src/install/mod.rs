@@ -9,6 +9,7 @@
 //! that already holds keyward's block as the admin's original.
 
 pub mod blocks;
+pub mod cache;
 pub mod engine;
 pub mod host;
 pub mod manifest;
@@ -85,6 +86,10 @@ pub enum InstallError {
     Changed(Vec<String>),
     #[error("{path}: {message}")]
     Manifest { path: String, message: String },
+    #[error("{path} is a symlink: {}; nothing was changed", crate::keys::cache::symlink_fix(Path::new(.path)))]
+    CacheSymlink { path: String },
+    #[error("{path} is a {kind}, which keyward's cache never holds: rm {path} && keyward install; nothing was changed")]
+    CacheSpecial { path: String, kind: &'static str },
     #[error("the saved original of {path} ({copy}) is missing or does not match the manifest; restore {path} by hand")]
     BadBackup { path: String, copy: String },
 }

@@ -728,7 +728,7 @@ mod tests {
 
     fn cache() -> (tempfile::TempDir, Cache) {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(&dir.path().join("c")).unwrap();
+        let cache = Cache::open_with(&dir.path().join("c"), cache::Access::ReadWrite).unwrap();
         (dir, cache)
     }
 

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -177,6 +176,9 @@ impl SystemState {
 }
 
 /// Every trusted, parseable record in `dir` whose file name is a valid Linux name.
+/// Records are a few hundred bytes; anything larger was not written by keyward.
+const RECORD_MAX_LEN: u64 = 16 * 1024;
+
 fn read_records<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<BTreeMap<String, T>, String> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -188,7 +190,6 @@ fn read_records<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<BTreeMap<S
         tracing::error!("ignoring every record in {}: {reason}", dir.display());
         return Ok(BTreeMap::new());
     }
-    let me = nix::unistd::geteuid().as_raw();
     let mut records = BTreeMap::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -196,17 +197,16 @@ fn read_records<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<BTreeMap<S
             continue; // temp files (".x.tmp123") and strays
         }
         let path = entry.path();
-        let trusted = fs::symlink_metadata(&path)
-            .is_ok_and(|m| m.is_file() && (m.uid() == 0 || m.uid() == me) && m.mode() & 0o022 == 0);
-        if !trusted {
-            tracing::warn!("ignoring untrusted record {}", path.display());
-            continue;
-        }
-        match fs::read(&path).map(|b| serde_json::from_slice::<T>(&b)) {
-            Ok(Ok(record)) => {
-                records.insert(name, record);
-            }
-            _ => tracing::warn!("ignoring unreadable record {}", path.display()),
+        // Opened once, never through a symlink, checked on the descriptor.
+        match files::read_trusted(&path, RECORD_MAX_LEN) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<T>(&bytes) {
+                Ok(record) => {
+                    records.insert(name, record);
+                }
+                Err(e) => tracing::warn!("ignoring unreadable record {}: {e}", path.display()),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!("ignoring untrusted record: {e}"),
         }
     }
     Ok(records)

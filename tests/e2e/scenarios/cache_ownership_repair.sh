@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Cache hygiene on a real host: `keyward authorized-keys` run as root before install (admins do
+# this to try it) writes nothing to the cache; `keyward install` gives a cache that root-owned
+# entries were left in back to the keyward user sshd runs as, refusing any symlink in it; and
+# `authorized-keys` (as keyward) and `doctor` give the same fix for a cache keyward cannot write.
+# shellcheck source=tests/e2e/lib.sh
+. "$E2E_LIB"
+
+CACHE=/var/cache/keyward
+# The fix both commands must print (keys::cache::ownership_fix).
+FIX="keyward install (gives $CACHE and everything in it to the keyward user, refusing symlinks)"
+
+step "IAM: alice in ops with one key"
+key=$(keygen alice)
+iam user alice
+iam group ops
+iam member ops alice
+key_id=$(iam key alice "$key.pub")
+write_config 'allowed_groups = ["ops"]'
+[[ ! -e $CACHE ]] || fail "$CACHE exists before the scenario"
+
+step "before install, root tries authorized-keys: keys are printed, the cache is not created"
+out=$("$KEYWARD" authorized-keys alice)
+[[ $out == *"$(cut -d' ' -f2 "$key.pub")"* ]] || fail "root's run printed no key: $out"
+[[ ! -e $CACHE ]] || fail "a root run created $CACHE: $(find "$CACHE" -printf '%p %u\n')"
+
+step "what an older keyward's root run left: root-owned keys/ and users/ with entries"
+install -d -o root -g root -m 0755 "$CACHE" "$CACHE/keys" "$CACHE/users"
+install -o root -g root -m 0644 /dev/null "$CACHE/keys/$key_id"
+ln -s /etc/shadow "$CACHE/users/alice.json"
+
+step "install refuses the symlink, names it, and changes nothing"
+before=$(snapshot /etc/ssh /etc/pam.d /etc/passwd /etc/shadow)
+rc=0
+host_cmd install --dry-run --scheduler cron || rc=$?
+((rc != 0)) || fail "install --dry-run accepted a symlink in the cache"
+rc=0
+host_cmd install --scheduler cron || rc=$?
+((rc != 0)) || fail "install accepted a symlink in the cache"
+[[ $HOST_OUT == *"$CACHE/users/alice.json is a symlink: rm $CACHE/users/alice.json && keyward install"* ]] \
+    || fail "install did not name the symlink and the fix"
+same_snapshot "a refused install changed files" "$before" "$(snapshot /etc/ssh /etc/pam.d /etc/passwd /etc/shadow)"
+[[ $(stat -c %U /etc/shadow) == root ]] || fail "/etc/shadow changed owner"
+
+step "without the symlink, --dry-run shows the repair and changes nothing"
+rm "$CACHE/users/alice.json"
+host_cmd install --dry-run --scheduler cron || fail "install --dry-run failed (exit $?)"
+[[ $HOST_OUT == *"would give 4 cache entries to keyward (chown, never through a symlink): $CACHE, $CACHE/keys, $CACHE/users, $CACHE/keys/$key_id"* ]] \
+    || fail "--dry-run does not show the cache repair"
+[[ $(stat -c %U "$CACHE/keys") == root ]] || fail "--dry-run changed $CACHE/keys"
+
+step "install gives every entry to keyward"
+wire_host
+left=$(find "$CACHE" ! -user keyward -printf '%p %u\n')
+[[ -z $left ]] || fail "not keyward's after install: $left"
+
+step "alice logs in; sshd's keyward run writes the cache as keyward"
+rm "$CACHE/keys/$key_id"
+owned_account alice "$(expected_uid "$(iam_user_id alice)")"
+expect_login alice "$key" >/dev/null
+[[ $(stat -c %U "$CACHE/keys/$key_id" 2>/dev/null) == keyward ]] \
+    || fail "the key was not cached by keyward: $(find "$CACHE" -printf '%p %u\n')"
+
+step "keys/ root's again: authorized-keys (as keyward) and doctor give the same fix"
+chown root:root "$CACHE/keys"
+err=$(setpriv --reuid=keyward --regid=keyward --clear-groups "$KEYWARD" authorized-keys alice 2>&1 >/dev/null)
+[[ $err == *"$FIX"* ]] || fail "authorized-keys does not say: $FIX; it said: $err"
+doctor_out=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$KEYWARD" doctor 2>&1) || true
+grep -qF "fix: $FIX" <<<"$doctor_out" || fail "doctor does not say: fix: $FIX; it said: $doctor_out"
+host_cmd install --scheduler cron || fail "the repairing install failed (exit $?)"
+[[ $(stat -c %U "$CACHE/keys") == keyward ]] || fail "install did not give keys/ back"
