@@ -65,7 +65,7 @@ fn iam_daemon() -> (Moto, tempfile::TempDir, KeyPair, String) {
 #[test]
 fn c1_only_a_parsed_record_with_the_accounts_uid_and_a_user_id_makes_an_account_keywards() {
     let (moto, _tmp, k, user_id) = iam_daemon();
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let dir = records_dir(&host);
     let uid = daemon_uid();
 
@@ -107,7 +107,8 @@ fn c1_only_a_parsed_record_with_the_accounts_uid_and_a_user_id_makes_an_account_
 fn c2_a_re_created_iam_user_does_not_inherit_the_account() {
     let (moto, tmp, k, first_id) = iam_daemon();
     // Identity is re-checked on every lookup once group_cache_ttl has passed.
-    let host = Host::new(&moto, &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\""));
+    let host =
+        Host::new(&moto, &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\"")).run_by_service_user();
     let dir = records_dir(&host);
     plant(
         &dir,
@@ -137,7 +138,7 @@ fn c2_a_re_created_iam_user_does_not_inherit_the_account() {
     );
 
     // A host that never cached anything refuses too.
-    let cold = Host::new(&moto, EVERYONE);
+    let cold = Host::new(&moto, EVERYONE).run_by_service_user();
     let dir = records_dir(&cold);
     plant(
         &dir,
@@ -151,7 +152,7 @@ fn c2_a_re_created_iam_user_does_not_inherit_the_account() {
 #[test]
 fn c2_stale_keys_are_served_only_for_the_verified_identity() {
     let (mut moto, _tmp, k, user_id) = iam_daemon();
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let dir = records_dir(&host);
     plant(
         &dir,
@@ -191,7 +192,8 @@ fn h1_a_key_iam_just_set_inactive_is_not_served_while_groups_are_throttled() {
     let host = Host::via(
         &proxy.endpoint(),
         "allowed_groups = [\"ops\"]\ngroup_cache_ttl = \"0s\"",
-    );
+    )
+    .run_by_service_user();
     let warm = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(warm.keys(), vec![k.type_and_blob()]);
 
@@ -256,7 +258,7 @@ fn m5_a_configured_min_rsa_bits_refuses_live_and_cached_keys() {
     iam.key("alice", &ed.line(), true);
 
     // The default floor (2048) serves both, and caches both bodies.
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let mut both = host.keyward(&["authorized-keys", "alice"]).ok().keys();
     both.sort();
     let mut expected = vec![rsa.type_and_blob(), ed.type_and_blob()];
@@ -269,7 +271,7 @@ fn m5_a_configured_min_rsa_bits_refuses_live_and_cached_keys() {
     assert_eq!(run.keys(), vec![ed.type_and_blob()], "{}", run.stderr);
     assert!(run.stderr.contains("rotate-key"), "{}", run.stderr);
     // And from a cold cache, the live body likewise.
-    let cold = Host::new(&moto, &format!("{EVERYONE}\nmin_rsa_bits = 3072"));
+    let cold = Host::new(&moto, &format!("{EVERYONE}\nmin_rsa_bits = 3072")).run_by_service_user();
     let run = cold.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(run.keys(), vec![ed.type_and_blob()], "{}", run.stderr);
 }
@@ -277,7 +279,7 @@ fn m5_a_configured_min_rsa_bits_refuses_live_and_cached_keys() {
 #[test]
 fn m1_a_huge_or_forging_name_is_logged_escaped_and_capped() {
     let moto = Moto::start();
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let huge = "a".repeat(131_000);
     let forged =
         "x\n INFO key served message_id=\"6b1c0b7f2a8e4f1e9d3a5c7e0f2b4d61\" iam_user=\"alice\"";

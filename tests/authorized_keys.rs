@@ -34,7 +34,7 @@ fn active_keys_are_printed_and_inactive_keys_are_not() {
     iam.key("alice", &k1.line(), true);
     iam.key("alice", &k2.line(), true);
     iam.key("alice", &k3.line(), false);
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
 
     let run = host.keyward(&["authorized-keys", "alice"]).ok();
     let mut printed = run.keys();
@@ -59,7 +59,7 @@ fn warm_lookup_makes_exactly_one_iam_call() {
         let k = KeyPair::generate(tmp.path(), &format!("k{i}"), "ed25519", "c");
         iam.key("alice", &k.line(), true);
     }
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
 
     let cold = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(cold.keys().len(), 3);
@@ -77,7 +77,7 @@ fn warm_lookup_makes_exactly_one_iam_call() {
 fn user_without_keys_and_unknown_user_get_nothing() {
     let moto = Moto::start();
     moto.iam().user("nokeys");
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let none = host.keyward(&["authorized-keys", "nokeys"]).ok();
     assert_eq!(none.stdout, "");
     let unknown = host.keyward(&["authorized-keys", "ghost"]).ok();
@@ -103,7 +103,8 @@ fn system_account_names_never_reach_iam() {
     let host = Host::new(
         &moto,
         "allowed_groups = [\"*\"]\nreserved_users = [\"ops\"]",
-    );
+    )
+    .run_by_service_user();
     for name in ["root", "daemon", "bin", "nobody", "ops", "keyward"] {
         let run = host.keyward(&["authorized-keys", name]).ok();
         assert_eq!(run.stdout, "", "{name} got keys");
@@ -114,7 +115,7 @@ fn system_account_names_never_reach_iam() {
 #[test]
 fn hostile_names_print_nothing_and_cost_nothing() {
     let moto = Moto::start();
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let long = "a".repeat(33);
     for name in [
         "../etc/passwd",
@@ -144,7 +145,7 @@ fn iam_names_with_at_sign_and_capitals_map_reversibly() {
     iam.key("alice@example.com", &email.line(), true);
     iam.user("Bob.Smith");
     iam.key("Bob.Smith", &caps.line(), true);
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let run = host
         .keyward(&["authorized-keys", "alice_0example.com"])
         .ok();
@@ -165,7 +166,7 @@ fn only_members_of_allowed_groups_get_keys() {
     }
     iam.group("ops", &["alice"]);
     iam.group("dev", &["bob"]);
-    let host = Host::new(&moto, "allowed_groups = [\"ops\"]");
+    let host = Host::new(&moto, "allowed_groups = [\"ops\"]").run_by_service_user();
     let alice = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(alice.keys(), vec![k.type_and_blob()]);
     let bob = host.keyward(&["authorized-keys", "bob"]).ok();
@@ -178,7 +179,7 @@ fn only_members_of_allowed_groups_get_keys() {
 #[test]
 fn empty_allowed_groups_means_nobody_and_says_so() {
     let (moto, _tmp, _) = alice_with_a_key();
-    let host = Host::new(&moto, "");
+    let host = Host::new(&moto, "").run_by_service_user();
     let run = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(run.stdout, "");
     assert_eq!(run.iam_calls(), 0);
@@ -200,7 +201,7 @@ fn only_the_offered_key_is_printed() {
     iam.user("alice");
     iam.key("alice", &a.line(), true);
     iam.key("alice", &b.line(), true);
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let run = host
         .keyward(&["authorized-keys", "alice", &b.fingerprint(), &b.blob()])
         .ok();
@@ -233,7 +234,7 @@ fn key_bodies_iam_hands_back_are_validated_not_echoed() {
         &format!("{} x\"; $(reboot) `id`", other.type_and_blob()),
         true,
     );
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     let run = host.keyward(&["authorized-keys", "alice"]).ok();
     for line in run.stdout.lines() {
         assert!(
@@ -249,7 +250,8 @@ fn key_bodies_iam_hands_back_are_validated_not_echoed() {
 #[test]
 fn outage_serves_stale_keys_within_max_stale_and_nothing_beyond() {
     let (mut moto, _tmp, k) = alice_with_a_key();
-    let host = Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"3s\"");
+    let host =
+        Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"3s\"").run_by_service_user();
     host.keyward(&["authorized-keys", "alice"]).ok();
 
     moto.stop();
@@ -270,7 +272,8 @@ fn outage_serves_stale_keys_within_max_stale_and_nothing_beyond() {
 #[test]
 fn max_stale_zero_fails_closed() {
     let (mut moto, _tmp, _) = alice_with_a_key();
-    let host = Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"0s\"");
+    let host =
+        Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"0s\"").run_by_service_user();
     host.keyward(&["authorized-keys", "alice"]).ok();
     moto.stop();
     let run = host.keyward(&["authorized-keys", "alice"]);
@@ -281,7 +284,8 @@ fn max_stale_zero_fails_closed() {
 #[test]
 fn a_silent_iam_endpoint_cannot_stall_sshd_beyond_lookup_timeout() {
     let (moto, _tmp, k) = alice_with_a_key();
-    let mut host = Host::new(&moto, "allowed_groups = [\"*\"]\nlookup_timeout = \"1s\"");
+    let mut host =
+        Host::new(&moto, "allowed_groups = [\"*\"]\nlookup_timeout = \"1s\"").run_by_service_user();
     host.keyward(&["authorized-keys", "alice"]).ok();
 
     // Accepts connections and never answers.
@@ -305,7 +309,7 @@ fn deleted_iam_user_loses_access_even_from_cache() {
     let (moto, _tmp, _) = alice_with_a_key();
     let iam = moto.iam();
     let id = iam.keys("alice")[0].0.clone();
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     host.keyward(&["authorized-keys", "alice"]).ok();
 
     iam.set_status("alice", &id, false);
@@ -333,7 +337,8 @@ fn deleted_iam_user_loses_access_even_from_cache() {
 #[test]
 fn config_typo_is_an_error_naming_key_and_line() {
     let moto = Moto::start();
-    let host = Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stael = \"1h\"");
+    let host =
+        Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stael = \"1h\"").run_by_service_user();
     let run = host.keyward(&["authorized-keys", "alice"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout, "");
@@ -347,7 +352,7 @@ fn config_typo_is_an_error_naming_key_and_line() {
 #[test]
 fn config_command_prints_the_effective_config() {
     let moto = Moto::start();
-    let host = Host::new(&moto, "allowed_groups = [\"ops\"]");
+    let host = Host::new(&moto, "allowed_groups = [\"ops\"]").run_by_service_user();
     let run = host.keyward(&["config"]).ok();
     assert!(
         run.stdout.contains("allowed_groups = [\"ops\"]"),
@@ -400,7 +405,7 @@ fn a_chained_command_keeps_working_and_its_output_is_validated() {
     let alice = KeyPair::generate(tmp.path(), "alice", "ed25519", "alice");
     iam.user("alice");
     iam.key("alice", &alice.line(), true);
-    let host = Host::new(&moto, EVERYONE);
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
     // What EC2 Instance Connect's command does, in miniature: keys for a local account.
     let script = host.dir.path().join("legacy-keys");
     std::fs::write(

@@ -24,7 +24,7 @@ fn alice_behind_a_proxy(config: &str) -> (Moto, FaultProxy, Host, Vec<String>, t
     keys.sort();
     iam.group("ops", &["alice"]);
     let proxy = FaultProxy::start(&moto);
-    let host = Host::via(&proxy.endpoint(), config);
+    let host = Host::via(&proxy.endpoint(), config).run_by_service_user();
     (moto, proxy, host, keys, tmp)
 }
 

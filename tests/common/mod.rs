@@ -330,6 +330,8 @@ impl KeyPair {
 pub struct Host {
     pub dir: tempfile::TempDir,
     pub endpoint: String,
+    /// Run keyward as this uid/gid (see `run_by_service_user`); `None`: as the test runs.
+    pub run_as: Option<u32>,
 }
 
 impl Host {
@@ -338,6 +340,7 @@ impl Host {
         let host = Host {
             dir,
             endpoint: moto.endpoint(),
+            run_as: None,
         };
         host.write_config(config);
         host
@@ -349,9 +352,32 @@ impl Host {
         let host = Host {
             dir,
             endpoint: endpoint.to_owned(),
+            run_as: None,
         };
         host.write_config(config);
         host
+    }
+
+    /// Runs keyward as sshd runs `authorized-keys`: as an unprivileged service user (here
+    /// `nobody`, 65534), who owns the host's files. A run as root only reads the key cache
+    /// (it must never leave root-owned cache files the service user cannot replace), so
+    /// tests of the warm path and of stale keys need this when the tests run as root.
+    pub fn run_by_service_user(mut self) -> Host {
+        const NOBODY: u32 = 65534;
+        if nix::unistd::geteuid().is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "65534:65534"])
+                .arg(self.dir.path())
+                .status()
+                .expect("chown not found");
+            assert!(
+                status.success(),
+                "chown -R nobody {}",
+                self.dir.path().display()
+            );
+            self.run_as = Some(NOBODY);
+        }
+        self
     }
 
     pub fn write_config(&self, extra: &str) {
@@ -368,6 +394,10 @@ impl Host {
 
     pub fn keyward(&self, args: &[&str]) -> Run {
         let mut cmd = keyward_cmd(&self.endpoint);
+        if let Some(id) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(id).gid(id);
+        }
         cmd.arg("--config")
             .arg(self.config_path())
             .arg("--stats")
