@@ -10,7 +10,7 @@ use serde::Serialize;
 pub const VERSION: &str = "2012-10-17";
 
 /// Every IAM action a host makes: `authorized-keys` (ListSSHPublicKeys, GetSSHPublicKey,
-/// ListGroupsForUser), `pam-create-account` (GetUser too) and `sync` (ListGroups, GetGroup,
+/// ListGroupsForUser, and GetUser for the identity an account is bound to), `pam-create-account` (the same three) and `sync` (ListGroups, GetGroup,
 /// ListUsers with `allowed_groups = ["*"]`).
 pub const HOST_ACTIONS: &[&str] = &[
     "iam:ListSSHPublicKeys",
