@@ -306,3 +306,108 @@ fn m1_a_huge_or_forging_name_is_logged_escaped_and_capped() {
         }
     }
 }
+
+/// IAM daemon deleted and re-created (a new UserId, someone else's key) after a warm lookup
+/// bound to the first UserId; returns the host (with the old identity cached) and both ids.
+fn daemon_re_created(
+    moto: &Moto,
+    endpoint: &str,
+    config: &str,
+) -> (Host, tempfile::TempDir, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "daemon@iam");
+    let iam = moto.iam();
+    let first_id = iam.user("daemon");
+    iam.key("daemon", &k.line(), true);
+    let host = Host::via(endpoint, config).run_by_service_user();
+    let dir = records_dir(&host);
+    plant(
+        &dir,
+        "daemon",
+        &record_json("daemon", &first_id, daemon_uid()),
+    );
+    let before = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(before.keys(), vec![k.type_and_blob()]);
+    iam.delete_user("daemon");
+    let second_id = iam.user("daemon");
+    let other = KeyPair::generate(tmp.path(), "other", "ed25519", "someone-else");
+    iam.key("daemon", &other.line(), true);
+    (host, tmp, first_id, second_id)
+}
+
+#[test]
+fn c2_a_re_created_user_gets_nothing_within_group_cache_ttl() {
+    let moto = Moto::start();
+    // The default group_cache_ttl: the old identity is still trusted from the cache, but a key
+    // id it never listed makes keyward ask GetUser before serving it.
+    let (host, _tmp, first_id, second_id) = daemon_re_created(&moto, &moto.endpoint(), EVERYONE);
+    let after = host.keyward(&["authorized-keys", "daemon"]).ok();
+    assert_eq!(after.stdout, "", "{}", after.stderr);
+    assert!(
+        after.stderr.contains(&first_id) && after.stderr.contains(&second_id),
+        "{}",
+        after.stderr
+    );
+}
+
+#[test]
+fn c2_a_re_created_user_gets_nothing_while_get_user_is_throttled() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto);
+    let (host, _tmp, _, _) = daemon_re_created(
+        &moto,
+        &proxy.endpoint(),
+        &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\""),
+    );
+    proxy.set(&[Fault::on("GetUser").name("daemon").throttle()]);
+    let after = host.keyward(&["authorized-keys", "daemon"]);
+    assert_eq!(after.stdout, "", "{}", after.stderr);
+}
+
+/// alice's key is revoked while `action` hangs: the key list IAM did answer must win even though
+/// the lookup as a whole runs out of time.
+fn revoked_key_is_not_served_while(action: &str, config: &str) {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    let k = KeyPair::generate(tmp.path(), "k", "ed25519", "alice");
+    let iam = moto.iam();
+    iam.user("alice");
+    iam.group("ops", &["alice"]);
+    let key_id = iam.key("alice", &k.line(), true);
+    let host = Host::via(&proxy.endpoint(), config).run_by_service_user();
+    let warm = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(warm.keys(), vec![k.type_and_blob()]);
+    iam.set_status("alice", &key_id, false);
+    proxy.set(&[Fault::on(action).name("alice").hang()]);
+    let revoked = host.keyward(&["authorized-keys", "alice"]);
+    assert_eq!(
+        revoked.stdout, "",
+        "revoked key served while {action} hangs: {}",
+        revoked.stderr
+    );
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|(a, _, fault)| a == "ListSSHPublicKeys" && fault == "-"),
+        "the key list was not answered: {:?}",
+        proxy.requests()
+    );
+}
+
+#[test]
+fn h1_a_revoked_key_is_not_served_while_list_groups_for_user_hangs() {
+    revoked_key_is_not_served_while(
+        "ListGroupsForUser",
+        "allowed_groups = [\"ops\"]\ngroup_cache_ttl = \"0s\"\nlookup_timeout = \"1500ms\"",
+    );
+}
+
+#[test]
+fn h1_a_revoked_key_is_not_served_while_get_user_hangs() {
+    revoked_key_is_not_served_while(
+        "GetUser",
+        "allowed_groups = [\"*\"]\ngroup_cache_ttl = \"0s\"\nlookup_timeout = \"1500ms\"",
+    );
+}

@@ -72,7 +72,14 @@ impl AuthorizedKeys {
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
             .context("cannot write keys to stdout")?;
-        Ok(code)
+        // sshd ignores the keys of a command that exits non-zero: keys printed (a chained
+        // command's during an IAM outage, say) must be usable, so the outage code goes only
+        // with an empty answer. The outage itself is logged.
+        Ok(if keys.is_empty() {
+            code
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 
     /// The offered (or all) keys IAM allows for this user, and the exit code that decision
@@ -115,9 +122,21 @@ impl AuthorizedKeys {
         let now = SystemTime::now();
         let budget = config.lookup_timeout;
         let options = super::host_client_options(config)?;
+        // Each IAM read gets its own bound, inside the whole run's: the reads that did answer
+        // are used even when another hangs (a revocation in the key list must not be lost).
+        let deadline = tokio::time::Instant::now() + budget.mul_f64(0.85);
         let live = timeout(budget, async {
             let iam = AwsIam::new(&options).await;
-            lookup::live(config, &iam, cache.as_ref(), &self.user, &gate, now).await
+            lookup::live(
+                config,
+                &iam,
+                cache.as_ref(),
+                &self.user,
+                &gate,
+                now,
+                deadline,
+            )
+            .await
         })
         .await;
 

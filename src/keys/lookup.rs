@@ -20,6 +20,8 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use tokio::time::Instant;
+
 use super::cache::{self, Cache, UserRecord};
 use super::PublicKey;
 use crate::accounts::local::LocalAccounts;
@@ -221,6 +223,9 @@ pub struct Decision {
     pub forget: bool,
     /// The parts IAM failed to answer for which cached data stood in, and why they failed.
     pub stood_in: Vec<(&'static str, IamError)>,
+    /// IAM listed key ids never listed for a verified identity, and the identity came from the
+    /// cache without asking: ask GetUser and decide again before serving them.
+    pub needs_identity: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,12 +249,16 @@ fn cached_for(cache: Option<&Cache>, linux_user: &str, iam_user: &str) -> Option
 }
 
 /// Asks IAM, concurrently, for the parts the cache cannot answer.
+/// Each read is bounded by `deadline`, separately: a read that answered in time is used even
+/// when another hangs (a key list showing a revocation must not be lost to a hanging
+/// ListGroupsForUser).
 pub async fn ask(
     config: &Config,
     dir: &impl Directory,
     cached: Option<&UserRecord>,
     iam_user: &str,
     now: SystemTime,
+    deadline: Instant,
 ) -> Answers {
     let ttl = config.group_cache_ttl;
     let groups_fresh = cached.is_some_and(|r| {
@@ -261,7 +270,7 @@ pub async fn ask(
     let need_groups = !config.allows_everyone() && !groups_fresh;
     let groups = async {
         if need_groups {
-            Some(dir.groups_for_user(iam_user).await)
+            Some(by(deadline, dir.groups_for_user(iam_user)).await)
         } else {
             None
         }
@@ -270,15 +279,30 @@ pub async fn ask(
         if identity_fresh {
             None
         } else {
-            Some(dir.identity(iam_user).await)
+            Some(by(deadline, dir.identity(iam_user)).await)
         }
     };
-    let (keys, groups, identity) = tokio::join!(dir.list_keys(iam_user), groups, identity);
+    let keys = by(deadline, dir.list_keys(iam_user));
+    let (keys, groups, identity) = tokio::join!(keys, groups, identity);
     Answers {
         keys,
         groups,
         identity,
     }
+}
+
+/// `read`, or an outage once `deadline` has passed.
+async fn by<T>(
+    deadline: Instant,
+    read: impl std::future::Future<Output = Result<T, IamError>>,
+) -> Result<T, IamError> {
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(IamError::Unreachable(
+                "no answer in time (lookup_timeout)".into(),
+            ))
+        })
 }
 
 /// One part of the answer: live, or the cached stand-in.
@@ -305,6 +329,7 @@ pub fn decide(
             store: None,
             forget: true,
             stood_in: Vec::new(),
+            needs_identity: false,
         };
     }
     let now_secs = cache::unix_secs(now);
@@ -325,6 +350,9 @@ pub fn decide(
     });
     let mut fresh = false;
 
+    // Whether this lookup verified the identity with IAM; if not, it is a cached one.
+    let identity_live = matches!(answers.identity, Some(Ok(_)));
+    let identity_asked = answers.identity.is_some();
     let identity = match answers.identity {
         None => match cached.and_then(|r| r.identity.clone()) {
             Some(id) => Part::Known(id),
@@ -351,6 +379,7 @@ pub fn decide(
                 store: None,
                 forget: true,
                 stood_in,
+                needs_identity: false,
             };
         }
     }
@@ -382,17 +411,28 @@ pub fn decide(
                 store: fresh.then_some(store),
                 forget: false,
                 stood_in,
+                needs_identity: false,
             };
         }
     }
 
+    let mut needs_identity = false;
     let keys = match answers.keys {
         Ok(listed) => {
-            let active: Vec<String> = listed
+            let mut active: Vec<String> = listed
                 .into_iter()
                 .filter(|k| k.active)
                 .map(|k| k.id)
                 .collect();
+            if !identity_live {
+                // The identity was not verified by this lookup: serve only keys that were
+                // listed for a verified identity before. A live list may take keys away, never
+                // add them: a new key id (a re-created user's, say) waits for GetUser.
+                let verified = cached.map(|r| r.active_keys.as_slice()).unwrap_or_default();
+                let before = active.len();
+                active.retain(|id| verified.contains(id));
+                needs_identity = active.len() < before && !identity_asked;
+            }
             store.active_keys = active.clone();
             store.verified_at = now_secs;
             fresh = true;
@@ -419,11 +459,12 @@ pub fn decide(
         store,
         forget: false,
         stood_in,
+        needs_identity,
     }
 }
 
 /// Asks IAM (one call when warm) and decides. Key bodies come from the cache or, for ids not
-/// cached yet, from IAM concurrently.
+/// cached yet, from IAM concurrently. Every IAM read is bounded by `deadline`.
 pub async fn live(
     config: &Config,
     dir: &impl Directory,
@@ -431,17 +472,33 @@ pub async fn live(
     linux_user: &str,
     gate: &Gate,
     now: SystemTime,
+    deadline: Instant,
 ) -> LiveResult {
     let cached = cached_for(cache, linux_user, &gate.iam_user);
-    let answers = ask(config, dir, cached.as_ref(), &gate.iam_user, now).await;
-    let decision = decide(config, linux_user, gate, cached.as_ref(), answers, now);
+    let mut answers = ask(config, dir, cached.as_ref(), &gate.iam_user, now, deadline).await;
+    let mut decision = decide(
+        config,
+        linux_user,
+        gate,
+        cached.as_ref(),
+        answers.clone(),
+        now,
+    );
+    if decision.needs_identity {
+        // New key ids while the identity is trusted from the cache: one more call, made only
+        // when the keys changed.
+        answers.identity = Some(by(deadline, dir.identity(&gate.iam_user)).await);
+        decision = decide(config, linux_user, gate, cached.as_ref(), answers, now);
+    }
+    let iam_user = gate.iam_user.as_str();
     settle(
         config,
         Some(dir),
         cache,
         linux_user,
-        &gate.iam_user,
+        iam_user,
         decision,
+        deadline,
     )
     .await
 }
@@ -465,9 +522,17 @@ pub async fn stale(
         now,
     );
     let none: Option<&NoDirectory> = None;
-    settle(config, none, cache, linux_user, &gate.iam_user, decision)
-        .await
-        .outcome
+    settle(
+        config,
+        none,
+        cache,
+        linux_user,
+        &gate.iam_user,
+        decision,
+        Instant::now(),
+    )
+    .await
+    .outcome
 }
 
 /// Carries out a decision: updates the cache and turns key ids into keys.
@@ -478,6 +543,7 @@ async fn settle(
     linux_user: &str,
     iam_user: &str,
     decision: Decision,
+    deadline: Instant,
 ) -> LiveResult {
     if let Some(c) = cache {
         if decision.forget {
@@ -528,7 +594,11 @@ async fn settle(
         }
     }
     let fetched = match dir {
-        Some(dir) if !misses.is_empty() => dir.get_keys(iam_user, &misses).await,
+        Some(dir) if !misses.is_empty() => {
+            tokio::time::timeout_at(deadline, dir.get_keys(iam_user, &misses))
+                .await
+                .unwrap_or_default()
+        }
         _ => Vec::new(),
     };
     for (id, body) in misses.iter().zip(fetched) {
@@ -745,7 +815,12 @@ mod tests {
     }
 
     async fn look(c: &Config, dir: &Fake, cache: Option<&Cache>, secs: u64) -> LiveResult {
-        live(c, dir, cache, "alice", &alice(), at(secs)).await
+        live(c, dir, cache, "alice", &alice(), at(secs), far()).await
+    }
+
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
     }
 
     fn ids(outcome: &Outcome) -> Vec<(&str, Source)> {
@@ -957,12 +1032,9 @@ mod tests {
             user_id: "AIDANEWPERSON000001".into(),
             ..fake(vec![("K9", true, ED)], &[])
         };
-        // Within the TTL the verified identity is trusted (the warm path stays one call)...
+        // Within the TTL the identity is trusted from the cache, but K9 was never listed for
+        // it: GetUser is asked before K9 is served, and the new UserId refuses the account.
         let r = look(&c, &reborn, Some(&cache), 1001).await;
-        assert!(matches!(r.outcome, Outcome::Keys(_)));
-        // ...and once it is read again the new UserId refuses the account, and the cache is
-        // purged so no stale key set of the old person stands in later.
-        let r = look(&c, &reborn, Some(&cache), 2000).await;
         let Outcome::WrongIdentity(why) = &r.outcome else {
             panic!("{:?}", r.outcome)
         };
@@ -970,8 +1042,103 @@ mod tests {
             why.contains(ALICE_ID) && why.contains("AIDANEWPERSON000001"),
             "{why}"
         );
-        let s = stale(&c, Some(&cache), "alice", &alice(), at(2001), down()).await;
+        assert_eq!(reborn.calls(), 2, "ListSSHPublicKeys, then GetUser");
+        // The cache is purged, so no stale key set of the old person stands in later.
+        let s = stale(&c, Some(&cache), "alice", &alice(), at(1002), down()).await;
         assert!(matches!(s, Outcome::Unavailable(_)));
+        // Once the TTL has passed, GetUser is asked anyway.
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 2000).await;
+        let r = look(&c, &reborn, Some(&cache), 3000).await;
+        assert!(
+            matches!(r.outcome, Outcome::WrongIdentity(_)),
+            "{:?}",
+            r.outcome
+        );
+    }
+
+    #[tokio::test]
+    async fn c2_a_new_key_within_the_ttl_costs_one_get_user_and_is_served() {
+        let (_d, cache) = cache();
+        let c = config(&["*"]);
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1000).await;
+        let more = fake(vec![("K1", true, ED), ("K2", true, ED)], &[]);
+        let r = look(&c, &more, Some(&cache), 1001).await;
+        assert_eq!(
+            ids(&r.outcome),
+            vec![("K1", Source::Cache), ("K2", Source::Live)]
+        );
+        assert_eq!(more.calls(), 3, "list, GetUser, K2's body");
+        // Then the warm path is one call again.
+        let warm = fake(vec![("K1", true, ED), ("K2", true, ED)], &[]);
+        look(&c, &warm, Some(&cache), 1002).await;
+        assert_eq!(warm.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn c2_while_get_user_fails_only_keys_listed_for_the_verified_identity_are_served() {
+        let (_d, cache) = cache();
+        let c = Config {
+            group_cache_ttl: Duration::ZERO,
+            ..config(&["*"])
+        };
+        look(&c, &fake(vec![("K1", true, ED)], &[]), Some(&cache), 1000).await;
+        let reborn = Fake {
+            user_id: "AIDANEWPERSON000001".into(),
+            ..fake(vec![("K1", true, ED), ("K9", true, ED)], &[])
+        }
+        .failing("identity", down());
+        let r = look(&c, &reborn, Some(&cache), 1001).await;
+        assert_eq!(ids(&r.outcome), vec![("K1", Source::Cache)]);
+        // Nor is K9 remembered as verified for a later outage.
+        let s = stale(&c, Some(&cache), "alice", &alice(), at(1002), down()).await;
+        assert_eq!(ids(&s), vec![("K1", Source::Stale)]);
+    }
+
+    #[tokio::test]
+    async fn h1_a_read_that_hangs_past_the_deadline_does_not_discard_the_others() {
+        struct Hanging(Fake);
+        impl Directory for Hanging {
+            async fn list_keys(&self, u: &str) -> Result<Vec<KeyMeta>, IamError> {
+                self.0.list_keys(u).await
+            }
+            async fn get_keys(&self, u: &str, ids: &[String]) -> Vec<Result<String, IamError>> {
+                self.0.get_keys(u, ids).await
+            }
+            async fn groups_for_user(&self, _: &str) -> Result<Vec<String>, IamError> {
+                std::future::pending().await
+            }
+            async fn identity(&self, u: &str) -> Result<Identity, IamError> {
+                self.0.identity(u).await
+            }
+            fn calls(&self) -> usize {
+                self.0.calls()
+            }
+        }
+        let (_d, cache) = cache();
+        let c = Config {
+            group_cache_ttl: Duration::ZERO,
+            ..config(&["ops"])
+        };
+        look(
+            &c,
+            &fake(vec![("K1", true, ED)], &["ops"]),
+            Some(&cache),
+            1000,
+        )
+        .await;
+        let revoked = Hanging(fake(vec![("K1", false, ED)], &["ops"]));
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let r = live(
+            &c,
+            &revoked,
+            Some(&cache),
+            "alice",
+            &alice(),
+            at(1001),
+            deadline,
+        )
+        .await;
+        assert_eq!(ids(&r.outcome), vec![], "the revoked key was served");
     }
 
     #[tokio::test]
@@ -986,7 +1153,7 @@ mod tests {
                 iam_user: iam.into(),
                 bound_to: None,
             };
-            let r = live(&c, &bob, None, linux, &g, at(1)).await;
+            let r = live(&c, &bob, None, linux, &g, at(1), far()).await;
             assert!(
                 matches!(r.outcome, Outcome::WrongIdentity(_)),
                 "{linux} reached Bob: {:?}",
@@ -997,7 +1164,7 @@ mod tests {
             iam_user: "Bob".into(),
             bound_to: None,
         };
-        let r = live(&c, &bob, None, "_bob", &g, at(1)).await;
+        let r = live(&c, &bob, None, "_bob", &g, at(1), far()).await;
         assert_eq!(ids(&r.outcome), vec![("K1", Source::Live)]);
     }
 
