@@ -438,3 +438,33 @@ fn a_chained_command_keeps_working_and_its_output_is_validated() {
     let run = host.keyward(&["authorized-keys", "alice"]).ok();
     assert_eq!(run.keys(), vec![alice.type_and_blob()]);
 }
+
+#[test]
+fn a_chained_commands_keys_survive_an_iam_outage_with_exit_0() {
+    // sshd ignores every line a command prints when it exits non-zero: the break-glass keys
+    // of the replaced command must not be lost exactly when IAM is down.
+    use std::os::unix::fs::PermissionsExt;
+    let mut moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let legacy = KeyPair::generate(tmp.path(), "legacy", "ed25519", "legacy");
+    moto.iam().user("alice");
+    let host =
+        Host::new(&moto, "allowed_groups = [\"*\"]\nmax_stale = \"0s\"").run_by_service_user();
+    let script = host.dir.path().join("legacy-keys");
+    std::fs::write(&script, format!("#!/bin/sh\necho '{}'\n", legacy.line())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        host.dir.path().join("chain.toml"),
+        format!("command = \"{} %u\"\n", script.display()),
+    )
+    .unwrap();
+    moto.stop();
+    let run = host.keyward(&["authorized-keys", "alice"]);
+    assert_eq!(run.keys(), vec![legacy.type_and_blob()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("IAM"),
+        "the outage is logged: {}",
+        run.stderr
+    );
+}

@@ -10,8 +10,10 @@ use std::path::Path;
 use super::ownership::{OwnershipRecord, Records};
 
 pub trait LocalAccounts {
-    /// The UID of the local account `linux_name`, if there is one.
-    fn uid(&self, linux_name: &str) -> Option<u32>;
+    /// The UID of the local account `linux_name`, if there is one; an error when the account
+    /// database could not answer (an NSS module such as sssd failing), which callers must not
+    /// mistake for "no such account": the account may well exist and belong to someone else.
+    fn uid(&self, linux_name: &str) -> Result<Option<u32>, String>;
     /// The account's ownership record; `None` when there is none or it cannot be trusted.
     fn record(&self, linux_name: &str) -> Option<OwnershipRecord>;
 }
@@ -30,8 +32,14 @@ impl SystemAccounts {
 }
 
 impl LocalAccounts for SystemAccounts {
-    fn uid(&self, linux_name: &str) -> Option<u32> {
-        uzers::get_user_by_name(linux_name).map(|u| u.uid())
+    fn uid(&self, linux_name: &str) -> Result<Option<u32>, String> {
+        use nix::errno::Errno;
+        match nix::unistd::User::from_name(linux_name) {
+            Ok(user) => Ok(user.map(|u| u.uid.as_raw())),
+            // getpwnam_r(3): these also mean "not found" on some systems.
+            Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+            Err(e) => Err(format!("the account database did not answer: {e}")),
+        }
     }
 
     fn record(&self, linux_name: &str) -> Option<OwnershipRecord> {

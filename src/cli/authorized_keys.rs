@@ -94,7 +94,10 @@ impl AuthorizedKeys {
         let gate = match lookup::gate(config, &self.user, &local) {
             Ok(gate) => gate,
             Err(refusal) => {
-                if refusal == Refusal::NobodyAllowed {
+                if matches!(
+                    refusal,
+                    Refusal::NobodyAllowed | Refusal::AccountDatabase(_)
+                ) {
                     tracing::warn!(
                         message_id = message_id::LOOKUP_REFUSED,
                         linux_user = untrusted(&self.user),

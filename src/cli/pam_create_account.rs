@@ -96,8 +96,10 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
             return Ok(Created::Nothing);
         }
     };
-    if local.uid(name).is_some() {
-        return Ok(Created::Nothing);
+    match local.uid(name) {
+        Ok(None) => {}
+        Ok(Some(_)) => return Ok(Created::Nothing),
+        Err(e) => anyhow::bail!("no account created: {e}"),
     }
     let iam_user = gate.iam_user.as_str();
     let throttle = Throttle::open(&config.state_dir).map_err(anyhow::Error::msg)?;

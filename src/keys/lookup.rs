@@ -42,6 +42,8 @@ pub enum Refusal {
     Unmappable(NameError),
     #[error("local account not created by keyward")]
     LocalAccount,
+    #[error("{0}: not looked up, in case the account exists and is not keyward's")]
+    AccountDatabase(String),
     #[error("allowed_groups is empty, so nobody may log in: set allowed_groups = [\"*\"] or list IAM groups in the config")]
     NobodyAllowed,
 }
@@ -72,7 +74,7 @@ pub fn gate(
         .name_mapping
         .to_iam(linux_user)
         .map_err(Refusal::Unmappable)?;
-    let bound_to = match local.uid(linux_user) {
+    let bound_to = match local.uid(linux_user).map_err(Refusal::AccountDatabase)? {
         None => None,
         Some(uid) => match local.record(linux_user) {
             Some(record) if ownership::owns(&record, uid) => Some(record.iam_user_id),
@@ -760,8 +762,11 @@ mod tests {
     /// Local accounts: (name, uid, record's UserId if any).
     struct Accounts(Vec<(&'static str, u32, Option<&'static str>)>);
     impl LocalAccounts for Accounts {
-        fn uid(&self, n: &str) -> Option<u32> {
-            self.0.iter().find(|a| a.0 == n).map(|a| a.1)
+        fn uid(&self, n: &str) -> Result<Option<u32>, String> {
+            if n == "nss-down" {
+                return Err("sssd did not answer".into());
+            }
+            Ok(self.0.iter().find(|a| a.0 == n).map(|a| a.1))
         }
         fn record(&self, n: &str) -> Option<OwnershipRecord> {
             self.0.iter().find(|a| a.0 == n).and_then(|a| {
@@ -854,6 +859,10 @@ mod tests {
         );
         assert_eq!(gate(&c, "_alice", &local).unwrap().iam_user, "Alice");
         assert_eq!(gate(&c, "_alice", &local).unwrap().bound_to, None);
+        assert!(matches!(
+            gate(&c, "nss-down", &local),
+            Err(Refusal::AccountDatabase(_))
+        ));
         assert_eq!(
             gate(&config(&[]), "alice", &local),
             Err(Refusal::NobodyAllowed)
@@ -865,8 +874,8 @@ mod tests {
         let c = config(&["*"]);
         struct Remade;
         impl LocalAccounts for Remade {
-            fn uid(&self, _: &str) -> Option<u32> {
-                Some(4242)
+            fn uid(&self, _: &str) -> Result<Option<u32>, String> {
+                Ok(Some(4242))
             }
             fn record(&self, n: &str) -> Option<OwnershipRecord> {
                 Some(OwnershipRecord {
