@@ -68,6 +68,8 @@ fault_proxy_start() {
     printf '[]\n' >"$E2E_FAULT_RULES"
     : >"$E2E_FAULT_LOG"
     local said=$E2E_WORK/faultproxy.stderr port=
+    # Created here, not by the background job's redirection, which the first read could precede.
+    : >"$said"
     "$E2E_PY" "$E2E_REPO/tests/faultproxy.py" --upstream "$E2E_MOTO_URL" --port 0 \
         --rules "$E2E_FAULT_RULES" --log "$E2E_FAULT_LOG" </dev/null >/dev/null 2>"$said" &
     E2E_PROXY_PID=$!
