@@ -10,16 +10,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use tokio::time::timeout;
 
 use super::Context;
 use crate::accounts::local::SystemAccounts;
 use crate::accounts::names;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::files;
-use crate::iam::{AwsIam, IamError};
+use crate::iam::AwsIam;
+use crate::keys::answer::{self, Event};
 use crate::keys::cache::Cache;
-use crate::keys::lookup::{self, Offer, Outcome, Refusal};
+use crate::keys::lookup::{Offer, Refusal};
 use crate::keys::{chain, PublicKey};
 use crate::logging::{message_id, untrusted};
 
@@ -82,8 +82,8 @@ impl AuthorizedKeys {
         })
     }
 
-    /// The offered (or all) keys IAM allows for this user, and the exit code that decision
-    /// deserves.
+    /// The offered (or all) keys IAM allows for this user (`keys::answer`, where every decision
+    /// lives), its events logged, and the exit code that answer deserves.
     async fn iam_keys(
         &self,
         config: &Config,
@@ -91,146 +91,42 @@ impl AuthorizedKeys {
         started: Instant,
     ) -> anyhow::Result<(Vec<PublicKey>, ExitCode)> {
         let local = SystemAccounts::new(&config.state_dir);
-        let gate = match lookup::gate(config, &self.user, &local) {
-            Ok(gate) => gate,
-            Err(refusal) => {
-                if matches!(
-                    refusal,
-                    Refusal::NobodyAllowed | Refusal::AccountDatabase(_)
-                ) {
-                    tracing::warn!(
-                        message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = untrusted(&self.user),
-                        "{refusal}"
-                    );
-                } else {
-                    tracing::info!(
-                        message_id = message_id::LOOKUP_REFUSED,
-                        linux_user = untrusted(&self.user),
-                        "not looked up in IAM: {refusal}"
-                    );
-                }
-                return Ok((Vec::new(), ExitCode::SUCCESS));
-            }
+        // Opened only once the gate has let the name through.
+        let cache = std::cell::OnceCell::new();
+        let open_cache = || {
+            cache
+                .get_or_init(|| match Cache::open(&config.cache_dir) {
+                    Ok(cache) => Some(cache),
+                    Err(e) => {
+                        tracing::warn!("key cache unusable, asking IAM only: {e}");
+                        None
+                    }
+                })
+                .as_ref()
         };
-        let iam_user = gate.iam_user.as_str();
-        let cache = match Cache::open(&config.cache_dir) {
-            Ok(cache) => Some(cache),
-            Err(e) => {
-                tracing::warn!("key cache unusable, asking IAM only: {e}");
-                None
-            }
-        };
-
-        let now = SystemTime::now();
-        let budget = config.lookup_timeout;
         let options = super::host_client_options(config)?;
-        // Each IAM read gets its own bound, inside the whole run's: the reads that did answer
-        // are used even when another hangs (a revocation in the key list must not be lost).
-        let deadline = tokio::time::Instant::now() + budget.mul_f64(0.85);
-        let live = timeout(budget, async {
-            let iam = AwsIam::new(&options).await;
-            lookup::live(
-                config,
-                &iam,
-                cache.as_ref(),
-                &self.user,
-                &gate,
-                now,
-                deadline,
-            )
-            .await
-        })
+        let answer = answer::answer(
+            config,
+            &self.user,
+            offer,
+            &local,
+            open_cache,
+            AwsIam::new(&options),
+            SystemTime::now(),
+        )
         .await;
-
-        let outcome = match live {
-            Ok(result) => {
-                for (part, e) in &result.stood_in {
-                    tracing::warn!(
-                        message_id = message_id::IAM_UNAVAILABLE,
-                        iam_user,
-                        linux_user = untrusted(&self.user),
-                        "{part} failed; the cached answer (younger than max_stale) stands in for it: {e}"
-                    );
-                }
-                for r in &result.rejected {
-                    tracing::warn!(
-                        message_id = message_id::KEY_REJECTED,
-                        iam_user,
-                        linux_user = untrusted(&self.user),
-                        key_id = untrusted(&r.id),
-                        "key not served: {}",
-                        r.reason
-                    );
-                }
-                result.outcome
-            }
-            Err(_) => {
-                let why = IamError::Unreachable(format!(
-                    "no answer within lookup_timeout ({})",
-                    humantime::format_duration(budget)
-                ));
-                tracing::warn!(
-                    message_id = message_id::IAM_UNAVAILABLE,
-                    iam_user,
-                    linux_user = untrusted(&self.user),
-                    "{why}"
-                );
-                lookup::stale(config, cache.as_ref(), &self.user, &gate, now, why).await
-            }
-        };
-
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let refused = |why: &str| {
-            tracing::info!(
-                message_id = message_id::LOOKUP_REFUSED,
-                iam_user,
-                linux_user = untrusted(&self.user),
-                "{why}"
-            );
-            Ok((Vec::new(), ExitCode::SUCCESS))
-        };
-        match outcome {
-            Outcome::Keys(keys) => {
-                let served = keys.into_iter().filter(|k| offer.matches(&k.key));
-                let keys = served
-                    .inspect(|k| {
-                        tracing::info!(
-                            message_id = message_id::KEY_SERVED,
-                            iam_user,
-                            linux_user = untrusted(&self.user),
-                            key_id = untrusted(&k.id),
-                            fingerprint = k.key.fingerprint(),
-                            source = k.source.as_str(),
-                            elapsed_ms,
-                            "key served to sshd"
-                        );
-                    })
-                    .map(|k| k.key)
-                    .collect();
-                Ok((keys, ExitCode::SUCCESS))
-            }
-            Outcome::NotAllowed => refused("IAM user is in none of allowed_groups"),
-            Outcome::NoSuchUser => refused("no such IAM user"),
-            Outcome::WrongIdentity(why) => {
-                tracing::warn!(
-                    message_id = message_id::LOOKUP_REFUSED,
-                    iam_user,
-                    linux_user = untrusted(&self.user),
-                    "no keys served: {why}"
-                );
-                Ok((Vec::new(), ExitCode::SUCCESS))
-            }
-            Outcome::Unavailable(e) => {
-                tracing::error!(
-                    message_id = message_id::IAM_UNAVAILABLE,
-                    iam_user,
-                    linux_user = untrusted(&self.user),
-                    "no keys served: IAM unavailable and no cached key set younger than max_stale ({e})"
-                );
-                Ok((Vec::new(), ExitCode::from(3)))
-            }
+        let iam_user = answer.iam_user.as_deref().unwrap_or_default();
+        let linux_user = untrusted(&self.user);
+        for event in &answer.events {
+            log_event(event, iam_user, &linux_user, elapsed_ms);
         }
+        let code = if answer.outage {
+            ExitCode::from(3)
+        } else {
+            ExitCode::SUCCESS
+        };
+        Ok((answer.keys, code))
     }
 
     /// Keys from the AuthorizedKeysCommand keyward replaced, if install chained one.
@@ -313,5 +209,80 @@ impl AuthorizedKeys {
             fingerprint: self.fingerprint.clone().filter(|f| !f.is_empty()),
             key,
         })
+    }
+}
+
+/// One event of a lookup as a log line, with the audit fields `keyward audit` reads.
+fn log_event(event: &Event, iam_user: &str, linux_user: &str, elapsed_ms: u64) {
+    match event {
+        Event::Refused(refusal @ (Refusal::NobodyAllowed | Refusal::AccountDatabase(_))) => {
+            tracing::warn!(
+                message_id = message_id::LOOKUP_REFUSED,
+                linux_user,
+                "{refusal}"
+            )
+        }
+        Event::Refused(refusal) => tracing::info!(
+            message_id = message_id::LOOKUP_REFUSED,
+            linux_user,
+            "not looked up in IAM: {refusal}"
+        ),
+        Event::StoodIn { part, error } => tracing::warn!(
+            message_id = message_id::IAM_UNAVAILABLE,
+            iam_user,
+            linux_user,
+            "{part} failed; the cached answer (younger than max_stale) stands in for it: {error}"
+        ),
+        Event::TimedOut(error) => tracing::warn!(
+            message_id = message_id::IAM_UNAVAILABLE,
+            iam_user,
+            linux_user,
+            "{error}"
+        ),
+        Event::Rejected { key_id, reason } => tracing::warn!(
+            message_id = message_id::KEY_REJECTED,
+            iam_user,
+            linux_user,
+            key_id = untrusted(key_id),
+            "key not served: {reason}"
+        ),
+        Event::Served {
+            key_id,
+            fingerprint,
+            source,
+        } => tracing::info!(
+            message_id = message_id::KEY_SERVED,
+            iam_user,
+            linux_user,
+            key_id = untrusted(key_id),
+            fingerprint,
+            source = source.as_str(),
+            elapsed_ms,
+            "key served to sshd"
+        ),
+        Event::NotAllowed => tracing::info!(
+            message_id = message_id::LOOKUP_REFUSED,
+            iam_user,
+            linux_user,
+            "IAM user is in none of allowed_groups"
+        ),
+        Event::NoSuchUser => tracing::info!(
+            message_id = message_id::LOOKUP_REFUSED,
+            iam_user,
+            linux_user,
+            "no such IAM user"
+        ),
+        Event::WrongIdentity(why) => tracing::warn!(
+            message_id = message_id::LOOKUP_REFUSED,
+            iam_user,
+            linux_user,
+            "no keys served: {why}"
+        ),
+        Event::Unavailable(error) => tracing::error!(
+            message_id = message_id::IAM_UNAVAILABLE,
+            iam_user,
+            linux_user,
+            "no keys served: IAM unavailable and no cached key set younger than max_stale ({error})"
+        ),
     }
 }

@@ -88,6 +88,29 @@ pub trait Directory {
     fn calls(&self) -> usize;
 }
 
+/// A borrowed directory is a directory (callers keep theirs to read `calls` afterwards).
+impl<T: Directory> Directory for &T {
+    fn list_keys(&self, user: &str) -> impl Future<Output = Result<Vec<KeyMeta>, IamError>> {
+        (**self).list_keys(user)
+    }
+    fn get_keys(
+        &self,
+        user: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Vec<Result<String, IamError>>> {
+        (**self).get_keys(user, ids)
+    }
+    fn groups_for_user(&self, user: &str) -> impl Future<Output = Result<Vec<String>, IamError>> {
+        (**self).groups_for_user(user)
+    }
+    fn identity(&self, user: &str) -> impl Future<Output = Result<Identity, IamError>> {
+        (**self).identity(user)
+    }
+    fn calls(&self) -> usize {
+        (**self).calls()
+    }
+}
+
 /// SSH public key ids look like `APKAEIBAERJR2EXAMPLE`; anything else is refused before it is
 /// used as a cache file name.
 pub fn is_valid_key_id(id: &str) -> bool {

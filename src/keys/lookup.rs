@@ -675,28 +675,28 @@ fn is_allowed(config: &Config, groups: Option<&[String]>) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use std::cell::{Cell, RefCell};
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
     use crate::accounts::ownership::OwnershipRecord;
 
-    const ED: &str =
+    pub(crate) const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice";
-    const ALICE_ID: &str = "AIDAALICE0000000001";
+    pub(crate) const ALICE_ID: &str = "AIDAALICE0000000001";
 
     /// An in-memory IAM directory. IAM names are case-insensitive, as in real IAM (moto's
     /// are not): every call finds the user whatever the case, and GetUser answers IAM's own
     /// spelling.
-    struct Fake {
-        name: String,
-        user_id: String,
-        keys: Vec<(String, bool, String)>,
-        groups: Vec<String>,
+    pub(crate) struct Fake {
+        pub(crate) name: String,
+        pub(crate) user_id: String,
+        pub(crate) keys: Vec<(String, bool, String)>,
+        pub(crate) groups: Vec<String>,
         /// Per call kind ("keys", "groups", "identity"): the error it fails with.
-        fail: RefCell<Vec<(&'static str, IamError)>>,
-        calls: Cell<usize>,
+        pub(crate) fail: RefCell<Vec<(&'static str, IamError)>>,
+        pub(crate) calls: Cell<usize>,
     }
 
     impl Fake {
@@ -712,7 +712,7 @@ mod tests {
             }
         }
 
-        fn failing(self, kind: &'static str, e: IamError) -> Fake {
+        pub(crate) fn failing(self, kind: &'static str, e: IamError) -> Fake {
             self.fail.borrow_mut().push((kind, e));
             self
         }
@@ -760,7 +760,7 @@ mod tests {
     }
 
     /// Local accounts: (name, uid, record's UserId if any).
-    struct Accounts(Vec<(&'static str, u32, Option<&'static str>)>);
+    pub(crate) struct Accounts(pub(crate) Vec<(&'static str, u32, Option<&'static str>)>);
     impl LocalAccounts for Accounts {
         fn uid(&self, n: &str) -> Result<Option<u32>, String> {
             if n == "nss-down" {
@@ -780,14 +780,14 @@ mod tests {
         }
     }
 
-    fn config(groups: &[&str]) -> Config {
+    pub(crate) fn config(groups: &[&str]) -> Config {
         Config {
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
             ..Config::default()
         }
     }
 
-    fn fake(keys: Vec<(&str, bool, &str)>, groups: &[&str]) -> Fake {
+    pub(crate) fn fake(keys: Vec<(&str, bool, &str)>, groups: &[&str]) -> Fake {
         Fake {
             name: "alice".into(),
             user_id: ALICE_ID.into(),
@@ -801,13 +801,13 @@ mod tests {
         }
     }
 
-    fn cache() -> (tempfile::TempDir, Cache) {
+    pub(crate) fn cache() -> (tempfile::TempDir, Cache) {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open_with(&dir.path().join("c"), cache::Access::ReadWrite).unwrap();
         (dir, cache)
     }
 
-    fn at(secs: u64) -> SystemTime {
+    pub(crate) fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
@@ -835,7 +835,7 @@ mod tests {
         }
     }
 
-    fn down() -> IamError {
+    pub(crate) fn down() -> IamError {
         IamError::Unreachable("throttled".into())
     }
 

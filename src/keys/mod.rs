@@ -4,6 +4,7 @@
 //! Every key line keyward prints to sshd is rebuilt from a parsed key; nothing read from IAM or
 //! a file is ever echoed verbatim.
 
+pub mod answer;
 pub mod cache;
 pub mod chain;
 pub mod lookup;

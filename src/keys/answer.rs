@@ -1,0 +1,396 @@
+//! The whole answer to sshd's question "which keys may log in as this user, now?".
+//!
+//! `answer` runs the decision tree of `keyward authorized-keys`: the gate (no IAM for names that
+//! may not be looked up), IAM within one `lookup_timeout` budget (each read with its own
+//! deadline inside it, `lookup::live`), the cache standing in when IAM cannot answer in time
+//! (`lookup::stale`), the offered-key filter, and whether the answer is an outage (exit 3 when
+//! nothing is printed). It returns the keys and the events to log; the cli only logs, writes and
+//! maps to an exit code, so every branch here is reachable from unit tests with the in-memory
+//! directory.
+//!
+//! Invariants: keys come only from `lookup` (validated, rebuilt, never echoed); an event
+//! carries user-controlled text only as the caller must log it (escaped by `logging`).
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use tokio::time::{timeout, Instant};
+
+use super::cache::Cache;
+use super::lookup::{self, Gate, Offer, Outcome, Refusal, Source};
+use super::PublicKey;
+use crate::accounts::local::LocalAccounts;
+use crate::config::Config;
+use crate::iam::{Directory, IamError};
+
+/// Something to log about one lookup, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Not looked up in IAM at all.
+    Refused(Refusal),
+    /// IAM did not answer one read in time; cached data verified within `max_stale` stood in.
+    StoodIn {
+        part: &'static str,
+        error: IamError,
+    },
+    /// IAM gave no answer at all within `lookup_timeout`.
+    TimedOut(IamError),
+    /// A key IAM listed but keyward would not print.
+    Rejected {
+        key_id: String,
+        reason: String,
+    },
+    /// A key printed for sshd.
+    Served {
+        key_id: String,
+        fingerprint: String,
+        source: Source,
+    },
+    NotAllowed,
+    NoSuchUser,
+    /// The name does not stand for the identity the account belongs to.
+    WrongIdentity(String),
+    /// Nothing served: IAM unavailable and no usable cached stand-in.
+    Unavailable(IamError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The IAM user the name maps to, once the gate let it through.
+    pub iam_user: Option<String>,
+    pub keys: Vec<PublicKey>,
+    pub events: Vec<Event>,
+    /// IAM could not answer and nothing stood in: exit 3 unless other keys are printed.
+    pub outage: bool,
+}
+
+/// Answers for `linux_user`. `open_cache` is called only for a name the gate lets through;
+/// `directory` makes the IAM client (its set-up counts against `lookup_timeout` too); `now` is
+/// the clock.
+pub async fn answer<'c, D: Directory>(
+    config: &Config,
+    linux_user: &str,
+    offer: &Offer,
+    local: &impl LocalAccounts,
+    open_cache: impl FnOnce() -> Option<&'c Cache>,
+    directory: impl Future<Output = D>,
+    now: SystemTime,
+) -> Answer {
+    let mut events = Vec::new();
+    let gate = match lookup::gate(config, linux_user, local) {
+        Ok(gate) => gate,
+        Err(refusal) => {
+            return Answer {
+                iam_user: None,
+                keys: Vec::new(),
+                events: vec![Event::Refused(refusal)],
+                outage: false,
+            }
+        }
+    };
+    let cache = open_cache();
+    let outcome = ask_within_budget(
+        config,
+        linux_user,
+        &gate,
+        cache,
+        directory,
+        now,
+        &mut events,
+    )
+    .await;
+    let mut outage = false;
+    let mut keys = Vec::new();
+    match outcome {
+        Outcome::Keys(served) => {
+            for k in served.into_iter().filter(|k| offer.matches(&k.key)) {
+                events.push(Event::Served {
+                    key_id: k.id,
+                    fingerprint: k.key.fingerprint(),
+                    source: k.source,
+                });
+                keys.push(k.key);
+            }
+        }
+        Outcome::NotAllowed => events.push(Event::NotAllowed),
+        Outcome::NoSuchUser => events.push(Event::NoSuchUser),
+        Outcome::WrongIdentity(why) => events.push(Event::WrongIdentity(why)),
+        Outcome::Unavailable(e) => {
+            outage = true;
+            events.push(Event::Unavailable(e));
+        }
+    }
+    Answer {
+        iam_user: Some(gate.iam_user),
+        keys,
+        events,
+        outage,
+    }
+}
+
+/// IAM within `lookup_timeout`, each read bounded at 85 % of it so that the answers that did
+/// arrive are used; if even the client set-up overruns the budget, the cache alone answers.
+async fn ask_within_budget<D: Directory>(
+    config: &Config,
+    linux_user: &str,
+    gate: &Gate,
+    cache: Option<&Cache>,
+    directory: impl Future<Output = D>,
+    now: SystemTime,
+    events: &mut Vec<Event>,
+) -> Outcome {
+    let budget = config.lookup_timeout;
+    let deadline = Instant::now() + budget.mul_f64(0.85);
+    let live = timeout(budget, async {
+        let dir = directory.await;
+        lookup::live(config, &dir, cache, linux_user, gate, now, deadline).await
+    })
+    .await;
+    match live {
+        Ok(result) => {
+            events.extend(
+                result
+                    .stood_in
+                    .into_iter()
+                    .map(|(part, error)| Event::StoodIn { part, error }),
+            );
+            events.extend(result.rejected.into_iter().map(|r| Event::Rejected {
+                key_id: r.id,
+                reason: r.reason,
+            }));
+            result.outcome
+        }
+        Err(_) => {
+            let why = IamError::Unreachable(format!(
+                "no answer within lookup_timeout ({})",
+                humantime::format_duration(budget)
+            ));
+            events.push(Event::TimedOut(why.clone()));
+            lookup::stale(config, cache, linux_user, gate, now, why).await
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::keys::lookup::tests::{at, cache, config, down, fake, Accounts, Fake, ALICE_ID, ED};
+
+    fn nobody() -> Accounts {
+        Accounts(vec![])
+    }
+
+    async fn ask(c: &Config, dir: Fake, cache: Option<&Cache>, offer: &Offer, secs: u64) -> Answer {
+        answer(
+            c,
+            "alice",
+            offer,
+            &nobody(),
+            || cache,
+            async { dir },
+            at(secs),
+        )
+        .await
+    }
+
+    fn served(a: &Answer) -> Vec<(String, Source)> {
+        a.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Served { key_id, source, .. } => Some((key_id.clone(), *source)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_name_makes_no_iam_call_and_is_one_event() {
+        let dir = fake(vec![("K1", true, ED)], &[]);
+        let a = answer(
+            &config(&["*"]),
+            "root",
+            &Offer::default(),
+            &nobody(),
+            || None,
+            async { &dir },
+            at(1),
+        )
+        .await;
+        assert_eq!(a.events, vec![Event::Refused(Refusal::Reserved)]);
+        assert!(a.keys.is_empty() && !a.outage);
+        assert_eq!(dir.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn keys_are_served_live_then_from_the_cache_and_only_the_offered_one() {
+        let (_d, cache) = cache();
+        let c = config(&["*"]);
+        let first = ask(
+            &c,
+            fake(vec![("K1", true, ED)], &[]),
+            Some(&cache),
+            &Offer::default(),
+            1,
+        )
+        .await;
+        assert_eq!(served(&first), vec![("K1".into(), Source::Live)]);
+        assert_eq!(first.iam_user.as_deref(), Some("alice"));
+        let other = Offer {
+            fingerprint: Some("SHA256:someone-else".into()),
+            key: None,
+        };
+        let filtered = ask(
+            &c,
+            fake(vec![("K1", true, ED)], &[]),
+            Some(&cache),
+            &other,
+            2,
+        )
+        .await;
+        assert!(filtered.keys.is_empty() && served(&filtered).is_empty());
+        let key = PublicKey::parse(ED).unwrap();
+        let offered = Offer {
+            fingerprint: Some(key.fingerprint()),
+            key: Some(key),
+        };
+        let warm = ask(
+            &c,
+            fake(vec![("K1", true, ED)], &[]),
+            Some(&cache),
+            &offered,
+            3,
+        )
+        .await;
+        assert_eq!(served(&warm), vec![("K1".into(), Source::Cache)]);
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_never_comes_is_bounded_and_the_cache_stands_in_within_max_stale() {
+        let (_d, cache) = cache();
+        let c = Config {
+            lookup_timeout: Duration::from_millis(100),
+            max_stale: Duration::from_secs(60),
+            ..config(&["*"])
+        };
+        ask(
+            &c,
+            fake(vec![("K1", true, ED)], &[]),
+            Some(&cache),
+            &Offer::default(),
+            1000,
+        )
+        .await;
+        let never = std::future::pending::<Fake>();
+        let within = answer(
+            &c,
+            "alice",
+            &Offer::default(),
+            &nobody(),
+            || Some(&cache),
+            never,
+            at(1030),
+        )
+        .await;
+        assert!(
+            matches!(within.events[0], Event::TimedOut(_)),
+            "{:?}",
+            within.events
+        );
+        assert_eq!(served(&within), vec![("K1".into(), Source::Stale)]);
+        assert!(!within.outage);
+        let never = std::future::pending::<Fake>();
+        let beyond = answer(
+            &c,
+            "alice",
+            &Offer::default(),
+            &nobody(),
+            || Some(&cache),
+            never,
+            at(1061),
+        )
+        .await;
+        assert!(
+            beyond.keys.is_empty() && beyond.outage,
+            "{:?}",
+            beyond.events
+        );
+        assert!(matches!(beyond.events.last(), Some(Event::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_with_a_stand_in_is_an_event_and_no_outage() {
+        let (_d, cache) = cache();
+        let c = Config {
+            group_cache_ttl: Duration::ZERO,
+            ..config(&["ops"])
+        };
+        ask(
+            &c,
+            fake(vec![("K1", true, ED)], &["ops"]),
+            Some(&cache),
+            &Offer::default(),
+            1000,
+        )
+        .await;
+        let throttled = fake(vec![("K1", true, ED)], &["ops"]).failing("groups", down());
+        let a = ask(&c, throttled, Some(&cache), &Offer::default(), 1001).await;
+        assert!(
+            matches!(
+                a.events[0],
+                Event::StoodIn {
+                    part: "ListGroupsForUser",
+                    ..
+                }
+            ),
+            "{:?}",
+            a.events
+        );
+        assert_eq!(a.keys.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refusals_after_iam_are_single_events_without_keys() {
+        let c = config(&["ops"]);
+        let a = ask(
+            &c,
+            fake(vec![("K1", true, ED)], &["dev"]),
+            None,
+            &Offer::default(),
+            1,
+        )
+        .await;
+        assert_eq!(a.events, vec![Event::NotAllowed]);
+        let gone = Fake {
+            name: "someone-else".into(),
+            ..fake(vec![], &[])
+        };
+        let a = ask(&c, gone, None, &Offer::default(), 1).await;
+        assert_eq!(a.events, vec![Event::NoSuchUser]);
+        let bound = Accounts(vec![("alice", 4000, Some("AIDAOTHER000000001"))]);
+        let dir = fake(vec![("K1", true, ED)], &["ops"]);
+        let a = answer(
+            &c,
+            "alice",
+            &Offer::default(),
+            &bound,
+            || None,
+            async { dir },
+            at(1),
+        )
+        .await;
+        assert!(
+            matches!(&a.events[..], [Event::WrongIdentity(why)] if why.contains(ALICE_ID)),
+            "{:?}",
+            a.events
+        );
+        let invalid = fake(
+            vec![("K1", true, "command=\"sh\" ssh-ed25519 AAAA x")],
+            &["ops"],
+        );
+        let a = ask(&c, invalid, None, &Offer::default(), 1).await;
+        assert!(matches!(&a.events[..], [Event::Rejected { key_id, .. }] if key_id == "K1"));
+    }
+}
