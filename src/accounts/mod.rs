@@ -5,5 +5,6 @@ pub mod ids;
 pub mod local;
 pub mod login_defs;
 pub mod names;
+pub mod on_login;
 pub mod ownership;
 pub mod throttle;

@@ -10,14 +10,12 @@
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use tokio::time::timeout;
-
 use super::Context;
-use crate::accounts::create::{self, AccountDb, IamFacts, ShadowUtils};
-use crate::accounts::local::{LocalAccounts, SystemAccounts};
+use crate::accounts::create::ShadowUtils;
+use crate::accounts::local::SystemAccounts;
+use crate::accounts::on_login::{self, OnLogin};
 use crate::accounts::throttle::Throttle;
-use crate::iam::{AwsIam, Directory, IamError, Identity};
-use crate::keys::lookup;
+use crate::iam::AwsIam;
 use crate::logging::untrusted;
 
 #[derive(Debug, clap::Args)]
@@ -83,122 +81,59 @@ impl PamCreateAccount {
 
 async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let (config, _) = ctx.load_config()?;
-    let shown = untrusted(name);
-    if !config.create_on_login {
-        tracing::debug!(pam_user = shown, "create_on_login is off");
-        return Ok(Created::Nothing);
-    }
-    let local = SystemAccounts::new(&config.state_dir);
-    let gate = match lookup::gate(&config, name, &local) {
-        Ok(gate) => gate,
-        Err(refusal) => {
-            tracing::info!(pam_user = shown, "no account created: {refusal}");
-            return Ok(Created::Nothing);
-        }
-    };
-    match local.uid(name) {
-        Ok(None) => {}
-        Ok(Some(_)) => return Ok(Created::Nothing),
-        Err(e) => anyhow::bail!("no account created: {e}"),
-    }
-    let iam_user = gate.iam_user.as_str();
-    let throttle = Throttle::open(&config.state_dir).map_err(anyhow::Error::msg)?;
-    let now = SystemTime::now();
-    if throttle.recently_refused(name, now) {
-        tracing::debug!(pam_user = shown, "refused recently; IAM not asked again");
-        return Ok(Created::Nothing);
-    }
-    if !throttle.take_budget(now) {
-        tracing::warn!(
-            pam_user = shown,
-            "account lookups over budget; IAM not asked"
-        );
-        return Ok(Created::Nothing);
-    }
-
     let options = super::host_client_options(&config)?;
-    let facts = timeout(config.lookup_timeout, async {
-        let iam = AwsIam::new(&options).await;
-        iam_facts(&iam, iam_user).await
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(IamError::Unreachable(
-            "no answer within lookup_timeout".into(),
-        ))
-    });
-    let (identity, facts) = match facts {
-        Ok(facts) => facts,
-        Err(IamError::NotFound(_)) => {
-            throttle.remember_refused(name, now);
-            tracing::info!(pam_user = shown, "no account created: no such IAM user");
-            return Ok(Created::Nothing);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(why) = lookup::check_identity(&config, name, None, &identity) {
-        throttle.remember_refused(name, now);
-        tracing::warn!(
-            iam_user,
-            linux_user = untrusted(name),
-            "no account created: {why}"
-        );
-        return Ok(Created::Nothing);
-    }
-
-    let db = ShadowUtils::new(&config.state_dir);
-    let uid = create::uid_for(&config, &facts.user_id);
-    let account = match create::plan(
+    let outcome = on_login::create_on_login(
         &config,
         name,
-        iam_user,
-        &facts,
-        &db.local_facts(&config, name, uid),
-    ) {
-        Ok(account) => account,
-        Err(refused) => {
-            throttle.remember_refused(name, now);
-            tracing::warn!(
-                iam_user,
-                linux_user = untrusted(name),
-                "no account created: {refused}"
+        &SystemAccounts::new(&config.state_dir),
+        || Throttle::open(&config.state_dir),
+        AwsIam::new(&options),
+        &ShadowUtils::new(&config.state_dir),
+        SystemTime::now(),
+    )
+    .await;
+    let shown = untrusted(name);
+    let linux_user = shown.as_str();
+    match outcome {
+        OnLogin::Created(account) => {
+            tracing::info!(
+                iam_user = account.iam_user,
+                linux_user,
+                uid = account.uid,
+                iam_user_id = account.iam_user_id,
+                "account created for IAM user"
             );
-            return Ok(Created::Nothing);
+            return Ok(Created::Now(format!(
+                "keyward: created account {name} for IAM user {}. Connect again to log in with your SSH key.",
+                account.iam_user
+            )));
         }
-    };
-    db.create(&account, now).map_err(anyhow::Error::msg)?;
-    tracing::info!(
-        iam_user,
-        linux_user = untrusted(name),
-        uid = account.uid,
-        iam_user_id = account.iam_user_id,
-        "account created for IAM user"
-    );
-    Ok(Created::Now(format!(
-        "keyward: created account {name} for IAM user {iam_user}. Connect again to log in with your SSH key."
-    )))
-}
-
-/// The three reads every attempt makes, concurrently, whatever the name: an absent user costs
-/// the same calls as an allowed one.
-async fn iam_facts(iam: &AwsIam, iam_user: &str) -> Result<(Identity, IamFacts), IamError> {
-    let (identity, keys, groups) = tokio::join!(
-        iam.identity(iam_user),
-        iam.list_keys(iam_user),
-        // Read even when every IAM user is allowed: the new account joins its managed groups.
-        iam.groups_for_user(iam_user),
-    );
-    let (identity, keys, groups) = match (identity, keys, groups) {
-        (Err(e @ IamError::NotFound(_)), _, _)
-        | (_, Err(e @ IamError::NotFound(_)), _)
-        | (_, _, Err(e @ IamError::NotFound(_))) => return Err(e),
-        (Ok(i), Ok(k), Ok(g)) => (i, k, g),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(e),
-    };
-    let facts = IamFacts {
-        user_id: identity.user_id.clone(),
-        has_active_key: keys.iter().any(|k| k.active),
-        groups: Some(groups),
-    };
-    Ok((identity, facts))
+        OnLogin::Failed(e) => anyhow::bail!("no account created: {e}"),
+        OnLogin::Off => tracing::debug!(pam_user = linux_user, "create_on_login is off"),
+        OnLogin::Exists => {}
+        OnLogin::Refused(refusal) => {
+            tracing::info!(pam_user = linux_user, "no account created: {refusal}")
+        }
+        OnLogin::RecentlyRefused => tracing::debug!(
+            pam_user = linux_user,
+            "refused recently; IAM not asked again"
+        ),
+        OnLogin::OverBudget => tracing::warn!(
+            pam_user = linux_user,
+            "account lookups over budget; IAM not asked"
+        ),
+        OnLogin::NoSuchUser => {
+            tracing::info!(
+                pam_user = linux_user,
+                "no account created: no such IAM user"
+            )
+        }
+        OnLogin::WrongIdentity(why) => {
+            tracing::warn!(linux_user, "no account created: {why}")
+        }
+        OnLogin::NotCreated(refused) => {
+            tracing::warn!(linux_user, "no account created: {refused}")
+        }
+    }
+    Ok(Created::Nothing)
 }
