@@ -29,11 +29,14 @@ pub const BUILTIN_RESERVED: &[&str] = &["root", "keyward"];
 /// weekend of a cut-off site, and a host cut off for longer must stop honouring keys that may
 /// have been revoked meanwhile.
 pub const MAX_MAX_STALE: Duration = Duration::from_secs(7 * 86_400);
-/// The longest `group_cache_ttl`. Leaving an allowed group (and, with it, the identity check
-/// of a re-created IAM user) reaches logins only after this long: an hour matches the hourly
+/// The longest `group_cache_ttl`. Leaving an allowed group reaches logins only after this long
+/// (a re-created IAM user's new keys are checked at once: they trigger GetUser): an hour matches the hourly
 /// `sync` that locks the account, so a removal is in force at login and on the host within
 /// the same hour.
 pub const MAX_GROUP_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// The longest `outage_hold`: IAM is not asked during it, so a revocation takes at most this
+/// much longer to reach logins during an outage that has already ended.
+pub const MAX_OUTAGE_HOLD: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -73,6 +76,14 @@ pub struct Config {
         deserialize_with = "deserialize_group_cache_ttl"
     )]
     pub group_cache_ttl: Duration,
+    /// Once a lookup found IAM unreachable (the key list did not answer), lookups serve the
+    /// cache without asking IAM for this long (at most `MAX_OUTAGE_HOLD`, never beyond
+    /// `max_stale`), so logins during an outage do not each wait for timeouts and retries.
+    #[serde(
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_outage_hold"
+    )]
+    pub outage_hold: Duration,
     pub iam_role_arn: Option<String>,
     pub reserved_users: Vec<String>,
     /// Create a first-time IAM user's account when they log in (pam_exec hook + sshd's
@@ -130,6 +141,9 @@ impl Default for Config {
             max_stale: Duration::from_secs(12 * 3600),
             lookup_timeout: Duration::from_secs(4),
             group_cache_ttl: Duration::from_secs(300),
+            // Long enough that a burst of logins during an outage pays the timeout once, short
+            // enough that the end of the outage is noticed within half a minute.
+            outage_hold: Duration::from_secs(30),
             iam_role_arn: None,
             reserved_users: Vec::new(),
             create_on_login: true,
@@ -349,6 +363,10 @@ fn deserialize_max_stale<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D:
 
 fn deserialize_group_cache_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     bounded_duration(d, "group_cache_ttl", MAX_GROUP_CACHE_TTL)
+}
+
+fn deserialize_outage_hold<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    bounded_duration(d, "outage_hold", MAX_OUTAGE_HOLD)
 }
 
 /// Checked while parsing, not in `validate`, so that the error carries the line (toml adds the
@@ -576,6 +594,14 @@ mod tests {
             assert!(err.contains(key) && err.contains(line), "{text}: {err}");
             assert!(err.contains("at most"), "{text}: {err}");
         }
+        assert!(parse("outage_hold = \"11m\"")
+            .unwrap_err()
+            .to_string()
+            .contains("outage_hold"));
+        assert_eq!(
+            parse("outage_hold = \"0s\"").unwrap().outage_hold,
+            Duration::ZERO
+        );
         let c = parse("max_stale = \"7days\"\ngroup_cache_ttl = \"1h\"").unwrap();
         assert_eq!(c.max_stale, MAX_MAX_STALE);
         assert_eq!(c.group_cache_ttl, MAX_GROUP_CACHE_TTL);

@@ -468,3 +468,20 @@ fn a_chained_commands_keys_survive_an_iam_outage_with_exit_0() {
         run.stderr
     );
 }
+
+#[test]
+fn an_outage_once_found_is_not_asked_again_within_outage_hold() {
+    let (mut moto, _tmp, k) = alice_with_a_key();
+    let host = Host::new(&moto, EVERYONE).run_by_service_user();
+    host.keyward(&["authorized-keys", "alice"]).ok();
+    moto.stop();
+    // The first lookup of the outage pays for finding it out (retries, bounded by
+    // lookup_timeout); the next ones within outage_hold answer from the cache at once.
+    let first = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(first.keys(), vec![k.type_and_blob()]);
+    assert!(first.iam_calls() > 0);
+    let held = host.keyward(&["authorized-keys", "alice"]).ok();
+    assert_eq!(held.keys(), vec![k.type_and_blob()]);
+    assert_eq!(held.iam_calls(), 0, "{}", held.stderr);
+    assert!(held.stderr.contains("outage_hold"), "{}", held.stderr);
+}

@@ -233,6 +233,12 @@ fn log_event(event: &Event, iam_user: &str, linux_user: &str, elapsed_ms: u64) {
             linux_user,
             "{part} failed; the cached answer (younger than max_stale) stands in for it: {error}"
         ),
+        Event::OutageKnown(ago) => tracing::warn!(
+            message_id = message_id::IAM_UNAVAILABLE,
+            iam_user,
+            linux_user,
+            "IAM was unreachable {ago}s ago: answered from the cache without asking (outage_hold)"
+        ),
         Event::TimedOut(error) => tracing::warn!(
             message_id = message_id::IAM_UNAVAILABLE,
             iam_user,

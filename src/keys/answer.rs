@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use tokio::time::{timeout, Instant};
 
-use super::cache::Cache;
+use super::cache::{self, Cache};
 use super::lookup::{self, Gate, Offer, Outcome, Refusal, Source};
 use super::PublicKey;
 use crate::accounts::local::LocalAccounts;
@@ -35,6 +35,9 @@ pub enum Event {
     },
     /// IAM gave no answer at all within `lookup_timeout`.
     TimedOut(IamError),
+    /// A lookup found IAM unreachable this recently (`outage_hold`): not asked, the cache
+    /// answers. Value: seconds since.
+    OutageKnown(u64),
     /// A key IAM listed but keyward would not print.
     Rejected {
         key_id: String,
@@ -89,16 +92,31 @@ pub async fn answer<'c, D: Directory>(
         }
     };
     let cache = open_cache();
-    let outcome = ask_within_budget(
-        config,
-        linux_user,
-        &gate,
-        cache,
-        directory,
-        now,
-        &mut events,
-    )
-    .await;
+    let known_outage = cache
+        .and_then(|c| c.outage_since())
+        .filter(|since| cache::outage_holds(*since, now, config.outage_hold, config.max_stale));
+    let outcome = match known_outage {
+        Some(since) => {
+            let ago = cache::unix_secs(now).saturating_sub(since);
+            events.push(Event::OutageKnown(ago));
+            let why = IamError::Unreachable(format!(
+                "IAM was unreachable {ago}s ago; not asked again within outage_hold"
+            ));
+            lookup::stale(config, cache, linux_user, &gate, now, why).await
+        }
+        None => {
+            ask_within_budget(
+                config,
+                linux_user,
+                &gate,
+                cache,
+                directory,
+                now,
+                &mut events,
+            )
+            .await
+        }
+    };
     let mut outage = false;
     let mut keys = Vec::new();
     match outcome {
@@ -146,8 +164,18 @@ async fn ask_within_budget<D: Directory>(
         lookup::live(config, &dir, cache, linux_user, gate, now, deadline).await
     })
     .await;
+    let mark = |answered: bool| {
+        if let Some(c) = cache {
+            if answered {
+                c.clear_outage();
+            } else if let Err(e) = c.mark_outage(now) {
+                tracing::warn!("{e}");
+            }
+        }
+    };
     match live {
         Ok(result) => {
+            mark(result.keys_answered);
             events.extend(
                 result
                     .stood_in
@@ -161,6 +189,7 @@ async fn ask_within_budget<D: Directory>(
             result.outcome
         }
         Err(_) => {
+            mark(false);
             let why = IamError::Unreachable(format!(
                 "no answer within lookup_timeout ({})",
                 humantime::format_duration(budget)
@@ -392,5 +421,82 @@ mod tests {
         );
         let a = ask(&c, invalid, None, &Offer::default(), 1).await;
         assert!(matches!(&a.events[..], [Event::Rejected { key_id, .. }] if key_id == "K1"));
+    }
+
+    #[tokio::test]
+    async fn a_known_outage_is_not_asked_again_within_outage_hold_and_ends_when_iam_answers() {
+        let (_d, cache) = cache();
+        let c = Config {
+            lookup_timeout: Duration::from_millis(100),
+            outage_hold: Duration::from_secs(30),
+            ..config(&["*"])
+        };
+        ask(
+            &c,
+            fake(vec![("K1", true, ED)], &[]),
+            Some(&cache),
+            &Offer::default(),
+            1000,
+        )
+        .await;
+        assert_eq!(cache.outage_since(), None);
+        // The key list fails: the cache stands in, and the outage is recorded.
+        let down_dir = fake(vec![("K1", true, ED)], &[]).failing("keys", down());
+        let first = ask(&c, down_dir, Some(&cache), &Offer::default(), 1001).await;
+        assert_eq!(served(&first), vec![("K1".into(), Source::Stale)]);
+        assert_eq!(cache.outage_since(), Some(1001));
+        // Within outage_hold: not asked at all.
+        let dir = fake(vec![("K1", true, ED)], &[]);
+        let held = answer(
+            &c,
+            "alice",
+            &Offer::default(),
+            &nobody(),
+            || Some(&cache),
+            async { &dir },
+            at(1020),
+        )
+        .await;
+        assert_eq!(dir.calls(), 0);
+        assert!(
+            matches!(held.events[0], Event::OutageKnown(19)),
+            "{:?}",
+            held.events
+        );
+        assert_eq!(served(&held), vec![("K1".into(), Source::Stale)]);
+        // Past it, IAM is asked; its answer ends the outage.
+        let back = answer(
+            &c,
+            "alice",
+            &Offer::default(),
+            &nobody(),
+            || Some(&cache),
+            async { &dir },
+            at(1031),
+        )
+        .await;
+        assert!(dir.calls() > 0);
+        assert_eq!(served(&back), vec![("K1".into(), Source::Cache)]);
+        assert_eq!(cache.outage_since(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_group_read_is_not_an_outage_of_the_key_list() {
+        let (_d, cache) = cache();
+        let c = Config {
+            group_cache_ttl: Duration::ZERO,
+            ..config(&["ops"])
+        };
+        ask(
+            &c,
+            fake(vec![("K1", true, ED)], &["ops"]),
+            Some(&cache),
+            &Offer::default(),
+            1000,
+        )
+        .await;
+        let throttled = fake(vec![("K1", true, ED)], &["ops"]).failing("groups", down());
+        ask(&c, throttled, Some(&cache), &Offer::default(), 1001).await;
+        assert_eq!(cache.outage_since(), None, "the key list answered");
     }
 }

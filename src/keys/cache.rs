@@ -29,6 +29,17 @@ use super::PublicKey;
 use crate::files::{self, TrustError};
 use crate::iam::{is_valid_key_id, Identity};
 
+/// The outage marker, beside `keys/` and `users/`.
+const OUTAGE_FILE: &str = "iam-outage";
+
+/// Whether an outage recorded at `since` still holds at `now`: younger than `hold`, and never
+/// beyond `max_stale` (past it, no stale key could be served anyway). A marker from the future
+/// (clock stepped back) does not hold.
+pub fn outage_holds(since: u64, now: SystemTime, hold: Duration, max_stale: Duration) -> bool {
+    let now = unix_secs(now);
+    since <= now && now - since < hold.min(max_stale).as_secs()
+}
+
 /// Cache files are tiny; anything larger was not written by keyward.
 const MAX_FILE: u64 = 64 * 1024;
 
@@ -245,6 +256,36 @@ impl Cache {
         .map_err(|e| format!("cannot cache user {linux_name}: {e}"))
     }
 
+    /// When a lookup last found IAM unreachable (unix seconds), if one said so.
+    pub fn outage_since(&self) -> Option<u64> {
+        let path = self.dir.join(OUTAGE_FILE);
+        let text = self.read_small(&path)?;
+        match text.trim().parse() {
+            Ok(at) => Some(at),
+            Err(_) => {
+                warn_unusable(&path, &format!("{} is corrupt", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Records that IAM could not be reached at `now`.
+    pub fn mark_outage(&self, now: SystemTime) -> Result<(), String> {
+        if self.access != Access::ReadWrite {
+            return Ok(());
+        }
+        let text = format!("{}\n", unix_secs(now));
+        files::write_atomic(&self.dir, OUTAGE_FILE, text.as_bytes(), 0o644)
+            .map_err(|e| format!("cannot record the IAM outage: {e}"))
+    }
+
+    /// IAM answered: the outage, if one was recorded, is over.
+    pub fn clear_outage(&self) {
+        if self.access == Access::ReadWrite {
+            let _ = fs::remove_file(self.dir.join(OUTAGE_FILE));
+        }
+    }
+
     pub fn forget_user(&self, linux_name: &str) {
         if self.access == Access::ReadWrite {
             let _ = fs::remove_file(self.user_path(linux_name));
@@ -319,6 +360,22 @@ mod tests {
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn an_outage_holds_for_outage_hold_and_never_beyond_max_stale() {
+        let (hold, stale) = (Duration::from_secs(30), Duration::from_secs(3600));
+        assert!(outage_holds(1000, at(1029), hold, stale));
+        assert!(!outage_holds(1000, at(1030), hold, stale));
+        assert!(!outage_holds(1000, at(1005), hold, Duration::from_secs(5)));
+        assert!(
+            !outage_holds(2000, at(1000), hold, stale),
+            "from the future"
+        );
+        assert!(
+            !outage_holds(1000, at(1000), Duration::ZERO, stale),
+            "0s: off"
+        );
     }
 
     #[test]

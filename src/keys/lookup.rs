@@ -193,6 +193,8 @@ pub struct LiveResult {
     pub rejected: Vec<Rejected>,
     /// The parts IAM failed to answer for which cached data stood in, and why they failed.
     pub stood_in: Vec<(&'static str, IamError)>,
+    /// IAM answered the key list (with keys or an authoritative "no such user"): no outage.
+    pub keys_answered: bool,
 }
 
 /// What IAM answered in one lookup, per part; `None` for a part that was not asked (not needed,
@@ -478,6 +480,7 @@ pub async fn live(
 ) -> LiveResult {
     let cached = cached_for(cache, linux_user, &gate.iam_user);
     let mut answers = ask(config, dir, cached.as_ref(), &gate.iam_user, now, deadline).await;
+    let keys_answered = !matches!(&answers.keys, Err(e) if e.is_outage());
     let mut decision = decide(
         config,
         linux_user,
@@ -493,7 +496,7 @@ pub async fn live(
         decision = decide(config, linux_user, gate, cached.as_ref(), answers, now);
     }
     let iam_user = gate.iam_user.as_str();
-    settle(
+    let mut result = settle(
         config,
         Some(dir),
         cache,
@@ -502,7 +505,9 @@ pub async fn live(
         decision,
         deadline,
     )
-    .await
+    .await;
+    result.keys_answered = keys_answered;
+    result
 }
 
 /// Answers from the cache alone, when IAM could not answer at all (`why`).
@@ -561,6 +566,7 @@ async fn settle(
         outcome,
         rejected: Vec::new(),
         stood_in: stood_in.clone(),
+        keys_answered: false,
     };
     let (ids, stale) = match decision.verdict {
         Verdict::Keys { ids, stale } => (ids, stale),
@@ -642,6 +648,7 @@ async fn settle(
         outcome: Outcome::Keys(keys),
         rejected,
         stood_in,
+        keys_answered: false,
     }
 }
 
