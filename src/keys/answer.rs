@@ -104,8 +104,11 @@ pub async fn answer<'c, D: Directory>(
             ));
             lookup::stale(config, cache, linux_user, &gate, now, why).await
         }
+        // Boxed: the lookup's future is deep (client set-up, three concurrent reads, deadlines),
+        // and nested whole in every caller's future it overflows rustc's layout query depth in
+        // release builds.
         None => {
-            ask_within_budget(
+            Box::pin(ask_within_budget(
                 config,
                 linux_user,
                 &gate,
@@ -113,7 +116,7 @@ pub async fn answer<'c, D: Directory>(
                 directory,
                 now,
                 &mut events,
-            )
+            ))
             .await
         }
     };
