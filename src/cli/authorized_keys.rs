@@ -121,11 +121,10 @@ impl AuthorizedKeys {
         for event in &answer.events {
             log_event(event, iam_user, &linux_user, elapsed_ms);
         }
-        let code = if answer.outage {
-            ExitCode::from(3)
-        } else {
-            ExitCode::SUCCESS
-        };
+        let code = answer
+            .unavailable
+            .as_ref()
+            .map_or(ExitCode::SUCCESS, super::iam_exit_code);
         Ok((answer.keys, code))
     }
 

@@ -185,9 +185,18 @@ pub fn host_client_options(config: &Config) -> anyhow::Result<crate::iam::Client
 
 /// The exit code for an error that reached `main`.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    match err.chain().find_map(|e| e.downcast_ref::<IamError>()) {
-        Some(IamError::Unreachable(_)) => ExitCode::from(3),
-        Some(IamError::NoCredentials(_) | IamError::AccessDenied { .. }) => ExitCode::from(4),
+    err.chain()
+        .find_map(|e| e.downcast_ref::<IamError>())
+        .map_or(ExitCode::FAILURE, iam_exit_code)
+}
+
+/// The exit code of an IAM failure, the same for every command (README, `--help`): 3 when IAM
+/// could not be reached or answered incompletely, 4 when the credentials are missing or
+/// rejected or IAM denied the action, 1 otherwise.
+pub fn iam_exit_code(err: &IamError) -> ExitCode {
+    match err {
+        IamError::Unreachable(_) => ExitCode::from(3),
+        IamError::NoCredentials(_) | IamError::AccessDenied { .. } => ExitCode::from(4),
         _ => ExitCode::FAILURE,
     }
 }

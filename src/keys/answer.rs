@@ -63,8 +63,9 @@ pub struct Answer {
     pub iam_user: Option<String>,
     pub keys: Vec<PublicKey>,
     pub events: Vec<Event>,
-    /// IAM could not answer and nothing stood in: exit 3 unless other keys are printed.
-    pub outage: bool,
+    /// Why nothing could be served when IAM could not answer and nothing stood in (exit 3, or
+    /// 4 for missing credentials or access denied, unless other keys are printed).
+    pub unavailable: Option<IamError>,
 }
 
 /// Answers for `linux_user`. `open_cache` is called only for a name the gate lets through;
@@ -87,7 +88,7 @@ pub async fn answer<'c, D: Directory>(
                 iam_user: None,
                 keys: Vec::new(),
                 events: vec![Event::Refused(refusal)],
-                outage: false,
+                unavailable: None,
             }
         }
     };
@@ -120,7 +121,7 @@ pub async fn answer<'c, D: Directory>(
             .await
         }
     };
-    let mut outage = false;
+    let mut unavailable = None;
     let mut keys = Vec::new();
     match outcome {
         Outcome::Keys(served) => {
@@ -137,7 +138,7 @@ pub async fn answer<'c, D: Directory>(
         Outcome::NoSuchUser => events.push(Event::NoSuchUser),
         Outcome::WrongIdentity(why) => events.push(Event::WrongIdentity(why)),
         Outcome::Unavailable(e) => {
-            outage = true;
+            unavailable = Some(e.clone());
             events.push(Event::Unavailable(e));
         }
     }
@@ -145,7 +146,7 @@ pub async fn answer<'c, D: Directory>(
         iam_user: Some(gate.iam_user),
         keys,
         events,
-        outage,
+        unavailable,
     }
 }
 
@@ -252,7 +253,7 @@ mod tests {
         )
         .await;
         assert_eq!(a.events, vec![Event::Refused(Refusal::Reserved)]);
-        assert!(a.keys.is_empty() && !a.outage);
+        assert!(a.keys.is_empty() && a.unavailable.is_none());
         assert_eq!(dir.calls(), 0);
     }
 
@@ -332,7 +333,7 @@ mod tests {
             within.events
         );
         assert_eq!(served(&within), vec![("K1".into(), Source::Stale)]);
-        assert!(!within.outage);
+        assert!(within.unavailable.is_none());
         let never = std::future::pending::<Fake>();
         let beyond = answer(
             &c,
@@ -345,7 +346,7 @@ mod tests {
         )
         .await;
         assert!(
-            beyond.keys.is_empty() && beyond.outage,
+            beyond.keys.is_empty() && matches!(beyond.unavailable, Some(IamError::Unreachable(_))),
             "{:?}",
             beyond.events
         );
