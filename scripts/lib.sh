@@ -245,21 +245,24 @@ apt_ensure() {
 
 # ensure_host_packages: what the end-to-end tests and the demo run inside their namespaces
 # (tests/e2e/ns): the real OpenSSH server and client, iproute2, util-linux's unshare, and sudo
-# (visudo checks the sudoers file sync writes).
-# Installing openssh-server must not start sshd on this host: while apt runs, a policy-rc.d
-# exiting 101 tells invoke-rc.d/deb-systemd-invoke "no", and sshd_not_to_be_run keeps Debian's
-# ssh.service from starting it at the next boot.
+# (visudo checks the sudoers file sync writes), systemd and dbus (tests/e2e/ns-systemd boots
+# them inside a namespace; nothing is started on this host), util-linux's nsenter.
+# Installing openssh-server or dbus must not start sshd or dbus-daemon on this host: while apt
+# runs, a policy-rc.d exiting 101 tells invoke-rc.d/deb-systemd-invoke "no", and
+# sshd_not_to_be_run keeps Debian's ssh.service from starting it at the next boot.
 ensure_host_packages() {
-    local policy= had_sshd=
+    local policy= had_sshd= had_daemons=1
     [[ -x /usr/sbin/sshd ]] && had_sshd=1
-    if ((EUID == 0)) && [[ -z $had_sshd && ! -e /usr/sbin/policy-rc.d ]]; then
+    [[ -n $had_sshd && -x /usr/bin/dbus-daemon && -x /lib/systemd/systemd ]] || had_daemons=
+    if ((EUID == 0)) && [[ -z $had_daemons && ! -e /usr/sbin/policy-rc.d ]]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 0755 /usr/sbin/policy-rc.d
         policy=/usr/sbin/policy-rc.d
         keyward_on_exit "rm -f -- $policy"
     fi
     apt_ensure ssh-keygen:openssh-client /usr/sbin/sshd:openssh-server ssh:openssh-client \
-        ip:iproute2 unshare:util-linux /usr/sbin/visudo:sudo
+        ip:iproute2 unshare:util-linux nsenter:util-linux /usr/sbin/visudo:sudo \
+        /lib/systemd/systemd:systemd /usr/bin/dbus-daemon:dbus
     [[ -z $policy ]] || rm -f -- "$policy"
     if [[ -z $had_sshd && -d /etc/ssh ]]; then
         touch /etc/ssh/sshd_not_to_be_run

@@ -276,3 +276,30 @@ host_cmd() {
 wire_host() {
     host_cmd install --scheduler cron || fail "keyward install failed (exit $?)"
 }
+
+# ---------------------------------------------------------------------------
+# A real systemd (scenarios run through tests/e2e/ns-systemd)
+
+# systemd_sshd_start: Debian's ssh.service (`sshd -D`, no -e: it logs to the journal through
+# /dev/log), listening on 127.0.0.1:22 only. Sets E2E_SSHD_PID, which host_cmd and sshd_reload
+# use; `keyward install` reloads it with `systemctl reload ssh.service`, as on a real host.
+systemd_sshd_start() {
+    [[ ${E2E_SYSTEMD:-} == 1 ]] || fail "systemd_sshd_start: run the scenario through tests/e2e/ns-systemd"
+    printf 'ListenAddress 127.0.0.1\n' >/etc/ssh/sshd_config.d/00-e2e-loopback.conf
+    systemctl start ssh.service ||
+        fail "systemctl start ssh.service failed: $(systemctl status ssh.service --no-pager 2>&1 | tail -n 20)"
+    E2E_SSHD_PID=$(systemctl show -P MainPID ssh.service)
+    [[ $E2E_SSHD_PID =~ ^[1-9][0-9]*$ ]] || fail "ssh.service has no main pid: $E2E_SSHD_PID"
+    local deadline=$((SECONDS + 30))
+    until sshd_answers; do
+        ((SECONDS < deadline)) || fail "ssh.service did not answer on 127.0.0.1:22 within 30s"
+        sleep 0.1
+    done
+}
+
+# journal_json ARGS...: the journal's entries matching ARGS (journalctl matches or options) as
+# JSON lines, after journald has stored everything sent so far.
+journal_json() {
+    journalctl --sync
+    journalctl --no-pager -o json "$@"
+}
