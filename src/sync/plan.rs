@@ -54,7 +54,8 @@ pub enum Action {
         #[serde(flatten)]
         account: NewAccount,
         /// A private group with the account's name and GID = UID is there already (left by
-        /// an older keyward's groupadd before a killed useradd): reuse it.
+        /// a groupadd, pam-create-account's or an older sync's, before a killed useradd):
+        /// reuse it.
         private_group_exists: bool,
     },
     /// A keymaker-made account becomes keyward's (record only).
