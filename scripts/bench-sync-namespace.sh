@@ -14,7 +14,9 @@
 #   3. `keyward --stats sync --json`            no IAM change: must plan and change nothing
 #   3b. NOOP_ROUNDS (default 9; 0 skips it: a binary without sync_concurrency) rounds, each in a shuffled order: the no-op sync, the no-op
 #       with sync_concurrency = 1 (the group reads one after another, as before), and one curl
-#       process making the same 1 + GROUPS requests one after another (--next)
+#       process making the same 1 + GROUPS requests one after another (--next); and the same
+#       three again through a proxy that delays each request SYNC_RTT_MS (default 20; 0 skips
+#       it) before passing it to moto, in parallel: the round trip to a distant IAM
 #   4. the same with allowed_groups = ["*"]     no-op as well, reads ListUsers instead
 # and checks the facts with getent: USERS accounts with hashed UIDs, their ownership records,
 # GROUPS groups holding every membership. Any fact that does not hold fails the run (exit 1).
@@ -134,16 +136,62 @@ done
 printf '%s\n' "aws_config_file = \"$E2E_AWS_CONFIG\"" "allowed_groups = $allowed" "sync_concurrency = 1" >/etc/keyward/sequential.toml
 chmod 0644 /etc/keyward/sequential.toml
 "$E2E_PY" - "$OUT/noop_rounds.json" "$NOOP_ROUNDS" "$((GROUPS_N + 1))" "$KEYWARD" "$(command -v curl)" "${curl_args[@]}" <<'PY' || fail "the side-by-side no-op rounds failed"
-import json, os, random, sys, time
+import http.client, http.server, json, os, random, sys, threading, time, urllib.parse
 out, rounds, requests, keyward, curl, curl_args = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:]
-tools = {"keyward": [keyward, "--stats", "sync", "--json"],
-         "keyward_sequential": [keyward, "--config", "/etc/keyward/sequential.toml", "--stats", "sync", "--json"],
-         "curl": [curl] + curl_args}
-def run(name, argv):
+rtt = int(os.environ.get("SYNC_RTT_MS", "20"))
+upstream = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
+
+
+class Delay(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto after `rtt` ms: a round trip to a distant IAM, in parallel (threads)."""
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms), which would add to every request's round trip.
+    disable_nagle_algorithm = True
+    served = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(rtt / 1000)
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request("POST", self.path, body, headers)
+        answer = conn.getresponse()
+        data = answer.read()
+        conn.close()
+        Delay.served += 1
+        self.send_response(answer.status)
+        for k, v in answer.getheaders():
+            if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Delay)
+threading.Thread(target=proxy.serve_forever, daemon=True).start()
+proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+moto_url = os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/"
+via_proxy = dict(os.environ, AWS_ENDPOINT_URL=proxy_url)
+tools = {"keyward": ([keyward, "--stats", "sync", "--json"], os.environ),
+         "keyward_sequential": ([keyward, "--config", "/etc/keyward/sequential.toml", "--stats", "sync", "--json"], os.environ),
+         "curl": ([curl] + curl_args, os.environ)}
+if rtt:
+    for name in list(tools):
+        argv, _ = tools[name]
+        tools[name + "_rtt"] = ([proxy_url + "/" if a == moto_url else a for a in argv], via_proxy)
+
+
+def run(name, argv, env):
     r, w = os.pipe()
     er, ew = os.pipe()
+    served = Delay.served
     t0 = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=[
         (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, ew, 2), (os.POSIX_SPAWN_CLOSE, r), (os.POSIX_SPAWN_CLOSE, er)])
     os.close(w); os.close(ew)
     with os.fdopen(r) as f, os.fdopen(er) as e:
@@ -151,27 +199,33 @@ def run(name, argv):
     _, status, _ = os.wait4(pid, 0)
     ms = (time.perf_counter_ns() - t0) / 1e6
     code = os.waitstatus_to_exitcode(status)
-    if name == "curl":
+    # Through the proxy every request must have gone through it; directly, none.
+    proxied = Delay.served - served
+    routed = proxied == (requests if name.endswith("_rtt") else 0)
+    if name.startswith("curl"):
         answers = stdout.split("\n")[:-1]
-        ok = code == 0 and len(answers) == requests and all(a.startswith("200 ") for a in answers)
-        return ms, ok, {"requests": len(answers), "bytes": sum(int(a.split()[1]) for a in answers if " " in a)}
+        ok = routed and code == 0 and len(answers) == requests and all(a.startswith("200 ") for a in answers)
+        return ms, ok, {"requests": len(answers), "proxied": proxied,
+                        "bytes": sum(int(a.split()[1]) for a in answers if " " in a)}
     report = json.loads(stdout) if stdout.strip() else {}
-    ok = code == 0 and report.get("iam_calls") == requests and report.get("actions") == []
-    return ms, ok, {"iam_calls": report.get("iam_calls"), "stderr": stderr[-300:]}
+    ok = routed and code == 0 and report.get("iam_calls") == requests and report.get("actions") == []
+    return ms, ok, {"iam_calls": report.get("iam_calls"), "proxied": proxied, "stderr": stderr[-300:]}
+
+
 res = {name: [] for name in tools}
 info = {}
 rng = random.Random(9)
 for i in range(rounds):
     order = list(tools.items())
     rng.shuffle(order)
-    for name, argv in order:
+    for name, (argv, env) in order:
         time.sleep(0.2)
-        ms, ok, extra = run(name, argv)
+        ms, ok, extra = run(name, argv, env)
         if not ok:
             sys.exit(f"{name} round {i}: {extra}")
         res[name].append(ms)
         info[name] = {k: v for k, v in extra.items() if k != "stderr"}
-json.dump({"rounds": rounds, "ms": res, "info": info}, open(out, "w"))
+json.dump({"rounds": rounds, "rtt_ms": rtt, "ms": res, "info": info}, open(out, "w"))
 PY
 note "side by side: $(cat "$OUT/noop_rounds.json" | cut -c1-200)…"
 same_snapshot "the side-by-side no-op runs changed the account database" "$before" "$(snapshot /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/keyward)"
