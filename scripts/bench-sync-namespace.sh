@@ -12,6 +12,11 @@
 #   1. `keyward --stats sync --dry-run --json`  IAM read + plan of the whole creation, no change
 #   2. `keyward --stats sync --json`            the first sync: creates everything
 #   3. `keyward --stats sync --json`            no IAM change: must plan and change nothing
+#   3b. NOOP_ROUNDS (default 9; 0 skips it: a binary without sync_concurrency) rounds, each in a shuffled order: the no-op sync, the no-op
+#       with sync_concurrency = 1 (the group reads one after another, as before), and one curl
+#       process making the same 1 + GROUPS requests one after another (--next); and the same
+#       three again through a proxy that delays each request SYNC_RTT_MS (default 20; 0 skips
+#       it) before passing it to moto, in parallel: the round trip to a distant IAM
 #   4. the same with allowed_groups = ["*"]     no-op as well, reads ListUsers instead
 # and checks the facts with getent: USERS accounts with hashed UIDs, their ownership records,
 # GROUPS groups holding every membership. Any fact that does not hold fails the run (exit 1).
@@ -24,6 +29,7 @@ if ! (($# == 2)) || ! [[ $1 =~ ^[0-9]+$ && $2 =~ ^[1-9][0-9]*$ ]]; then
 fi
 USERS=$1
 GROUPS_N=$2
+NOOP_ROUNDS=${NOOP_ROUNDS:-9}
 OUT=$E2E_WORK/bench
 mkdir -p "$OUT"
 
@@ -115,13 +121,123 @@ before=$(snapshot /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/keywa
 run_sync noop
 same_snapshot "the no-op sync changed the account database" "$before" "$(snapshot /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/keyward)"
 
+if ((NOOP_ROUNDS > 0)); then
+step "no-op side by side ($NOOP_ROUNDS rounds): keyward, keyward with sync_concurrency = 1, curl --next"
+# The same 101 requests keyward makes (ListGroups, then GetGroup of each group), one after the
+# other, by one curl process (--next: one connection where the server keeps it open). moto does
+# not check signatures; the Authorization header only names the access key (its account).
+curl_args=()
+for body in "Action=ListGroups" $("$E2E_PY" -c 'import json,sys; print(" ".join("Action=GetGroup&GroupName=" + g for g in json.load(open(sys.argv[1]))["groups"]))' "$OUT/seed.json"); do
+    ((${#curl_args[@]} == 0)) || curl_args+=(--next)
+    curl_args+=(-sS -o /dev/null -w '%{http_code} %{size_download}\n'
+        -H "Authorization: AWS4-HMAC-SHA256 Credential=$AWS_ACCESS_KEY_ID/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"
+        --data "$body&Version=2010-05-08" "$AWS_ENDPOINT_URL/")
+done
+printf '%s\n' "aws_config_file = \"$E2E_AWS_CONFIG\"" "allowed_groups = $allowed" "sync_concurrency = 1" >/etc/keyward/sequential.toml
+chmod 0644 /etc/keyward/sequential.toml
+"$E2E_PY" - "$OUT/noop_rounds.json" "$NOOP_ROUNDS" "$((GROUPS_N + 1))" "$KEYWARD" "$(command -v curl)" "${curl_args[@]}" <<'PY' || fail "the side-by-side no-op rounds failed"
+import http.client, http.server, json, os, random, sys, threading, time, urllib.parse
+out, rounds, requests, keyward, curl, curl_args = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:]
+rtt = int(os.environ.get("SYNC_RTT_MS", "20"))
+upstream = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
+
+
+class Delay(http.server.BaseHTTPRequestHandler):
+    """Forwards to moto after `rtt` ms: a round trip to a distant IAM, in parallel (threads)."""
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK (40 ms), which would add to every request's round trip.
+    disable_nagle_algorithm = True
+    served = 0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(rtt / 1000)
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request("POST", self.path, body, headers)
+        answer = conn.getresponse()
+        data = answer.read()
+        conn.close()
+        Delay.served += 1
+        self.send_response(answer.status)
+        for k, v in answer.getheaders():
+            if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Delay)
+threading.Thread(target=proxy.serve_forever, daemon=True).start()
+proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+moto_url = os.environ["AWS_ENDPOINT_URL"].rstrip("/") + "/"
+via_proxy = dict(os.environ, AWS_ENDPOINT_URL=proxy_url)
+tools = {"keyward": ([keyward, "--stats", "sync", "--json"], os.environ),
+         "keyward_sequential": ([keyward, "--config", "/etc/keyward/sequential.toml", "--stats", "sync", "--json"], os.environ),
+         "curl": ([curl] + curl_args, os.environ)}
+if rtt:
+    for name in list(tools):
+        argv, _ = tools[name]
+        tools[name + "_rtt"] = ([proxy_url + "/" if a == moto_url else a for a in argv], via_proxy)
+
+
+def run(name, argv, env):
+    r, w = os.pipe()
+    er, ew = os.pipe()
+    served = Delay.served
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=[
+        (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, ew, 2), (os.POSIX_SPAWN_CLOSE, r), (os.POSIX_SPAWN_CLOSE, er)])
+    os.close(w); os.close(ew)
+    with os.fdopen(r) as f, os.fdopen(er) as e:
+        stdout, stderr = f.read(), e.read()
+    _, status, _ = os.wait4(pid, 0)
+    ms = (time.perf_counter_ns() - t0) / 1e6
+    code = os.waitstatus_to_exitcode(status)
+    # Through the proxy every request must have gone through it; directly, none.
+    proxied = Delay.served - served
+    routed = proxied == (requests if name.endswith("_rtt") else 0)
+    if name.startswith("curl"):
+        answers = stdout.split("\n")[:-1]
+        ok = routed and code == 0 and len(answers) == requests and all(a.startswith("200 ") for a in answers)
+        return ms, ok, {"requests": len(answers), "proxied": proxied,
+                        "bytes": sum(int(a.split()[1]) for a in answers if " " in a)}
+    report = json.loads(stdout) if stdout.strip() else {}
+    ok = routed and code == 0 and report.get("iam_calls") == requests and report.get("actions") == []
+    return ms, ok, {"iam_calls": report.get("iam_calls"), "proxied": proxied, "stderr": stderr[-300:]}
+
+
+res = {name: [] for name in tools}
+info = {}
+rng = random.Random(9)
+for i in range(rounds):
+    order = list(tools.items())
+    rng.shuffle(order)
+    for name, (argv, env) in order:
+        time.sleep(0.2)
+        ms, ok, extra = run(name, argv, env)
+        if not ok:
+            sys.exit(f"{name} round {i}: {extra}")
+        res[name].append(ms)
+        info[name] = {k: v for k, v in extra.items() if k != "stderr"}
+json.dump({"rounds": rounds, "rtt_ms": rtt, "ms": res, "info": info}, open(out, "w"))
+PY
+note "side by side: $(cat "$OUT/noop_rounds.json" | cut -c1-200)…"
+same_snapshot "the side-by-side no-op runs changed the account database" "$before" "$(snapshot /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/keyward)"
+fi
+
 step "third sync: allowed_groups = [\"*\"], still a no-op"
 write_config 'allowed_groups = ["*"]'
 run_sync noop_star
 same_snapshot "the no-op sync (allowed_groups = *) changed the account database" "$before" "$(snapshot /etc/passwd /etc/group /etc/shadow /etc/gshadow /var/lib/keyward)"
 
 "$E2E_PY" - "$OUT" "$USERS" "$GROUPS_N" "$accounts" <<'PY' || fail "the sync reports are not what the bench expects"
-import json, re, sys
+import json, os, re, sys
 out, users, groups, accounts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 seed = json.load(open(f"{out}/seed.json"))
 res = {"users": users, "groups": groups, "accounts_after_first": accounts,
@@ -153,7 +269,11 @@ r = res["runs"]
 s = r["first"]["summary"]
 assert (s["created"], s["groups_created"], s["members_added"]) == (users, groups, users), s
 assert r["first"]["failed"] == 0 and r["first"]["skipped"] == 0, r["first"]
-assert r["dry_run"]["actions"] == r["first"]["actions"] == users + groups + users, r
+# The dry run's plan is the plan applied: one value, whatever the command shape.
+assert r["dry_run"]["actions"] == r["first"]["actions"], r
+assert r["dry_run"]["summary"] == r["first"]["summary"], r
+if os.path.exists(f"{out}/noop_rounds.json"):
+    res["noop_rounds"] = json.load(open(f"{out}/noop_rounds.json"))
 for name in ("noop", "noop_star"):
     assert r[name]["applied"] and r[name]["actions"] == 0 and r[name]["failed"] == 0, (name, r[name])
 print(json.dumps(res))

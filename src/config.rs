@@ -37,6 +37,10 @@ pub const MAX_GROUP_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// The longest `outage_hold`: IAM is not asked during it, so a revocation takes at most this
 /// much longer to reach logins during an outage that has already ended.
 pub const MAX_OUTAGE_HOLD: Duration = Duration::from_secs(600);
+/// The most IAM GetGroup calls one `sync` makes at once. Past a handful the read no longer
+/// gets faster against IAM, and every host of a fleet syncs at the top of the hour: more would
+/// only buy throttling.
+pub const MAX_SYNC_CONCURRENCY: u8 = 16;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -123,6 +127,9 @@ pub struct Config {
     /// (`PublicKey::MIN_RSA_BITS`), which every parsed key already meets.
     #[serde(deserialize_with = "deserialize_min_rsa_bits")]
     pub min_rsa_bits: u32,
+    /// IAM GetGroup calls `sync` has in flight at once (1 to `MAX_SYNC_CONCURRENCY`).
+    #[serde(deserialize_with = "deserialize_sync_concurrency")]
+    pub sync_concurrency: u8,
 }
 
 impl Default for Config {
@@ -161,6 +168,9 @@ impl Default for Config {
             max_removals: 10,
             adopt_keymaker_accounts: false,
             min_rsa_bits: PublicKey::MIN_RSA_BITS,
+            // Overlaps the round trips (a no-op sync is little else) while staying far from
+            // IAM's per-account request rate when a fleet syncs at once.
+            sync_concurrency: 4,
         }
     }
 }
@@ -399,6 +409,17 @@ fn deserialize_min_rsa_bits<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::E
         )));
     }
     Ok(bits)
+}
+
+fn deserialize_sync_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    use serde::de::Error;
+    let n = i64::deserialize(d)?;
+    if !(1..=i64::from(MAX_SYNC_CONCURRENCY)).contains(&n) {
+        return Err(D::Error::custom(format!(
+            "sync_concurrency: {n} is out of range; it must be between 1 and {MAX_SYNC_CONCURRENCY}"
+        )));
+    }
+    u8::try_from(n).map_err(D::Error::custom)
 }
 
 /// `delete_after = "30d"`; absent means never.
@@ -649,6 +670,20 @@ mod tests {
     }
 
     #[test]
+    fn sync_concurrency_defaults_to_4_and_is_bounded() {
+        assert_eq!(Config::default().sync_concurrency, 4);
+        assert_eq!(parse("sync_concurrency = 1").unwrap().sync_concurrency, 1);
+        let c = parse("sync_concurrency = 16").unwrap();
+        assert_eq!(c.sync_concurrency, MAX_SYNC_CONCURRENCY);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let err = parse("sync_concurrency = 17").unwrap_err().to_string();
+        assert!(
+            err.contains("sync_concurrency") && err.contains("16"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn star_mixed_with_groups_is_refused() {
         assert!(parse("allowed_groups = [\"*\", \"ops\"]").is_err());
     }
@@ -672,6 +707,10 @@ mod tests {
             "delete_after = \"later\"",
             "max_removals = -1",
             "adopt_keymaker_accounts = true",
+            "sync_concurrency = 0",
+            "sync_concurrency = 17",
+            "sync_concurrency = -1",
+            "sync_concurrency = 1000",
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
         }

@@ -42,7 +42,13 @@ fn dry_run_prints_the_plan_for_allowed_users_and_prefixed_groups() {
     assert!(out.contains("create group  dev (gid "), "{out}");
     assert!(out.contains("create user   alice (uid "), "{out}");
     assert!(out.contains("create user   bob (uid "), "{out}");
-    assert!(out.contains("add member    alice to dev"), "{out}");
+    // alice joins dev in her own useradd: no separate membership step.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("create user   alice (uid ") && l.ends_with(", in dev")),
+        "{out}"
+    );
+    assert!(!out.contains("add member"), "{out}");
     assert!(out.contains("write sudoers for bob"), "{out}");
     // carol is in a prefixed group but not allowed; dave in neither.
     assert!(!out.contains("carol") && !out.contains("dave"), "{out}");
@@ -71,16 +77,18 @@ fn json_plan_lists_actions_in_order_with_ids_and_iam_call_count() {
             "create_group",
             "create_user",
             "create_user",
-            "add_member",
             "write_sudoers"
         ]
     );
     let alice = &report["actions"][1];
     assert_eq!(alice["linux_name"], "alice");
     assert_eq!(alice["iam_user_id"], ids[0].as_str());
+    assert_eq!(alice["groups"], serde_json::json!(["dev"]));
+    assert_eq!(report["actions"][2]["groups"], serde_json::json!([]));
     let uid = alice["uid"].as_u64().unwrap();
     assert!((1_879_048_192..=2_147_352_575).contains(&uid), "{uid}");
     assert_eq!(report["summary"]["created"], 2);
+    assert_eq!(report["summary"]["members_added"], 1);
     // ListGroups + GetGroup for keyward_dev, ops and admins; no per-user call.
     assert_eq!(report["iam_calls"], 4);
     assert_eq!(run.iam_calls(), 4);

@@ -238,15 +238,59 @@ impl ShadowUtils {
     }
 }
 
-/// useradd for `account`, whose private group (GID = UID) already exists.
-pub fn useradd(account: &NewAccount) -> Result<(), String> {
+/// How a new account gets its private group (its own name, GID = UID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateGroup {
+    /// The group exists already (made by groupadd, or left by a run killed before useradd).
+    Exists,
+    /// useradd makes it (`--user-group`) in the same command. useradd takes the UID as the
+    /// group's GID only when that GID is free and inside GID_MIN..GID_MAX, and otherwise picks
+    /// another one; so GID_MIN = GID_MAX = UID for this command (`-K`): a GID taken meanwhile
+    /// fails the whole command (nothing created) instead of giving the group a different GID.
+    Create,
+}
+
+/// The arguments of useradd for `account`, joining the existing local groups `groups` as
+/// supplementary groups in the same command (useradd fails, creating nothing, if one of them
+/// does not exist). `--no-log-init`: lastlog and faillog are sparse files indexed by UID, and
+/// hashed UIDs are near 2^31.
+pub fn useradd_args(
+    account: &NewAccount,
+    private: PrivateGroup,
+    groups: &[String],
+) -> Vec<std::ffi::OsString> {
     let id = account.uid.to_string();
     let comment = format!("IAM user {}", account.iam_user.replace(',', "_"));
-    run(shadow("useradd")
-        .args(["--uid", &id, "--gid", &id, "--create-home", "--no-log-init"])
-        .arg("--shell")
-        .arg(&account.shell)
-        .args(["--comment", &comment, "--", &account.linux_name]))
+    let mut args: Vec<std::ffi::OsString> = vec!["--uid".into(), id.clone().into()];
+    match private {
+        PrivateGroup::Exists => args.extend(["--gid".into(), id.into()]),
+        PrivateGroup::Create => args.extend([
+            "--user-group".into(),
+            "-K".into(),
+            format!("GID_MIN={id}").into(),
+            "-K".into(),
+            format!("GID_MAX={id}").into(),
+        ]),
+    }
+    if !groups.is_empty() {
+        args.extend(["--groups".into(), groups.join(",").into()]);
+    }
+    args.extend([
+        "--create-home".into(),
+        "--no-log-init".into(),
+        "--shell".into(),
+        account.shell.clone().into_os_string(),
+        "--comment".into(),
+        comment.into(),
+        "--".into(),
+        account.linux_name.clone().into(),
+    ]);
+    args
+}
+
+/// useradd for `account`, whose private group (GID = UID) already exists.
+pub fn useradd(account: &NewAccount) -> Result<(), String> {
+    run(shadow("useradd").args(useradd_args(account, PrivateGroup::Exists, &[])))
 }
 
 /// A shadow-utils command by absolute path with a sane PATH: pam_exec gives the hook no PATH
@@ -316,6 +360,36 @@ mod tests {
         );
         assert!(c.uid_range.contains(a.uid));
         assert_eq!(a.shell, Path::new("/bin/bash"));
+    }
+
+    #[test]
+    fn useradd_makes_the_private_group_only_with_gid_equal_to_uid() {
+        let account = NewAccount {
+            linux_name: "alice".into(),
+            iam_user: "alice,x".into(),
+            iam_user_id: "AIDAALICE".into(),
+            uid: 1_900_000_001,
+            shell: "/bin/bash".into(),
+            groups: vec!["dev".into()],
+        };
+        let line = |private, groups: &[String]| {
+            useradd_args(&account, private, groups)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            line(PrivateGroup::Create, &["dev".into(), "ops".into()]),
+            "--uid 1900000001 --user-group -K GID_MIN=1900000001 -K GID_MAX=1900000001 \
+             --groups dev,ops --create-home --no-log-init --shell /bin/bash \
+             --comment IAM user alice_x -- alice"
+        );
+        assert_eq!(
+            line(PrivateGroup::Exists, &[]),
+            "--uid 1900000001 --gid 1900000001 --create-home --no-log-init --shell /bin/bash \
+             --comment IAM user alice_x -- alice"
+        );
     }
 
     #[test]

@@ -54,7 +54,11 @@ impl Summary {
         let mut s = Summary::default();
         for a in actions {
             match a {
-                Action::CreateUser { .. } => s.created += 1,
+                Action::CreateUser { account, .. } => {
+                    s.created += 1;
+                    // Its memberships come with its useradd (`--groups`).
+                    s.members_added += account.groups.len();
+                }
                 Action::AdoptUser { .. } | Action::AdoptGroup { .. } => s.adopted += 1,
                 Action::Unlock { .. } => s.unlocked += 1,
                 Action::Lock { .. } => s.locked += 1,

@@ -18,7 +18,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::local::{GroupRecord, LockRecord};
 use super::plan::{Action, Plan};
-use crate::accounts::create::{self, shadow, AccountDb, NewAccount, ShadowUtils};
+use crate::accounts::create::{self, shadow, NewAccount, PrivateGroup, ShadowUtils};
 use crate::files;
 use crate::logging::untrusted;
 
@@ -233,15 +233,21 @@ impl Accounts for ShadowAccounts {
                 account,
                 private_group_exists,
             } => {
-                let db = ShadowUtils::new(&self.state_dir);
-                if *private_group_exists {
-                    db.write_record(account, at(now))?;
-                    self.commands += 1;
-                    create::useradd(account)
+                // Record first: should useradd succeed and the process die right after, the
+                // account is still known to be keyward's. A failed useradd creates nothing (its
+                // private group and memberships included) and leaves a record without an
+                // account, which the next run reuses or, once the user is gone, forgets.
+                ShadowUtils::new(&self.state_dir).write_record(account, at(now))?;
+                let private = if *private_group_exists {
+                    PrivateGroup::Exists
                 } else {
-                    self.commands += 2;
-                    db.create(account, at(now))
-                }
+                    PrivateGroup::Create
+                };
+                self.run(shadow("useradd").args(create::useradd_args(
+                    account,
+                    private,
+                    &account.groups,
+                )))
             }
             Action::AdoptUser {
                 linux_user,
@@ -448,8 +454,29 @@ pub mod fake {
                 } => {
                     let name = &account.linux_name;
                     s.user_records.insert(name.clone(), record(account, now));
+                    let groups = account.groups.join(",");
+                    if *private_group_exists {
+                        cmd(format!(
+                            "useradd --uid {0} --gid {0} --groups {groups} {name}",
+                            account.uid
+                        ));
+                    } else {
+                        cmd(format!(
+                            "useradd --uid {0} --user-group --groups {groups} {name}",
+                            account.uid
+                        ));
+                    }
+                    // As useradd: all or nothing.
+                    if !private_group_exists
+                        && (s.groups.contains_key(name)
+                            || s.groups.values().any(|g| g.gid == account.uid))
+                    {
+                        return Err("private group name or GID taken".into());
+                    }
+                    if let Some(g) = account.groups.iter().find(|g| !s.groups.contains_key(*g)) {
+                        return Err(format!("group '{g}' does not exist"));
+                    }
                     if !private_group_exists {
-                        cmd(format!("groupadd --gid {} {name}", account.uid));
                         s.groups.insert(
                             name.clone(),
                             LocalGroup {
@@ -459,7 +486,11 @@ pub mod fake {
                             },
                         );
                     }
-                    cmd(format!("useradd --uid {0} --gid {0} {name}", account.uid));
+                    for g in &account.groups {
+                        if let Some(g) = s.groups.get_mut(g) {
+                            g.members.push(name.clone());
+                        }
+                    }
                     s.users.insert(
                         name.clone(),
                         LocalUser {

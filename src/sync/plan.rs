@@ -48,10 +48,14 @@ pub enum Action {
         iam_group: String,
         iam_group_id: String,
     },
+    /// One useradd: the account, its private group (unless it exists) and its memberships
+    /// in keyward's groups (`account.groups`, which exist by then: groups come first).
     CreateUser {
         #[serde(flatten)]
         account: NewAccount,
-        /// A run killed between groupadd and useradd left the private group: reuse it.
+        /// A private group with the account's name and GID = UID is there already (left by
+        /// a groupadd, pam-create-account's or an older sync's, before a killed useradd):
+        /// reuse it.
         private_group_exists: bool,
     },
     /// A keymaker-made account becomes keyward's (record only).
@@ -213,11 +217,18 @@ impl fmt::Display for Action {
                 f,
                 "adopt group   {group} (gid {gid}, made by keymaker) for IAM group {iam_group}"
             ),
-            Action::CreateUser { account, .. } => write!(
-                f,
-                "create user   {} (uid {}) for IAM user {}",
-                account.linux_name, account.uid, account.iam_user
-            ),
+            Action::CreateUser { account, .. } => {
+                write!(
+                    f,
+                    "create user   {} (uid {}) for IAM user {}",
+                    account.linux_name, account.uid, account.iam_user
+                )?;
+                if account.groups.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ", in {}", account.groups.join(", "))
+                }
+            }
             Action::AdoptUser {
                 linux_user,
                 uid,
@@ -746,6 +757,9 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
         })
         .collect();
     let mut membership = Vec::new();
+    // A new account joins its groups in its own useradd (`--groups`): one command instead of
+    // one gpasswd per membership.
+    let mut joins: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (group, m) in &groups {
         let desired: BTreeSet<String> = m
             .iam
@@ -755,6 +769,10 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
             .map(|l| l.to_string())
             .collect();
         for user in desired.difference(&m.current) {
+            if let Some(new) = new_user_names.get(user.as_str()) {
+                joins.entry(new).or_default().push(group.clone());
+                continue;
+            }
             membership.push(Action::AddMember {
                 group: group.clone(),
                 linux_user: user.clone(),
@@ -770,6 +788,13 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
         }
     }
     p.actions.extend(membership);
+    for action in &mut p.actions {
+        if let Action::CreateUser { account, .. } = action {
+            if let Some(groups) = joins.remove(account.linux_name.as_str()) {
+                account.groups = groups;
+            }
+        }
+    }
 
     // --- sudo: one line per managed account in sudo_groups.
     let sudo_users: Vec<String> = managed
@@ -1089,18 +1114,20 @@ mod m2_tests {
         }
     }
 
-    /// Every group the plan touches (creates, adopts, fills, empties, deletes).
+    /// Every group the plan touches (creates, adopts, fills, a new account joins, empties,
+    /// deletes).
     fn touched(p: &Plan) -> Vec<String> {
         p.actions
             .iter()
-            .filter_map(|a| match a {
+            .flat_map(|a| match a {
                 Action::CreateGroup { group, .. }
                 | Action::AdoptGroup { group, .. }
                 | Action::AddMember { group, .. }
                 | Action::RemoveMember { group, .. }
                 | Action::DeleteGroup { group }
-                | Action::ForgetGroup { group } => Some(group.clone()),
-                _ => None,
+                | Action::ForgetGroup { group } => vec![group.clone()],
+                Action::CreateUser { account, .. } => account.groups.clone(),
+                _ => vec![],
             })
             .collect()
     }

@@ -91,8 +91,11 @@ fn check_names(what: &str, pairs: &[(String, String)]) -> Result<(), IamError> {
 
 /// Reads the snapshot. Any error but a group's NoSuchEntity fails the whole read.
 ///
-/// Groups are read one after the other: an hourly job has time, and a burst of concurrent
-/// GetGroup calls from every host at the top of the hour is what gets IAM to throttle.
+/// GetGroup calls overlap, at most `sync_concurrency` at a time (a small default): an hourly
+/// job gains little from more, and a burst of concurrent calls from every host at the top of
+/// the hour is what gets IAM to throttle. A throttled call is retried by the SDK's standard
+/// strategy (exponential backoff with full jitter, 3 attempts, counted as one call); a call
+/// still failing fails the read, and the calls in flight are dropped unanswered.
 pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapshot, IamError> {
     let listed = iam.list_groups().await?;
     check_names("ListGroups", &listed)?;
@@ -108,14 +111,13 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
     };
     let sudo_names: BTreeSet<String> = config.sudo_groups.iter().cloned().collect();
 
-    let mut read_groups: BTreeMap<String, Option<IamGroup>> = BTreeMap::new();
     let wanted = prefixed_names
         .iter()
         .chain(&allowed_names)
         .chain(&sudo_names)
         .cloned()
         .collect::<BTreeSet<String>>();
-    for name in wanted {
+    let reads = wanted.into_iter().map(|name| async move {
         let group = match iam.get_group(&name).await {
             Ok((id, members)) => {
                 check_names("GetGroup", &members)?;
@@ -133,8 +135,13 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
             }
             Err(e) => return Err(e),
         };
-        read_groups.insert(name, group);
-    }
+        Ok((name, group))
+    });
+    let read_groups: BTreeMap<String, Option<IamGroup>> =
+        bounded(reads, usize::from(config.sync_concurrency))
+            .await?
+            .into_iter()
+            .collect();
 
     let members_of = |names: &BTreeSet<String>| -> Vec<IamUser> {
         names
@@ -164,6 +171,47 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
     })
 }
 
+/// Runs `jobs` with at most `limit` (at least 1) in flight, starting them in order, and
+/// returns their results in order; the first error ends the run and drops the jobs in flight.
+/// One task: the jobs borrow the caller's client and need not be `Send`.
+pub async fn bounded<T, E, F>(jobs: impl IntoIterator<Item = F>, limit: usize) -> Result<Vec<T>, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let limit = limit.max(1);
+    let mut pending = jobs.into_iter().enumerate();
+    let mut running: Vec<(usize, std::pin::Pin<Box<F>>)> = Vec::with_capacity(limit);
+    let mut done: BTreeMap<usize, T> = BTreeMap::new();
+    std::future::poll_fn(|cx| loop {
+        while running.len() < limit {
+            match pending.next() {
+                Some((i, job)) => running.push((i, Box::pin(job))),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let before = running.len();
+        let mut k = 0;
+        while k < running.len() {
+            match running[k].1.as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(value)) => {
+                    let (i, _) = running.swap_remove(k);
+                    done.insert(i, value);
+                }
+                std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                std::task::Poll::Pending => k += 1,
+            }
+        }
+        if running.len() == before {
+            return std::task::Poll::Pending;
+        }
+    })
+    .await?;
+    Ok(done.into_values().collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub mod fake {
@@ -182,6 +230,9 @@ pub mod fake {
         pub calls: Cell<usize>,
         /// The call (1-based) that fails, and how.
         pub fail_at: Option<(usize, IamError)>,
+        /// GetGroup calls started and not yet answered, and the most there ever were.
+        pub in_flight: Cell<usize>,
+        pub max_in_flight: Cell<usize>,
     }
 
     impl FakeIam {
@@ -220,6 +271,12 @@ pub mod fake {
 
         async fn get_group(&self, name: &str) -> Result<(String, Vec<(String, String)>), IamError> {
             self.call()?;
+            // Answered only after the caller had a chance to start other calls.
+            self.in_flight.set(self.in_flight.get() + 1);
+            self.max_in_flight
+                .set(self.max_in_flight.get().max(self.in_flight.get()));
+            tokio::task::yield_now().await;
+            self.in_flight.set(self.in_flight.get() - 1);
             self.groups
                 .get(name)
                 .cloned()
@@ -282,6 +339,45 @@ mod tests {
             ["keyward_db", "keyward_dev"]
         );
         assert_eq!(snap.sudoers.iter().collect::<Vec<_>>(), ["AIDABOB"]);
+    }
+
+    #[test]
+    fn group_reads_overlap_up_to_sync_concurrency_and_still_cost_one_call_each() {
+        for (limit, want) in [(1, 1), (2, 2), (4, 4), (16, 10)] {
+            let mut iam = FakeIam::default();
+            for n in 0..10 {
+                iam = iam.group(&format!("keyward_g{n}"), &format!("AGPAG{n}"), &[]);
+            }
+            let mut cfg = config(&[], &[]);
+            cfg.sync_concurrency = limit;
+            let snap = block(read(&cfg, &iam)).unwrap();
+            assert_eq!(iam.calls.get(), 1 + 10, "limit {limit}");
+            assert_eq!(iam.max_in_flight.get(), want, "limit {limit}");
+            assert_eq!(snap.prefixed.len(), 10);
+        }
+    }
+
+    #[test]
+    fn bounded_keeps_the_order_and_stops_at_the_first_error() {
+        let jobs = (0..7).map(|n| async move {
+            tokio::task::yield_now().await;
+            if n == 5 {
+                Err(n)
+            } else {
+                Ok(n * 10)
+            }
+        });
+        assert_eq!(block(bounded(jobs, 3)), Err(5));
+        let jobs = (0..7).map(|n| async move {
+            // Later jobs answer first: the results still come in the jobs' order.
+            for _ in 0..(7 - n) {
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, ()>(n)
+        });
+        assert_eq!(block(bounded(jobs, 4)), Ok((0..7).collect::<Vec<_>>()));
+        let none: Vec<std::future::Ready<Result<u8, ()>>> = Vec::new();
+        assert_eq!(block(bounded(none, 0)), Ok(vec![]));
     }
 
     #[test]

@@ -110,6 +110,24 @@ fn names(p: &Plan, action: &str) -> Vec<String> {
         .collect()
 }
 
+/// The groups each new account joins in its own useradd, as "user@group".
+fn joins(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::CreateUser { account, .. } => Some(
+                account
+                    .groups
+                    .iter()
+                    .map(|g| format!("{}@{g}", account.linux_name))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 fn with_keyward_accounts(cfg: &Config, people: &[&str], now: u64) -> FakeAccounts {
     let mut db = FakeAccounts::new(host());
     sync(cfg, &iam(people, &[], &[]), &mut db, now);
@@ -128,8 +146,10 @@ fn first_run_creates_groups_accounts_memberships_and_sudoers_then_second_run_doe
     let p = sync(&cfg, &snap, &mut db, T0);
     assert_eq!(names(&p, "create_group"), ["dev"]);
     assert_eq!(names(&p, "create_user"), ["alice", "bob"]);
-    assert_eq!(names(&p, "add_member"), ["alice@dev", "bob@dev"]);
+    assert_eq!(joins(&p), ["alice@dev", "bob@dev"]);
+    assert!(names(&p, "add_member").is_empty());
     assert_eq!(names(&p, "write_sudoers"), [""]);
+    assert_eq!(db.state.groups["dev"].members, ["alice", "bob"]);
     let alice = &db.state.users["alice"];
     assert_eq!(alice.uid, uid_for(&cfg, "AIDAALICE"));
     assert_eq!(
@@ -183,7 +203,6 @@ fn actions_come_in_the_documented_phase_order() {
         [
             "create_group",
             "create_user",
-            "add_member",
             "add_member",
             "unlock",
             "lock",
@@ -402,7 +421,7 @@ fn prefixed_group_named_like_an_unowned_local_group_is_refused() {
         &mut db,
         T0,
     );
-    assert_eq!(names(&p, "add_member"), ["alice@dev"]);
+    assert_eq!(joins(&p), ["alice@dev"]);
     let refusal = p.skipped.iter().find(|s| s.subject == "sudo").unwrap();
     assert!(
         refusal.error && refusal.reason.contains("adopt_groups"),
@@ -696,6 +715,65 @@ fn create_accounts_off_creates_nobody_but_manages_existing_accounts() {
 }
 
 #[test]
+fn a_new_account_joins_its_groups_in_its_own_useradd_and_an_existing_one_by_gpasswd() {
+    let cfg = config();
+    let mut db = with_keyward_accounts(&cfg, &["alice"], T0);
+    db.commands.clear();
+    let snap = iam(
+        &["alice", "bob"],
+        &[
+            ("keyward_dev", &["alice", "bob"]),
+            ("keyward_ops", &["bob", "stranger"]),
+        ],
+        &[],
+    );
+    let p = plan(&cfg, &snap, &db.state, T0 + 1);
+    assert_eq!(names(&p, "create_group"), ["dev", "ops"]);
+    assert_eq!(names(&p, "create_user"), ["bob"]);
+    assert_eq!(joins(&p), ["bob@dev", "bob@ops"]);
+    assert_eq!(names(&p, "add_member"), ["alice@dev"]);
+    let shown: Vec<String> = p.actions.iter().map(|a| a.to_string()).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|l| l.starts_with("create user   bob") && l.ends_with(", in dev, ops")),
+        "{shown:?}"
+    );
+    // The plan shown (dry run) is exactly what runs: one command per action.
+    let out = apply(&p, &mut db, T0 + 1);
+    assert!(out.failed.is_empty(), "{:?}", out.failed);
+    assert_eq!(out.done, p.actions);
+    let bob = uid_for(&cfg, "AIDABOB");
+    assert_eq!(db.commands.len(), p.actions.len(), "{:?}", db.commands);
+    assert!(db.commands.contains(&format!(
+        "useradd --uid {bob} --user-group --groups dev,ops bob"
+    )));
+    // bob joined in his useradd (phase 1), alice by gpasswd after (phase 2).
+    assert_eq!(db.state.groups["dev"].members, ["bob", "alice"]);
+    assert_eq!(db.state.groups["ops"].members, ["bob"]);
+    assert_eq!(db.state.groups["bob"].gid, bob);
+    assert_eq!(plan(&cfg, &snap, &db.state, T0 + 2), Plan::default());
+}
+
+#[test]
+fn a_failed_groupadd_fails_its_new_members_useradd_and_the_next_run_converges() {
+    let cfg = config();
+    let snap = iam(&["alice", "bob"], &[("keyward_dev", &["alice"])], &[]);
+    let mut db = FakeAccounts::new(host());
+    db.fail_at = Some(0); // groupadd dev
+    let out = apply(&plan(&cfg, &snap, &db.state, T0), &mut db, T0);
+    let failed: Vec<&str> = out.failed.iter().map(|(a, _)| a.name()).collect();
+    assert_eq!(failed, ["create_group", "create_user"]);
+    // useradd is all or nothing: no account, no private group; bob was not in dev.
+    assert!(!db.state.users.contains_key("alice") && !db.state.groups.contains_key("alice"));
+    assert!(db.state.users.contains_key("bob"));
+    db.fail_at = None;
+    let p = sync(&cfg, &snap, &mut db, T0 + 1);
+    assert_eq!(joins(&p), ["alice@dev"]);
+    assert_eq!(plan(&cfg, &snap, &db.state, T0 + 2), Plan::default());
+}
+
+#[test]
 fn a_run_killed_half_way_is_finished_by_the_next_one() {
     let cfg = config();
     let snap = iam(
@@ -833,8 +911,9 @@ fn actions_serialize_with_their_name_and_fields() {
     assert_eq!(json["actions"][1]["action"], "create_user");
     assert_eq!(json["actions"][1]["linux_name"], "alice");
     assert_eq!(json["actions"][1]["uid"], uid_for(&config(), "AIDAALICE"));
-    assert_eq!(json["actions"][3]["users"][0], "alice");
-    assert!(json["actions"][3].get("content").is_none());
+    assert_eq!(json["actions"][1]["groups"][0], "dev");
+    assert_eq!(json["actions"][2]["users"][0], "alice");
+    assert!(json["actions"][2].get("content").is_none());
 }
 
 #[test]
