@@ -105,27 +105,13 @@ fn c1_only_a_parsed_record_with_the_accounts_uid_and_a_user_id_makes_an_account_
 
 #[test]
 fn c2_a_re_created_iam_user_does_not_inherit_the_account() {
-    let (moto, tmp, k, first_id) = iam_daemon();
+    let moto = Moto::start();
     // Identity is re-checked on every lookup once group_cache_ttl has passed.
-    let host =
-        Host::new(&moto, &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\"")).run_by_service_user();
-    let dir = records_dir(&host);
-    plant(
-        &dir,
-        "daemon",
-        &record_json("daemon", &first_id, daemon_uid()),
+    let (host, _tmp, first_id, second_id) = daemon_re_created(
+        &moto,
+        &moto.endpoint(),
+        &format!("{EVERYONE}\ngroup_cache_ttl = \"0s\""),
     );
-    let before = host.keyward(&["authorized-keys", "daemon"]).ok();
-    assert_eq!(before.keys(), vec![k.type_and_blob()]);
-
-    // The person leaves; someone else gets an IAM user of the same name and their own key.
-    let iam = moto.iam();
-    iam.delete_user("daemon");
-    let second_id = iam.user("daemon");
-    assert_ne!(first_id, second_id);
-    let other = KeyPair::generate(tmp.path(), "other", "ed25519", "someone-else");
-    iam.key("daemon", &other.line(), true);
-
     let after = host.keyward(&["authorized-keys", "daemon"]).ok();
     assert_eq!(
         after.stdout, "",

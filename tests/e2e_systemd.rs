@@ -10,31 +10,11 @@
 //! when they differ; this test asserts both verdicts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+mod e2e_support;
 
 #[test]
 fn systemd_timer_service_journal_fields_audit_and_uninstall_leave_the_host_unchanged() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let started = Instant::now();
-    let out = Command::new(repo.join("tests/e2e/ns-systemd"))
-        .arg(repo.join("tests/e2e/scenarios/systemd_timer_journal.sh"))
-        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns-systemd: {e} (run scripts/test)"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "ns-systemd failed ({}) after {:.1?}; its output:\n{said}",
-        out.status,
-        started.elapsed()
-    );
+    let said = e2e_support::run_scenario("tests/e2e/ns-systemd", "systemd_timer_journal", &[]);
     assert!(
         said.contains("scenario tests/e2e/scenarios/systemd_timer_journal.sh passed"),
         "the scenario did not report passing:\n{said}"

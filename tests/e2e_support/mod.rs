@@ -12,8 +12,14 @@ pub fn repo() -> &'static Path {
 
 /// Runs `tests/e2e/scenarios/NAME.sh` with the built keyward and `env` added.
 pub fn scenario_with(name: &str, env: &[(&str, &str)]) {
+    run_scenario("tests/e2e/ns", name, env);
+}
+
+/// Runs scenario NAME through `runner` (a namespace runner under tests/e2e) and fails the test,
+/// with everything it said, unless it exits 0; returns what it said.
+pub fn run_scenario(runner: &str, name: &str, env: &[(&str, &str)]) -> String {
     let started = Instant::now();
-    let out = Command::new(repo().join("tests/e2e/ns"))
+    let out = Command::new(repo().join(runner))
         .arg(
             repo()
                 .join("tests/e2e/scenarios")
@@ -23,7 +29,7 @@ pub fn scenario_with(name: &str, env: &[(&str, &str)]) {
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run tests/e2e/ns: {e} (run scripts/test)"));
+        .unwrap_or_else(|e| panic!("cannot run {runner}: {e} (run scripts/test)"));
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -35,6 +41,7 @@ pub fn scenario_with(name: &str, env: &[(&str, &str)]) {
         out.status,
         started.elapsed()
     );
+    said
 }
 
 pub fn scenario(name: &str) {
