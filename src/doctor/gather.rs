@@ -151,7 +151,7 @@ async fn iam_checks(config: &Config, is_root: bool) -> Vec<Check> {
     out.push(checks::iam_action(
         "iam:GetUser",
         &user_target,
-        &tried(iam.user_id(&user).await),
+        &tried(iam.identity(&user).await),
         true,
     ));
     let (first_group, date) = iam.first_group().await;

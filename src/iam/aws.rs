@@ -127,21 +127,6 @@ impl AwsIam {
             .ok_or_else(|| IamError::Other("GetUser returned no user".into()))
     }
 
-    /// The immutable UserId of an IAM user (what UIDs are hashed from).
-    pub async fn user_id(&self, user: &str) -> Result<String, IamError> {
-        self.count();
-        let out = self
-            .client
-            .get_user()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(|e| classify("iam:GetUser", e))?;
-        out.user
-            .map(|u| u.user_id)
-            .ok_or_else(|| IamError::Other("GetUser returned no user".into()))
-    }
-
     pub async fn upload_key(&self, user: &str, body: &str) -> Result<KeyMeta, IamError> {
         self.count();
         let out = self
@@ -644,20 +629,13 @@ where
 /// `text` with control characters escaped and cut after 2,000 characters: error text from the
 /// endpoint is untrusted, but admins need more of it than a name (`logging::untrusted`).
 fn printable(text: &str) -> String {
-    const MAX: usize = 2000;
-    let mut out = String::with_capacity(text.len().min(MAX));
-    for (n, c) in text.chars().enumerate() {
-        if n == MAX {
-            out.push_str(&format!("…({} bytes)", text.len()));
-            break;
-        }
+    crate::logging::capped(text, 2000, |c, out| {
         if c.is_control() {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
-    }
-    out
+    })
 }
 
 /// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
