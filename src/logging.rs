@@ -26,13 +26,21 @@ pub const UNTRUSTED_MAX_CHARS: usize = 64;
 /// `escape_debug` does (quotes, backslashes, control and invisible characters), cut after
 /// [`UNTRUSTED_MAX_CHARS`] characters with `…(N bytes)` saying how long it was.
 pub fn untrusted(text: &str) -> String {
+    capped(text, UNTRUSTED_MAX_CHARS, |c, out| {
+        out.extend(c.escape_debug())
+    })
+}
+
+/// `text` with each character written by `escape`, cut after `max` characters with
+/// `…(N bytes)` saying how long it was: the one shape of every untrusted text keyward logs.
+pub fn capped(text: &str, max: usize, escape: impl Fn(char, &mut String)) -> String {
     let mut out = String::new();
     for (n, c) in text.chars().enumerate() {
-        if n == UNTRUSTED_MAX_CHARS {
+        if n == max {
             out.push_str(&format!("…({} bytes)", text.len()));
             break;
         }
-        out.extend(c.escape_debug());
+        escape(c, &mut out);
     }
     out
 }
