@@ -119,31 +119,7 @@ impl Records {
     /// Every usable record, by account name (sync). A directory that is not trusted yields
     /// none: someone else could have planted them.
     pub fn read_all(&self) -> Result<BTreeMap<String, OwnershipRecord>, String> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.dir.display())),
-        };
-        if let Err(reason) = files::check_trusted(&self.dir) {
-            tracing::error!(
-                "ignoring every ownership record in {}: {reason}",
-                self.dir.display()
-            );
-            return Ok(BTreeMap::new());
-        }
-        let mut records = BTreeMap::new();
-        for entry in entries.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if !names::is_valid_linux_name(&name) {
-                continue; // temp files (".x.tmp123") and strays
-            }
-            if let Some(record) = self.read_or_warn(&name) {
-                records.insert(name, record);
-            }
-        }
-        Ok(records)
+        read_records(&self.dir)
     }
 
     /// Writes the record atomically (root-owned, 0644), creating the directory.
@@ -170,6 +146,45 @@ impl Records {
             _ => Ok(()),
         }
     }
+}
+
+/// Every trusted, parseable record in `dir` (ownership, sync's group and lock records) whose
+/// file name is a valid Linux name. A directory that is not trusted yields none: someone else
+/// could have planted them. Each file is read once, never through a symlink; a doubtful one is
+/// skipped with a warning.
+pub fn read_records<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+) -> Result<BTreeMap<String, T>, String> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    };
+    if let Err(reason) = files::check_trusted(dir) {
+        // Someone else could have planted records: trust none of them.
+        tracing::error!("ignoring every record in {}: {reason}", dir.display());
+        return Ok(BTreeMap::new());
+    }
+    let mut records = BTreeMap::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !names::is_valid_linux_name(&name) {
+            continue; // temp files (".x.tmp123") and strays
+        }
+        let path = entry.path();
+        // Opened once, never through a symlink, checked on the descriptor.
+        match files::read_trusted(&path, MAX_RECORD) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<T>(&bytes) {
+                Ok(record) => {
+                    records.insert(name, record);
+                }
+                Err(e) => tracing::warn!("ignoring unreadable record {}: {e}", path.display()),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!("ignoring untrusted record: {e}"),
+        }
+    }
+    Ok(records)
 }
 
 /// Reads a record only if it is a regular file (never through a symlink) owned by root or us,

@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::login_defs::SystemGids;
-use crate::accounts::names;
-use crate::accounts::ownership::{OwnershipRecord, Records};
-use crate::files;
+use crate::accounts::ownership::{read_records, OwnershipRecord, Records};
 
 /// Where sync writes sudo rules (a file name without a dot, so sudo's includedir reads it).
 pub const SUDOERS_PATH: &str = "/etc/sudoers.d/keyward";
@@ -176,42 +174,6 @@ impl SystemState {
 }
 
 /// Every trusted, parseable record in `dir` whose file name is a valid Linux name.
-/// Records are a few hundred bytes; anything larger was not written by keyward.
-const RECORD_MAX_LEN: u64 = 16 * 1024;
-
-fn read_records<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<BTreeMap<String, T>, String> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
-    };
-    if let Err(reason) = files::check_trusted(dir) {
-        // Someone else could have planted records: trust none of them.
-        tracing::error!("ignoring every record in {}: {reason}", dir.display());
-        return Ok(BTreeMap::new());
-    }
-    let mut records = BTreeMap::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !names::is_valid_linux_name(&name) {
-            continue; // temp files (".x.tmp123") and strays
-        }
-        let path = entry.path();
-        // Opened once, never through a symlink, checked on the descriptor.
-        match files::read_trusted(&path, RECORD_MAX_LEN) {
-            Ok(Some(bytes)) => match serde_json::from_slice::<T>(&bytes) {
-                Ok(record) => {
-                    records.insert(name, record);
-                }
-                Err(e) => tracing::warn!("ignoring unreadable record {}: {e}", path.display()),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!("ignoring untrusted record: {e}"),
-        }
-    }
-    Ok(records)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
