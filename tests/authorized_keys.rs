@@ -490,18 +490,12 @@ fn an_outage_once_found_is_not_asked_again_within_outage_hold() {
 fn missing_credentials_exit_4_as_documented_when_nothing_can_be_served() {
     let (moto, _tmp, _k) = alice_with_a_key();
     let host = Host::new(&moto, EVERYONE).run_by_service_user();
-    let mut cmd = common::keyward_cmd(&host.endpoint);
+    let mut cmd = host.command();
     cmd.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .arg("--config")
         .arg(host.config_path())
         .args(["authorized-keys", "alice"]);
-    {
-        use std::os::unix::process::CommandExt;
-        if let Some(id) = host.run_as {
-            cmd.uid(id).gid(id);
-        }
-    }
     let run = common::Run::of(cmd);
     assert_eq!(run.stdout, "");
     assert_eq!(run.code, 4, "{}", run.stderr);

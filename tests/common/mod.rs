@@ -393,16 +393,23 @@ impl Host {
     }
 
     pub fn keyward(&self, args: &[&str]) -> Run {
-        let mut cmd = keyward_cmd(&self.endpoint);
-        if let Some(id) = self.run_as {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(id).gid(id);
-        }
+        let mut cmd = self.command();
         cmd.arg("--config")
             .arg(self.config_path())
             .arg("--stats")
             .args(args);
         Run::of(cmd)
+    }
+
+    /// The `keyward` command this host runs (endpoint, credentials, user), without arguments,
+    /// for tests that change its environment first.
+    pub fn command(&self) -> Command {
+        let mut cmd = keyward_cmd(&self.endpoint);
+        if let Some(id) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(id).gid(id);
+        }
+        cmd
     }
 }
 
