@@ -719,13 +719,16 @@ pub fn sync_plan(config: &Config, plan: &Result<crate::sync::plan::Plan, String>
             format!("{} change(s) pending, no errors", plan.actions.len()),
         );
     }
+    let each = "run `keyward sync --dry-run` and act on each error: line";
     let fix = if plan.unadopted_groups.is_empty() {
-        "run `keyward sync --dry-run` and act on each error: line".to_owned()
+        each.to_owned()
     } else {
-        format!(
-            "add to keyward.toml: {}",
-            crate::sync::plan::adopt_groups_line(config, &plan.unadopted_groups)
-        )
+        let line = crate::sync::plan::adopt_groups_line(config, &plan.unadopted_groups);
+        if errors.len() > plan.unadopted_groups.len() {
+            format!("add to keyward.toml: {line}; for the others, {each}")
+        } else {
+            format!("add to keyward.toml: {line}")
+        }
     };
     Check::problem(
         NAME,
@@ -1190,12 +1193,26 @@ mod keymaker_tests {
             error: true,
         });
         plan.unadopted_groups = vec!["web".into()];
+        let plan_with_web = plan.clone();
         let c = sync_plan(&cfg, &Ok(plan));
         assert_eq!(c.status, Status::Problem, "{c:?}");
         assert!(c.detail.contains("web: IAM group keymaker_web"), "{c:?}");
         assert_eq!(
             c.fix.as_deref(),
             Some(r#"add to keyward.toml: adopt_groups = ["docker", "web"]"#)
+        );
+        let mut more = plan_with_web.clone();
+        more.skipped.push(crate::sync::plan::Skipped {
+            subject: "Erin".into(),
+            reason: "keymaker account Erin ...".into(),
+            error: true,
+        });
+        let fix = sync_plan(&cfg, &Ok(more)).fix.unwrap();
+        assert!(
+            fix.ends_with(
+                "; for the others, run `keyward sync --dry-run` and act on each error: line"
+            ),
+            "{fix}"
         );
         assert_eq!(sync_plan(&cfg, &Ok(Plan::default())).status, Status::Ok);
         assert_eq!(sync_plan(&cfg, &Err("no IAM".into())).status, Status::Skip);

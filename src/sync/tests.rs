@@ -57,15 +57,7 @@ fn iam(allowed: &[&str], groups: &[(&str, &[&str])], sudo: &[&str]) -> IamSnapsh
 fn host() -> LocalState {
     let mut s = LocalState::default();
     for (name, uid) in [("root", 0), ("admin", 1000)] {
-        s.users.insert(
-            name.into(),
-            LocalUser {
-                name: name.into(),
-                uid,
-                gid: uid,
-                expired: Some(false),
-            },
-        );
+        local_user(&mut s, name, uid);
     }
     for (name, gid, members) in [
         ("root", 0, vec![]),
@@ -73,16 +65,33 @@ fn host() -> LocalState {
         ("sudo", 27, vec!["admin".to_string()]),
         ("docker", 999, vec![]),
     ] {
-        s.groups.insert(
-            name.into(),
-            LocalGroup {
-                name: name.into(),
-                gid,
-                members,
-            },
-        );
+        local_group(&mut s, name, gid, members);
     }
     s
+}
+
+/// An unexpired local account whose primary GID is its UID.
+fn local_user(s: &mut LocalState, name: &str, uid: u32) {
+    s.users.insert(
+        name.into(),
+        LocalUser {
+            name: name.into(),
+            uid,
+            gid: uid,
+            expired: Some(false),
+        },
+    );
+}
+
+fn local_group(s: &mut LocalState, name: &str, gid: u32, members: Vec<String>) {
+    s.groups.insert(
+        name.into(),
+        LocalGroup {
+            name: name.into(),
+            gid,
+            members,
+        },
+    );
 }
 
 /// Plans and applies against the fake; returns the plan.
@@ -968,23 +977,8 @@ fn km_uid(id: &str) -> u32 {
 /// `id`, a private group with the same name.
 fn keymaker_account(local: &mut LocalState, name: &str, id: &str) -> u32 {
     let uid = km_uid(id);
-    local.users.insert(
-        name.into(),
-        LocalUser {
-            name: name.into(),
-            uid,
-            gid: uid,
-            expired: Some(false),
-        },
-    );
-    local.groups.insert(
-        name.into(),
-        LocalGroup {
-            name: name.into(),
-            gid: uid,
-            members: vec![],
-        },
-    );
+    local_user(local, name, uid);
+    local_group(local, name, uid, vec![]);
     uid
 }
 
@@ -1064,23 +1058,9 @@ fn k2_a_reused_local_group_names_the_exact_adopt_groups_line() {
         ..km_config()
     };
     let mut local = host();
-    local.groups.insert(
-        "web".into(),
-        LocalGroup {
-            name: "web".into(),
-            gid: 3000,
-            members: vec![],
-        },
-    );
+    local_group(&mut local, "web", 3000, vec![]);
     let snap = iam(&[], &[("keymaker_web", &[]), ("keymaker_db", &[])], &[]);
-    local.groups.insert(
-        "db".into(),
-        LocalGroup {
-            name: "db".into(),
-            gid: 3001,
-            members: vec![],
-        },
-    );
+    local_group(&mut local, "db", 3001, vec![]);
     let p = plan(&cfg, &snap, &local, T0);
     let web = skip_of(&p, "web");
     assert!(web.error, "{web:?}");
@@ -1099,15 +1079,7 @@ fn k3_keymaker_accounts_of_iam_users_not_allowed_are_reported_with_the_reason() 
     let mut local = host();
     keymaker_account(&mut local, "carol", "AIDACAROL000000000001");
     // An account in keymaker's range that no IAM user accounts for.
-    local.users.insert(
-        "ghost".into(),
-        LocalUser {
-            name: "ghost".into(),
-            uid: 5000,
-            gid: 5000,
-            expired: Some(false),
-        },
-    );
+    local_user(&mut local, "ghost", 5000);
     let mut snap = allowed(&[]);
     let carol = iam_user("carol", "AIDACAROL000000000001");
     snap.others.insert(carol.id.clone(), carol);
