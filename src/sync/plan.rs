@@ -972,8 +972,15 @@ fn report_other_keymaker_accounts(
             continue;
         }
         let reason = match by_name.get(lu.name.as_str()) {
-            // Its own IAM user is allowed: the plan has its line already.
-            Some(u) if iam.allowed.contains_key(&u.id) => continue,
+            // Allowed, and not wanted under this name: keyward's name for the IAM user is
+            // another account's (or reserved).
+            Some(u) if iam.allowed.contains_key(&u.id) && lu.uid == keymaker_uid(config, &u.id) => {
+                let name = config.name_mapping.to_linux(&u.name).unwrap_or_default();
+                format!(
+                    "keymaker account of IAM user {} (uid {}), but keyward's name for it, {name}, is another account (or reserved): not adopted, not touched; move what is needed from {} to {name}, then lock or remove {}",
+                    u.name, lu.uid, lu.name, lu.name
+                )
+            }
             Some(u) if lu.uid == keymaker_uid(config, &u.id) => format!(
                 "keymaker account of IAM user {} (uid {}), who is not in allowed_groups ({allowed_groups}): not adopted, not locked, not removed; it can no longer log in (keyward serves keys only to allowed users): add the IAM user to an allowed group, or lock the account (usermod --lock --expiredate 1 {}) or remove it yourself",
                 u.name, lu.uid, lu.name

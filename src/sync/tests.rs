@@ -1120,3 +1120,25 @@ fn k3_an_iam_user_recreated_under_a_keymaker_name_is_told_why_it_is_not_adopted(
         assert!(a.reason.contains(&part), "{part:?} not in {a:?}");
     }
 }
+
+#[test]
+fn k1_a_keymaker_account_whose_keyward_name_is_taken_still_gets_a_line() {
+    let cfg = Config {
+        name_mapping: crate::accounts::names::NameMapping::Escape,
+        ..km_config()
+    };
+    let mut local = host();
+    keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+    local_user(&mut local, "_erin", 1500);
+    let snap = allowed(&[iam_user("Erin", "AIDAERIN0000000000001")]);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let e = skip_of(&p, "Erin");
+    assert!(
+        e.reason.contains("keymaker account of IAM user Erin")
+            && e.reason
+                .contains("keyward's name for it, _erin, is another account"),
+        "{e:?}"
+    );
+    assert!(skip_of(&p, "_erin").reason.contains("not touched"));
+}
