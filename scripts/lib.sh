@@ -115,6 +115,16 @@ keyward_venv() {
     venv_ensure "$KEYWARD_VENV" "${KEYWARD_VENV_REQUIREMENTS[@]}"
 }
 
+# keymaker 1.1.0 from PyPI, for the migration end-to-end test (tests/e2e_keymaker.rs runs
+# keymaker's own install in a namespace). Under target/: a build product, never this host's.
+KEYMAKER_VENV="$REPO/target/e2e-keymaker-venv"
+KEYMAKER_VENV_REQUIREMENTS=('keymaker==1.1.0' 'boto3>=1.34')
+
+# keymaker_venv: $KEYMAKER_VENV with keymaker 1.1.0.
+keymaker_venv() {
+    venv_ensure "$KEYMAKER_VENV" "${KEYMAKER_VENV_REQUIREMENTS[@]}"
+}
+
 # ---------------------------------------------------------------------------
 # moto
 

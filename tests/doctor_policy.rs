@@ -201,8 +201,10 @@ fn doctor_says_where_credentials_come_from_and_that_every_read_is_allowed() {
         .contains("ops"));
     let clock = check(&checks, "clock");
     assert_eq!(clock["status"], "ok", "{clock}");
-    // One call per action: the probes are cheap.
-    assert_eq!(run.iam_calls(), HOST_ACTIONS.len());
+    // One call per action: the probes are cheap. Plus the read of the `sync plan` check,
+    // exactly what `keyward sync` reads: ListGroups and GetGroup ops.
+    assert_eq!(check(&checks, "sync plan")["status"], "ok");
+    assert_eq!(run.iam_calls(), HOST_ACTIONS.len() + 2);
 }
 
 #[test]

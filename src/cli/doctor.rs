@@ -15,7 +15,7 @@ IAM read keyward makes (ListUsers, ListSSHPublicKeys, GetSSHPublicKey, ListGroup
 GetUser, ListGroups, GetGroup), naming a denied action; the clock against IAM's Date header; \
 sshd's effective AuthorizedKeysCommand and its user (sshd -T, root only); sshd's ownership rule \
 for the command's path; the PAM hook (create_on_login); the sync timer or cron entry; the \
-cache directory. Each prints ok, problem (with the fix) or skip (with the reason). \
+cache directory; keymaker's remnants; the errors the sync plan would report now. Each prints ok, problem (with the fix) or skip (with the reason). \
 Exit codes: 0 no problem, 1 at least one problem.")]
 pub struct Doctor {
     /// Print the checks as a JSON array of {name, status, detail, fix}

@@ -14,6 +14,7 @@ mod laptop;
 mod list_keys;
 mod pam_create_account;
 mod policy;
+mod rename_keymaker;
 mod rotate_key;
 mod sync;
 mod uninstall;
@@ -63,6 +64,8 @@ pub enum Command {
     PamCreateAccount(pam_create_account::PamCreateAccount),
     /// Make Linux accounts and groups follow IAM (run hourly by the timer or cron)
     Sync(sync::Sync),
+    /// Rename keymaker's accounts to keyward's names for their IAM users (migration)
+    RenameKeymaker(rename_keymaker::RenameKeymaker),
     /// Wire keyward into sshd, PAM and the sync schedule of this host
     Install(install::Install),
     /// Remove what install added and restore the files it changed
@@ -126,6 +129,7 @@ impl Cli {
             Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
             Command::PamCreateAccount(c) => c.run(&ctx).await,
             Command::Sync(c) => c.run(&ctx).await,
+            Command::RenameKeymaker(c) => c.run(&ctx).await,
             Command::Install(c) => c.run(&ctx).await,
             Command::Uninstall(c) => c.run(&ctx).await,
             Command::Audit(c) => c.run(&ctx).await,

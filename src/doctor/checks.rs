@@ -619,6 +619,128 @@ pub fn cache_dir(facts: &CacheFacts) -> Check {
     )
 }
 
+/// What keymaker 1.1's `install` left on this host (`keymaker_facts` in gather reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeymakerFacts {
+    /// /usr/sbin/keymaker-get-public-keys exists.
+    pub get_public_keys: bool,
+    /// /etc/ssh/sshd_config, where keymaker appended its lines.
+    pub sshd_config: Option<String>,
+    /// /etc/pam.d/sshd.
+    pub pam: Option<String>,
+    /// /etc/cron.d/keymaker-group-sync exists.
+    pub cron: bool,
+    /// The local user `keymaker` (its AuthorizedKeysCommandUser) exists.
+    pub user: bool,
+}
+
+/// The sshd_config lines `keymaker install` appends, each with why it matters after the move.
+const KEYMAKER_SSHD_LINES: [(&str, &str); 3] = [
+    ("AuthorizedKeysCommand /usr/sbin/keymaker-get-public-keys", "keymaker's key lookup"),
+    ("AuthorizedKeysCommandUser keymaker", "keymaker's lookup user"),
+    (
+        "AuthenticationMethods publickey keyboard-interactive:pam,publickey",
+        "re-activated by KbdInteractiveAuthentication yes: a login may go through PAM keyboard-interactive before its key",
+    ),
+];
+
+/// Check: keymaker's remnants (its key script, sshd lines, PAM hook, cron job, user), each named
+/// with the command that removes it. keyward never removes them itself.
+pub fn keymaker(facts: &KeymakerFacts) -> Check {
+    const NAME: &str = "keymaker remnants";
+    let mut found = Vec::new();
+    let mut fixes = Vec::new();
+    if facts.get_public_keys {
+        found.push("/usr/sbin/keymaker-get-public-keys".to_owned());
+        fixes.push("rm -f /usr/sbin/keymaker-get-public-keys".to_owned());
+    }
+    let sshd_lines: Vec<&(&str, &str)> = KEYMAKER_SSHD_LINES
+        .iter()
+        .filter(|(line, _)| {
+            facts
+                .sshd_config
+                .as_deref()
+                .is_some_and(|t| t.lines().any(|l| l.trim() == *line))
+        })
+        .collect();
+    for (line, why) in &sshd_lines {
+        found.push(format!("sshd_config line \"{line}\" ({why})"));
+    }
+    if !sshd_lines.is_empty() {
+        fixes.push("delete keymaker's lines at the end of /etc/ssh/sshd_config (AuthorizedKeysCommand, AuthorizedKeysCommandUser, ChallengeResponseAuthentication yes, AuthenticationMethods)".into());
+    }
+    if facts
+        .pam
+        .as_deref()
+        .is_some_and(|t| t.contains("keymaker-create-account-for-iam-user"))
+    {
+        found.push("the pam_exec line running keymaker-create-account-for-iam-user in /etc/pam.d/sshd (creates accounts on first login)".into());
+        fixes.push("sed -i '/keymaker-create-account-for-iam-user/d' /etc/pam.d/sshd".into());
+    }
+    if facts.cron {
+        found.push("/etc/cron.d/keymaker-group-sync (keymaker sync_groups every 5 minutes)".into());
+        fixes.push("rm -f /etc/cron.d/keymaker-group-sync".into());
+    }
+    if facts.user {
+        found.push("local user keymaker".into());
+        fixes.push("userdel keymaker".into());
+    }
+    if found.is_empty() {
+        return Check::ok(NAME, "none found");
+    }
+    Check::problem(
+        NAME,
+        format!("keymaker left: {}", found.join("; ")),
+        format!(
+            "{}; before `keyward install` if you can (docs/keymaker-migration.md)",
+            fixes.join("; ")
+        ),
+    )
+}
+
+/// Check: what `keyward sync` would report as errors now (the plan, computed read-only), so
+/// that an hourly sync exiting 1 is explained here. `Err` when IAM or the local accounts
+/// could not be read (the checks above say why).
+pub fn sync_plan(config: &Config, plan: &Result<crate::sync::plan::Plan, String>) -> Check {
+    const NAME: &str = "sync plan";
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(why) => return Check::skip(NAME, format!("not computed: {why}")),
+    };
+    let errors: Vec<String> = plan
+        .skipped
+        .iter()
+        .filter(|s| s.error)
+        .map(|s| format!("{}: {}", s.subject, s.reason))
+        .collect();
+    if errors.is_empty() {
+        return Check::ok(
+            NAME,
+            format!("{} change(s) pending, no errors", plan.actions.len()),
+        );
+    }
+    let each = "run `keyward sync --dry-run` and act on each error: line";
+    let fix = if plan.unadopted_groups.is_empty() {
+        each.to_owned()
+    } else {
+        let line = crate::sync::plan::adopt_groups_line(config, &plan.unadopted_groups);
+        if errors.len() > plan.unadopted_groups.len() {
+            format!("add to keyward.toml: {line}; for the others, {each}")
+        } else {
+            format!("add to keyward.toml: {line}")
+        }
+    };
+    Check::problem(
+        NAME,
+        format!(
+            "every sync exits 1 with {} error(s): {}",
+            errors.len(),
+            errors.join(" | ")
+        ),
+        fix,
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -996,5 +1118,103 @@ mod tests {
             Some("/k/keyward authorized-keys %u %f %k".into())
         );
         assert_eq!(effective_command("authorizedkeyscommand none\n"), None);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod keymaker_tests {
+    use super::*;
+    use crate::doctor::Status;
+    use crate::sync::plan::Plan;
+
+    const KEYMAKER_SSHD: &str = "PasswordAuthentication no\n\
+        AuthorizedKeysCommand /usr/sbin/keymaker-get-public-keys\n\
+        AuthorizedKeysCommandUser keymaker\n\
+        ChallengeResponseAuthentication yes\n\
+        AuthenticationMethods publickey keyboard-interactive:pam,publickey\n";
+
+    #[test]
+    fn k4_doctor_names_every_keymaker_remnant_and_how_to_remove_it() {
+        let facts = KeymakerFacts {
+            get_public_keys: true,
+            sshd_config: Some(KEYMAKER_SSHD.into()),
+            pam: Some("auth optional pam_exec.so stdout /usr/local/bin/keymaker-create-account-for-iam-user\n@include common-auth\n".into()),
+            cron: true,
+            user: true,
+        };
+        let c = keymaker(&facts);
+        assert_eq!(c.status, Status::Problem, "{c:?}");
+        for part in [
+            "/usr/sbin/keymaker-get-public-keys",
+            "AuthenticationMethods publickey keyboard-interactive:pam,publickey",
+            "AuthorizedKeysCommandUser keymaker",
+            "keymaker-create-account-for-iam-user",
+            "/etc/cron.d/keymaker-group-sync",
+            "local user keymaker",
+        ] {
+            assert!(c.detail.contains(part), "{part:?} not in {c:?}");
+        }
+        assert!(
+            c.detail
+                .contains("re-activated by KbdInteractiveAuthentication yes"),
+            "{c:?}"
+        );
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("docs/keymaker-migration.md"), "{fix}");
+        assert!(
+            fix.contains("rm -f /usr/sbin/keymaker-get-public-keys"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn k4_a_host_without_keymaker_is_ok() {
+        let facts = KeymakerFacts {
+            sshd_config: Some(
+                "PasswordAuthentication no\nChallengeResponseAuthentication yes\n".into(),
+            ),
+            pam: Some("@include common-auth\n".into()),
+            ..KeymakerFacts::default()
+        };
+        assert_eq!(keymaker(&facts).status, Status::Ok);
+    }
+
+    #[test]
+    fn k2_doctor_flags_a_reused_group_with_the_exact_adopt_groups_line() {
+        let cfg = Config {
+            adopt_groups: vec!["docker".into()],
+            ..Config::default()
+        };
+        let mut plan = Plan::default();
+        plan.skipped.push(crate::sync::plan::Skipped {
+            subject: "web".into(),
+            reason: "IAM group keymaker_web maps to local group web (GID 3000) ...".into(),
+            error: true,
+        });
+        plan.unadopted_groups = vec!["web".into()];
+        let plan_with_web = plan.clone();
+        let c = sync_plan(&cfg, &Ok(plan));
+        assert_eq!(c.status, Status::Problem, "{c:?}");
+        assert!(c.detail.contains("web: IAM group keymaker_web"), "{c:?}");
+        assert_eq!(
+            c.fix.as_deref(),
+            Some(r#"add to keyward.toml: adopt_groups = ["docker", "web"]"#)
+        );
+        let mut more = plan_with_web.clone();
+        more.skipped.push(crate::sync::plan::Skipped {
+            subject: "Erin".into(),
+            reason: "keymaker account Erin ...".into(),
+            error: true,
+        });
+        let fix = sync_plan(&cfg, &Ok(more)).fix.unwrap();
+        assert!(
+            fix.ends_with(
+                "; for the others, run `keyward sync --dry-run` and act on each error: line"
+            ),
+            "{fix}"
+        );
+        assert_eq!(sync_plan(&cfg, &Ok(Plan::default())).status, Status::Ok);
+        assert_eq!(sync_plan(&cfg, &Err("no IAM".into())).status, Status::Skip);
     }
 }

@@ -35,6 +35,8 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
             "pam",
             "sync schedule",
             "cache dir",
+            "keymaker remnants",
+            "sync plan",
         ] {
             out.push(Check::skip(name, "the config did not load"));
         }
@@ -69,7 +71,39 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
     ));
     out.push(checks::schedule(&schedule_facts()));
     out.push(checks::cache_dir(&cache_facts(&config.cache_dir)));
+    out.push(checks::keymaker(&keymaker_facts(pam_text)));
+    out.push(checks::sync_plan(&config, &sync_plan(&config).await));
     out
+}
+
+/// What keymaker's `install` left; each file is only looked at.
+fn keymaker_facts(pam: Option<String>) -> checks::KeymakerFacts {
+    let read = |p: &str| {
+        std::fs::read(p)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    checks::KeymakerFacts {
+        get_public_keys: Path::new("/usr/sbin/keymaker-get-public-keys").exists(),
+        sshd_config: read("/etc/ssh/sshd_config"),
+        pam,
+        cron: Path::new("/etc/cron.d/keymaker-group-sync").exists(),
+        user: read("/etc/passwd").is_some_and(|t| t.lines().any(|l| l.starts_with("keymaker:"))),
+    }
+}
+
+/// The plan `keyward sync` would make now: the same IAM read and local read, nothing applied.
+async fn sync_plan(config: &Config) -> Result<crate::sync::plan::Plan, String> {
+    let options = crate::cli::host_client_options(config).map_err(|e| e.to_string())?;
+    let iam = AwsIam::new(&options).await;
+    let snapshot = crate::sync::read::read(config, &iam)
+        .await
+        .map_err(|e| format!("IAM could not be read completely: {e}"))?;
+    let now = crate::keys::cache::unix_secs(std::time::SystemTime::now());
+    let local = crate::sync::local::SystemState::new(&config.state_dir)
+        .read(now)
+        .map_err(|e| e.to_string())?;
+    Ok(crate::sync::plan::plan(config, &snapshot, &local, now))
 }
 
 /// Checks 2, 3 and 9: credentials, each IAM read, the clock.
@@ -116,7 +150,7 @@ async fn iam_checks(config: &Config, is_root: bool) -> Vec<Check> {
         "iam:ListUsers",
         "first user",
         &tried(first_user),
-        config.allows_everyone(),
+        config.allows_everyone() || config.adopt_keymaker_accounts,
     ));
     let keys = iam.list_keys(&user).await;
     let key_id = keys

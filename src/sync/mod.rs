@@ -10,6 +10,7 @@ pub mod apply;
 pub mod local;
 pub mod plan;
 pub mod read;
+pub mod rename;
 
 #[cfg(test)]
 mod tests;

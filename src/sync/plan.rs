@@ -305,6 +305,9 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Why the mass-change guard refuses this plan (nothing is applied without `--force`).
     pub refused: Option<String>,
+    /// Local groups a prefixed IAM group maps to that keyward did not create and
+    /// `adopt_groups` does not list (sorted): each is an error until adopted.
+    pub unadopted_groups: Vec<String>,
 }
 
 impl Plan {
@@ -360,19 +363,39 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
 
     // --- Who should have an account: allowed IAM users, by Linux name.
     let mut wanted: BTreeMap<String, (&IamUser, u32)> = BTreeMap::new();
+    // keymaker's accounts whose name is not keyward's name for their IAM user.
+    let mut misnamed: BTreeSet<&str> = BTreeSet::new();
     for u in iam.allowed.values() {
+        let keymakers = keymaker_account(config, local, u);
         match config.name_mapping.to_linux(&u.name) {
-            Err(e) => {
-                p.skip(&u.name, false, format!("IAM user name not mappable: {e}"));
-            }
+            Err(e) => match keymakers {
+                Some(lu) => {
+                    misnamed.insert(&lu.name);
+                    p.skip(&lu.name, true, unmappable_keymaker_account(lu, u, &e));
+                }
+                None => p.skip(&u.name, false, format!("IAM user name not mappable: {e}")),
+            },
             Ok(linux) if config.is_reserved(&linux) => p.skip(
                 &linux,
                 false,
                 format!("reserved name (IAM user {})", u.name),
             ),
-            Ok(linux) => {
-                wanted.insert(linux, (u, create::uid_for(config, &u.id)));
-            }
+            Ok(linux) => match keymakers {
+                Some(lu) if lu.name != linux && !local.users.contains_key(&linux) => {
+                    misnamed.insert(&lu.name);
+                    p.skip(
+                        &lu.name,
+                        true,
+                        format!(
+                            "keymaker account {} (uid {}) of IAM user {}: keyward names it {linux}, so it is not adopted and {} cannot log in through keyward until it is renamed: `keyward rename-keymaker --dry-run`, then `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)",
+                            lu.name, lu.uid, u.name, u.name
+                        ),
+                    );
+                }
+                _ => {
+                    wanted.insert(linux, (u, create::uid_for(config, &u.id)));
+                }
+            },
         }
     }
 
@@ -411,10 +434,18 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 managed.insert(linux.clone(), Managed { iam: u });
             }
             Some(lu) => {
-                let hint = if config.uid_scheme == UidScheme::Keymaker && lu.uid == *uid {
+                let hint = if config.uid_scheme != UidScheme::Keymaker {
+                    String::new()
+                } else if lu.uid == *uid {
                     " (it has keymaker's UID: set adopt_keymaker_accounts = true to adopt it)"
+                        .into()
                 } else {
-                    ""
+                    // C2: the account belongs to whichever IAM identity its UID was hashed
+                    // from; a name alone never hands it over.
+                    format!(
+                        "; its UID {} is not keymaker's UID for IAM user {}'s UserId {} ({uid}): it was made for another IAM identity (was {} deleted and re-created? a new UserId is a new person) or by hand, so it is not adopted and {} cannot log in through keyward until that account is renamed or removed",
+                        lu.uid, u.name, u.id, u.name, u.name
+                    )
                 };
                 p.skip(
                     linux,
@@ -563,9 +594,16 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
         }
     }
 
+    // --- keymaker's other accounts: reported, never changed.
+    if config.uid_scheme == UidScheme::Keymaker {
+        report_other_keymaker_accounts(config, iam, local, &wanted, &misnamed, &mut p);
+    }
+
     // --- Groups: each prefixed IAM group becomes (or stays) a Linux group.
     let mut groups: BTreeMap<String, ManagedGroup> = BTreeMap::new();
     let mut new_groups: Vec<(String, u32, &IamGroup)> = Vec::new();
+    // (Linux group, IAM group, what the group is): refused until listed in adopt_groups.
+    let mut unadopted: Vec<(String, String, String)> = Vec::new();
     for g in iam.prefixed.values() {
         let stripped = g.name.get(config.group_prefix.len()..).unwrap_or_default();
         let linux = match config.name_mapping.to_linux(stripped) {
@@ -622,15 +660,13 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 });
                 groups.insert(linux, ManagedGroup::of(g, lg.members.iter()));
             }
-            (Some(_), _) => {
-                p.skip(
-                    &linux,
-                    true,
-                    format!(
-                        "IAM group {} maps to local group {linux}, which keyward did not create: refused (list it in adopt_groups to manage keyward's accounts in it)",
-                        g.name
-                    ),
-                );
+            (Some(lg), _) => {
+                let whose = if config.uid_scheme == UidScheme::Keymaker && lg.gid != gid {
+                    format!(" (GID {}, not keymaker's GID {gid} for it: a local group keymaker reused, or one made by hand)", lg.gid)
+                } else {
+                    format!(" (GID {})", lg.gid)
+                };
+                unadopted.push((linux, g.name.clone(), whose));
             }
             (None, _) => {
                 if local.system_gids.contains(gid) {
@@ -646,6 +682,19 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 }
             }
         }
+    }
+    // One line fixes them all: the exact adopt_groups setting, existing entries kept.
+    if !unadopted.is_empty() {
+        let names: Vec<String> = unadopted.iter().map(|(l, _, _)| l.clone()).collect();
+        let line = adopt_groups_line(config, &names);
+        for (linux, iam_group, whose) in &unadopted {
+            p.skip(
+                linux,
+                true,
+                format!("IAM group {iam_group} maps to local group {linux}{whose}, which keyward did not create: refused; to manage keyward's accounts in it (its other members stay), add to keyward.toml: {line}"),
+            );
+        }
+        p.unadopted_groups = names;
     }
     // Two new groups hashed to one GID: the smaller GroupId wins on every host.
     let mut by_gid: BTreeMap<u32, Vec<&(String, u32, &IamGroup)>> = BTreeMap::new();
@@ -842,6 +891,111 @@ fn owns_user(local: &LocalState, name: &str) -> bool {
     match (local.users.get(name), local.user_records.get(name)) {
         (Some(u), Some(r)) => ownership::owns(r, u.uid),
         _ => false,
+    }
+}
+
+/// The `adopt_groups` line of keyward.toml that adopts `more` besides what it lists already.
+pub fn adopt_groups_line(config: &Config, more: &[String]) -> String {
+    let mut all: Vec<&String> = config.adopt_groups.iter().collect();
+    all.extend(more.iter().filter(|m| !config.adopt_groups.contains(m)));
+    let quoted: Vec<String> = all.iter().map(|g| format!("{g:?}")).collect();
+    format!("adopt_groups = [{}]", quoted.join(", "))
+}
+
+/// keymaker 1.1's account for IAM user `u`: named exactly like the IAM user (keymaker had no
+/// Linux-side name mapping) with the UID keymaker hashed from the UserId. Name and UID
+/// together are what ties an account keyward did not create to one IAM identity (C2): an IAM
+/// user deleted and re-created under the same name has another UserId, hence another UID.
+/// Never an account keyward owns or a reserved one.
+pub fn keymaker_account<'l>(
+    config: &Config,
+    local: &'l LocalState,
+    u: &IamUser,
+) -> Option<&'l LocalUser> {
+    if config.uid_scheme != UidScheme::Keymaker || config.is_reserved(&u.name) {
+        return None;
+    }
+    local
+        .users
+        .get(&u.name)
+        .filter(|lu| lu.uid == keymaker_uid(config, &u.id) && !owns_user(local, &lu.name))
+}
+
+fn keymaker_uid(config: &Config, user_id: &str) -> u32 {
+    ids::id_for(UidScheme::Keymaker, user_id, config.uid_range)
+}
+
+/// keymaker's UIDs (and GIDs): 2000 + a 16-bit hash / 2.
+const KEYMAKER_IDS: std::ops::RangeInclusive<u32> = 2000..=34767;
+
+fn unmappable_keymaker_account(
+    lu: &LocalUser,
+    u: &IamUser,
+    why: &crate::accounts::names::NameError,
+) -> String {
+    let escaped = crate::accounts::names::NameMapping::Escape.to_linux(&u.name);
+    let path = match escaped {
+        Ok(name) => format!("keep names canonical: set name_mapping = \"escape\" (keyward's name for it: {name}), then `keyward rename-keymaker --dry-run` and `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"),
+        Err(_) => "no name mapping can name it: rename the IAM user, or lock or remove the account".into(),
+    };
+    format!(
+        "keymaker account {} (uid {}) of IAM user {}: {why}; it is not adopted and {} cannot log in through keyward; {path}",
+        lu.name, lu.uid, u.name, u.name
+    )
+}
+
+/// A line for each local account keymaker may have made that the plan does not otherwise
+/// mention: the account of an IAM user who is not allowed, one named like an IAM user but
+/// with another identity's UID, one in keymaker's UID range that no IAM user accounts for.
+/// Only reported: keyward neither adopts nor locks them.
+fn report_other_keymaker_accounts(
+    config: &Config,
+    iam: &IamSnapshot,
+    local: &LocalState,
+    wanted: &BTreeMap<String, (&IamUser, u32)>,
+    misnamed: &BTreeSet<&str>,
+    p: &mut Plan,
+) {
+    let by_name: BTreeMap<&str, &IamUser> = iam
+        .allowed
+        .values()
+        .chain(iam.others.values())
+        .map(|u| (u.name.as_str(), u))
+        .collect();
+    let allowed_groups = config.allowed_groups.join(", ");
+    for lu in local.users.values() {
+        if wanted.contains_key(&lu.name)
+            || misnamed.contains(lu.name.as_str())
+            || local.user_records.contains_key(&lu.name)
+            || config.is_reserved(&lu.name)
+        {
+            continue;
+        }
+        let reason = match by_name.get(lu.name.as_str()) {
+            // Allowed, and not wanted under this name: keyward's name for the IAM user is
+            // another account's (or reserved).
+            Some(u) if iam.allowed.contains_key(&u.id) && lu.uid == keymaker_uid(config, &u.id) => {
+                let name = config.name_mapping.to_linux(&u.name).unwrap_or_default();
+                format!(
+                    "keymaker account of IAM user {} (uid {}), but keyward's name for it, {name}, is another account (or reserved): not adopted, not touched; move what is needed from {} to {name}, then lock or remove {}",
+                    u.name, lu.uid, lu.name, lu.name
+                )
+            }
+            Some(u) if lu.uid == keymaker_uid(config, &u.id) => format!(
+                "keymaker account of IAM user {} (uid {}), who is not in allowed_groups ({allowed_groups}): not adopted, not locked, not removed; it can no longer log in (keyward serves keys only to allowed users): add the IAM user to an allowed group, or lock the account (usermod --lock --expiredate 1 {}) or remove it yourself",
+                u.name, lu.uid, lu.name
+            ),
+            Some(u) if KEYMAKER_IDS.contains(&lu.uid) => format!(
+                "local account (uid {}) named like IAM user {}, whose UserId {} gives keymaker's UID {}: made for another IAM identity (deleted and re-created?) or by hand: not adopted, not touched",
+                lu.uid, u.name, u.id, keymaker_uid(config, &u.id)
+            ),
+            None if config.adopt_keymaker_accounts && KEYMAKER_IDS.contains(&lu.uid) => format!(
+                "local account (uid {}, in keymaker's UID range) but no IAM user is named {}: if keymaker made it, its IAM user was deleted or renamed: not adopted, not touched",
+                lu.uid, lu.name
+            ),
+            _ => continue,
+        };
+        p.skip(&lu.name, false, reason);
     }
 }
 
@@ -1080,6 +1234,7 @@ mod m2_tests {
                 })
                 .collect(),
             sudoers: BTreeSet::new(),
+            others: BTreeMap::new(),
         }
     }
 

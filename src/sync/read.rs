@@ -4,7 +4,8 @@
 //! truncated page anywhere makes the whole read fail, and a partial list is never mistaken for
 //! "these people left". Only IAM's authoritative NoSuchEntity for one group counts as "this
 //! group is gone". Costs ListGroups + one GetGroup per group read (+ ListUsers with
-//! `allowed_groups = ["*"]`), extra pages included; never a call per user.
+//! `allowed_groups = ["*"]` or `adopt_keymaker_accounts`), extra pages included; never a call
+//! per user.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -36,6 +37,10 @@ pub struct IamSnapshot {
     pub prefixed: BTreeMap<String, IamGroup>,
     /// UserIds of the members of `sudo_groups`.
     pub sudoers: BTreeSet<String>,
+    /// IAM users known not to be allowed, by UserId: members of the groups read, and with
+    /// `adopt_keymaker_accounts` every IAM user (one ListUsers), so that each of keymaker's
+    /// accounts gets a stated outcome in the plan. Never a reason to change an account.
+    pub others: BTreeMap<String, IamUser>,
 }
 
 /// The IAM reads `sync` makes. Production is [`AwsIam`]; tests use an in-memory fake.
@@ -150,18 +155,36 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
             .flat_map(|g| g.members.iter().cloned())
             .collect()
     };
-    let allowed_users = if config.allows_everyone() {
+    let listed = if config.allows_everyone() || config.adopt_keymaker_accounts {
         let listed = iam.list_users().await?;
         check_names("ListUsers", &listed)?;
-        users(listed)
+        Some(users(listed))
     } else {
-        members_of(&allowed_names)
+        None
     };
+    let allowed_users = match (&listed, config.allows_everyone()) {
+        (Some(all), true) => all.clone(),
+        _ => members_of(&allowed_names),
+    };
+    let allowed: BTreeMap<String, IamUser> = allowed_users
+        .into_iter()
+        .map(|u| (u.id.clone(), u))
+        .collect();
+    let others = listed
+        .unwrap_or_default()
+        .into_iter()
+        .chain(
+            read_groups
+                .values()
+                .flatten()
+                .flat_map(|g| g.members.clone()),
+        )
+        .filter(|u| !allowed.contains_key(&u.id))
+        .map(|u| (u.id.clone(), u))
+        .collect();
     Ok(IamSnapshot {
-        allowed: allowed_users
-            .into_iter()
-            .map(|u| (u.id.clone(), u))
-            .collect(),
+        allowed,
+        others,
         prefixed: prefixed_names
             .iter()
             .filter_map(|n| read_groups.get(n).cloned().flatten())
@@ -378,6 +401,28 @@ mod tests {
         assert_eq!(block(bounded(jobs, 4)), Ok((0..7).collect::<Vec<_>>()));
         let none: Vec<std::future::Ready<Result<u8, ()>>> = Vec::new();
         assert_eq!(block(bounded(none, 0)), Ok(vec![]));
+    }
+
+    #[test]
+    fn keymaker_migration_lists_every_user_to_account_for_keymakers_accounts() {
+        let mut cfg = config(&["ops"], &[]);
+        // Without adoption, only the members of the groups read are known.
+        let snap = block(read(&cfg, &iam())).unwrap();
+        assert_eq!(
+            snap.others.values().map(|u| &u.name).collect::<Vec<_>>(),
+            ["carol"]
+        );
+        cfg.uid_scheme = crate::accounts::ids::UidScheme::Keymaker;
+        cfg.adopt_keymaker_accounts = true;
+        let iam = iam();
+        let snap = block(read(&cfg, &iam)).unwrap();
+        // ListGroups + 3 groups + one ListUsers.
+        assert_eq!(iam.calls.get(), 1 + 3 + 1);
+        assert_eq!(
+            snap.others.values().map(|u| &u.name).collect::<Vec<_>>(),
+            ["carol", "dave"]
+        );
+        assert_eq!(snap.allowed.len(), 2);
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn iam(allowed: &[&str], groups: &[(&str, &[&str])], sudo: &[&str]) -> IamSnapsh
             })
             .collect(),
         sudoers: sudo.iter().map(|n| user(n).id).collect(),
+        others: BTreeMap::new(),
     }
 }
 
@@ -56,15 +57,7 @@ fn iam(allowed: &[&str], groups: &[(&str, &[&str])], sudo: &[&str]) -> IamSnapsh
 fn host() -> LocalState {
     let mut s = LocalState::default();
     for (name, uid) in [("root", 0), ("admin", 1000)] {
-        s.users.insert(
-            name.into(),
-            LocalUser {
-                name: name.into(),
-                uid,
-                gid: uid,
-                expired: Some(false),
-            },
-        );
+        local_user(&mut s, name, uid);
     }
     for (name, gid, members) in [
         ("root", 0, vec![]),
@@ -72,16 +65,33 @@ fn host() -> LocalState {
         ("sudo", 27, vec!["admin".to_string()]),
         ("docker", 999, vec![]),
     ] {
-        s.groups.insert(
-            name.into(),
-            LocalGroup {
-                name: name.into(),
-                gid,
-                members,
-            },
-        );
+        local_group(&mut s, name, gid, members);
     }
     s
+}
+
+/// An unexpired local account whose primary GID is its UID.
+fn local_user(s: &mut LocalState, name: &str, uid: u32) {
+    s.users.insert(
+        name.into(),
+        LocalUser {
+            name: name.into(),
+            uid,
+            gid: uid,
+            expired: Some(false),
+        },
+    );
+}
+
+fn local_group(s: &mut LocalState, name: &str, gid: u32, members: Vec<String>) {
+    s.groups.insert(
+        name.into(),
+        LocalGroup {
+            name: name.into(),
+            gid,
+            members,
+        },
+    );
 }
 
 /// Plans and applies against the fake; returns the plan.
@@ -942,4 +952,193 @@ fn plan_for_2000_users_in_100_groups_is_fast() {
         "{:?}",
         started.elapsed()
     );
+}
+
+// --- keymaker migration (issue 10): every keymaker account gets a stated outcome.
+
+fn km_config() -> Config {
+    Config {
+        allowed_groups: vec!["ops".into()],
+        uid_scheme: UidScheme::Keymaker,
+        group_prefix: "keymaker_".into(),
+        name_mapping: crate::accounts::names::NameMapping::Identity {
+            suffix: String::new(),
+        },
+        adopt_keymaker_accounts: true,
+        ..Config::default()
+    }
+}
+
+fn km_uid(id: &str) -> u32 {
+    ids::id_for(UidScheme::Keymaker, id, Config::default().uid_range)
+}
+
+/// An account as keymaker's PAM hook made it: named exactly like the IAM user, UID hashed from
+/// `id`, a private group with the same name.
+fn keymaker_account(local: &mut LocalState, name: &str, id: &str) -> u32 {
+    let uid = km_uid(id);
+    local_user(local, name, uid);
+    local_group(local, name, uid, vec![]);
+    uid
+}
+
+fn iam_user(name: &str, id: &str) -> IamUser {
+    IamUser {
+        name: name.into(),
+        id: id.into(),
+    }
+}
+
+fn allowed(users: &[IamUser]) -> IamSnapshot {
+    IamSnapshot {
+        allowed: users.iter().map(|u| (u.id.clone(), u.clone())).collect(),
+        ..IamSnapshot::default()
+    }
+}
+
+fn skip_of<'p>(p: &'p Plan, subject: &str) -> &'p super::plan::Skipped {
+    p.skipped
+        .iter()
+        .find(|s| s.subject == subject)
+        .unwrap_or_else(|| panic!("no line for {subject}: {:#?}", p.skipped))
+}
+
+#[test]
+fn k1_keymaker_accounts_identity_cannot_name_get_an_error_with_the_rename_path() {
+    let cfg = km_config();
+    let mut local = host();
+    let erin = keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+    keymaker_account(&mut local, "dave@example.com", "AIDADAVE0000000000001");
+    let snap = allowed(&[
+        iam_user("Erin", "AIDAERIN0000000000001"),
+        iam_user("dave@example.com", "AIDADAVE0000000000001"),
+    ]);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let e = skip_of(&p, "Erin");
+    assert!(e.error, "{e:?}");
+    for part in [
+        &format!("keymaker account Erin (uid {erin}) of IAM user Erin"),
+        "name_mapping = \"escape\"",
+        "_erin",
+        "keyward rename-keymaker",
+    ] {
+        assert!(e.reason.contains(part), "{part:?} not in {e:?}");
+    }
+    let d = skip_of(&p, "dave@example.com");
+    assert!(d.error && d.reason.contains("dave_0example.com"), "{d:?}");
+}
+
+#[test]
+fn k1_under_the_escape_mapping_a_keymaker_account_is_named_for_rename_not_refused_for_its_uid() {
+    let cfg = Config {
+        name_mapping: crate::accounts::names::NameMapping::Escape,
+        ..km_config()
+    };
+    let mut local = host();
+    let erin = keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+    let snap = allowed(&[iam_user("Erin", "AIDAERIN0000000000001")]);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let e = skip_of(&p, "Erin");
+    assert!(e.error, "{e:?}");
+    assert!(!e.reason.contains("already held"), "{e:?}");
+    assert!(
+        e.reason.contains(&format!(
+            "keymaker account Erin (uid {erin}) of IAM user Erin: keyward names it _erin"
+        )) && e.reason.contains("keyward rename-keymaker"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn k2_a_reused_local_group_names_the_exact_adopt_groups_line() {
+    let cfg = Config {
+        adopt_groups: vec!["docker".into()],
+        ..km_config()
+    };
+    let mut local = host();
+    local_group(&mut local, "web", 3000, vec![]);
+    let snap = iam(&[], &[("keymaker_web", &[]), ("keymaker_db", &[])], &[]);
+    local_group(&mut local, "db", 3001, vec![]);
+    let p = plan(&cfg, &snap, &local, T0);
+    let web = skip_of(&p, "web");
+    assert!(web.error, "{web:?}");
+    assert!(
+        web.reason
+            .contains(r#"add to keyward.toml: adopt_groups = ["docker", "db", "web"]"#),
+        "{web:?}"
+    );
+    assert!(web.reason.contains("GID 3000"), "{web:?}");
+    assert_eq!(p.unadopted_groups, ["db", "web"]);
+}
+
+#[test]
+fn k3_keymaker_accounts_of_iam_users_not_allowed_are_reported_with_the_reason() {
+    let cfg = km_config();
+    let mut local = host();
+    keymaker_account(&mut local, "carol", "AIDACAROL000000000001");
+    // An account in keymaker's range that no IAM user accounts for.
+    local_user(&mut local, "ghost", 5000);
+    let mut snap = allowed(&[]);
+    let carol = iam_user("carol", "AIDACAROL000000000001");
+    snap.others.insert(carol.id.clone(), carol);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let c = skip_of(&p, "carol");
+    assert!(!c.error, "{c:?}");
+    assert!(
+        c.reason.contains("keymaker account of IAM user carol")
+            && c.reason.contains("not in allowed_groups (ops)")
+            && c.reason.contains("not locked"),
+        "{c:?}"
+    );
+    let g = skip_of(&p, "ghost");
+    assert!(
+        !g.error && g.reason.contains("no IAM user is named ghost"),
+        "{g:?}"
+    );
+    // The AMI's own accounts (below keymaker's range) get no line.
+    assert!(p.skipped.iter().all(|s| s.subject != "admin"), "{p:#?}");
+}
+
+#[test]
+fn k3_an_iam_user_recreated_under_a_keymaker_name_is_told_why_it_is_not_adopted() {
+    let cfg = km_config();
+    let mut local = host();
+    let old = keymaker_account(&mut local, "alice", "AIDAALICEOLD000000001");
+    let snap = allowed(&[iam_user("alice", "AIDAALICENEW000000001")]);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let a = skip_of(&p, "alice");
+    let new = km_uid("AIDAALICENEW000000001");
+    for part in [
+        "not touched".to_string(),
+        format!("its UID {old} is not keymaker's UID for IAM user alice's UserId AIDAALICENEW000000001 ({new})"),
+        "deleted and re-created".into(),
+    ] {
+        assert!(a.reason.contains(&part), "{part:?} not in {a:?}");
+    }
+}
+
+#[test]
+fn k1_a_keymaker_account_whose_keyward_name_is_taken_still_gets_a_line() {
+    let cfg = Config {
+        name_mapping: crate::accounts::names::NameMapping::Escape,
+        ..km_config()
+    };
+    let mut local = host();
+    keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+    local_user(&mut local, "_erin", 1500);
+    let snap = allowed(&[iam_user("Erin", "AIDAERIN0000000000001")]);
+    let p = plan(&cfg, &snap, &local, T0);
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let e = skip_of(&p, "Erin");
+    assert!(
+        e.reason.contains("keymaker account of IAM user Erin")
+            && e.reason
+                .contains("keyward's name for it, _erin, is another account"),
+        "{e:?}"
+    );
+    assert!(skip_of(&p, "_erin").reason.contains("not touched"));
 }
