@@ -110,11 +110,13 @@ pub fn plan(
             p.refused.push(refuse(format!(
                 "an account named {to} exists already: not renamed (find out whose it is first)"
             )));
-        } else if local.groups.contains_key(&to) {
+        } else if local.groups.get(&to).is_some_and(|g| g.gid != lu.gid) {
             p.refused.push(refuse(format!(
                 "a group named {to} exists already: not renamed"
             )));
         } else {
+            // A group `to` with the account's own GID is its private group, renamed by a run
+            // that stopped before `usermod -l`: only the account is left to rename.
             p.renames.push(Rename {
                 from: lu.name.clone(),
                 to,
@@ -300,6 +302,52 @@ mod tests {
         // And sync now adopts them under keyward's names.
         let sync = crate::sync::plan::plan(&config(), &snap, &fake.state, 1);
         assert_eq!(sync.count("adopt_user"), 3, "{sync:#?}");
+    }
+
+    #[test]
+    fn k1_a_rename_stopped_after_groupmod_is_finished_by_the_next_run() {
+        let erin = uid("AIDAERIN0000000000001");
+        let mut local = host(&[("Erin", erin)]);
+        // The last run renamed the private group, then stopped before usermod.
+        let mut g = local.groups.remove("Erin").unwrap();
+        g.name = "_erin".into();
+        local.groups.insert("_erin".into(), g);
+        let snap = iam(&[("Erin", "AIDAERIN0000000000001")]);
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.refused, []);
+        assert_eq!(p.renames.len(), 1);
+        assert!(!p.renames[0].private_group);
+        let mut fake = Fake {
+            state: local,
+            ..Fake::default()
+        };
+        assert!(apply(&p, &mut fake).is_empty());
+        assert_eq!(fake.commands, ["usermod -l _erin Erin"]);
+        assert_eq!(
+            plan(&config(), &snap, &fake.state).unwrap(),
+            RenamePlan::default()
+        );
+    }
+
+    #[test]
+    fn k1_a_group_with_the_target_name_but_another_gid_still_refuses() {
+        let erin = uid("AIDAERIN0000000000001");
+        let mut local = host(&[("Erin", erin)]);
+        local.groups.insert(
+            "_erin".into(),
+            LocalGroup {
+                name: "_erin".into(),
+                gid: 4321,
+                members: vec![],
+            },
+        );
+        let snap = iam(&[("Erin", "AIDAERIN0000000000001")]);
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1);
+        assert!(p.refused[0]
+            .reason
+            .contains("a group named _erin exists already"));
     }
 
     #[test]
