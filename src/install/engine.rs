@@ -139,6 +139,7 @@ pub(crate) mod tests {
         self,
         tests::{AMAZON_LINUX_PAM, DEBIAN_PAM},
     };
+    use crate::install::plan::InstallPlan;
     use crate::install::schedule::{self, Scheduler, SchedulerChoice};
     use crate::install::sshd::tests::{AMAZON_LINUX_SSHD, DEBIAN_SSHD};
     use crate::install::sshd::{self, DROPIN_PATH};
@@ -968,5 +969,68 @@ pub(crate) mod tests {
             .mode()
             & 0o7777;
         assert_eq!(mode, 0o755);
+    }
+
+    /// read → plan → apply on a real tree, then read and plan again: nothing left to do.
+    fn apply_then_replan(t: &Tree, sys: &mut Fake, services: bool) -> InstallPlan {
+        let opts = t.opts();
+        let target = target(&opts, services);
+        let config = Config::default();
+        let job = Job::Install {
+            binary: BIN,
+            dry_run: false,
+        };
+        let snapshot = read_host(&target, &config, job, sys).unwrap();
+        let plan = plan_install(&snapshot, &config, &opts.install()).unwrap();
+        assert!(!plan.is_empty());
+        let mut out = Vec::new();
+        apply_install(&plan, &target, sys, &mut Undo::default(), &mut out).unwrap();
+        let snapshot = read_host(&target, &config, job, sys).unwrap();
+        plan_install(&snapshot, &config, &opts.install()).unwrap()
+    }
+
+    #[test]
+    fn applied_plans_leave_nothing_to_plan_on_every_kind_of_host() {
+        let debian = Tree::debian();
+        let mut sys = Fake::new(debian.dir.path());
+        let again = apply_then_replan(&debian, &mut sys, false);
+        assert!(again.is_empty(), "{:?}", again.steps);
+
+        let amazon = Tree::new(AMAZON_LINUX_SSHD, Some(AMAZON_LINUX_PAM));
+        let mut sys = Fake::new(amazon.dir.path());
+        let again = apply_then_replan(&amazon, &mut sys, true);
+        assert!(again.is_empty(), "{:?}", again.steps);
+        assert!(amazon.exists("etc/keyward/chain.toml"));
+
+        let systemd = Tree::debian();
+        fs::create_dir_all(systemd.path("run/systemd/system")).unwrap();
+        let mut sys = Fake::new(systemd.dir.path());
+        let again = apply_then_replan(&systemd, &mut sys, true);
+        assert!(again.is_empty(), "{:?}", again.steps);
+        assert!(sys
+            .calls
+            .iter()
+            .any(|c| c == "systemctl enable --now keyward-sync.timer"));
+
+        // Cache drift on a host where keyward's user exists: owner, group and mode.
+        let drift = Tree::debian();
+        drift.write(
+            "etc/passwd",
+            &format!("{PASSWD}keyward:x:4242:4343::/nonexistent:/usr/sbin/nologin\n"),
+        );
+        fs::create_dir_all(drift.path("var/cache/keyward/keys")).unwrap();
+        fs::set_permissions(
+            drift.path("var/cache/keyward/keys"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let mut sys = Fake::new(drift.dir.path());
+        let again = apply_then_replan(&drift, &mut sys, false);
+        assert!(again.is_empty(), "{:?}", again.steps);
+        let keys = fs::metadata(drift.path("var/cache/keyward/keys")).unwrap();
+        assert_eq!(
+            (keys.uid(), keys.gid(), keys.mode() & 0o7777),
+            (4242, 4343, 0o755)
+        );
     }
 }

@@ -653,3 +653,608 @@ fn foreign_command(
         None => pick(parsed),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::install::cache::{Entry, Kind};
+    use crate::install::describe;
+    use crate::install::pam::tests::DEBIAN_PAM;
+    use crate::install::snapshot::MANAGED_PATHS;
+    use crate::install::sshd::tests::{AMAZON_LINUX_SSHD, DEBIAN_SSHD};
+
+    const BIN: &str = "/usr/local/bin/keyward";
+    const KEYWARD: (u32, u32) = (998, 997);
+    const DROPIN_GLOB: &str = "/etc/ssh/sshd_config.d/*.conf";
+
+    /// A Debian host with systemd, sshd and PAM as shipped, and nothing of keyward's.
+    fn fresh() -> HostSnapshot {
+        let mut files: BTreeMap<String, Option<Vec<u8>>> = MANAGED_PATHS
+            .iter()
+            .map(|p| (p.to_string(), None))
+            .collect();
+        files.insert(MAIN_CONFIG.into(), Some(DEBIAN_SSHD.into()));
+        files.insert(pam::PAM_PATH.into(), Some(DEBIAN_PAM.into()));
+        let saved = files.keys().map(|p| (p.clone(), None)).collect();
+        HostSnapshot {
+            root: None,
+            services: true,
+            sshd: Some("/usr/sbin/sshd".into()),
+            layout: Layout::new(&Config::default()),
+            files,
+            saved,
+            includes: [(DROPIN_GLOB.to_owned(), Vec::new())].into(),
+            manifest: None,
+            user: None,
+            cache: None,
+            state_dir_exists: false,
+            systemd_running: true,
+            timer_enabled: Some(false),
+            sshd_dump: SshdDump::Dump(sshd::parse_dump(
+                "port 22\nauthorizedkeyscommand none\nauthorizedkeyscommanduser none\nusepam yes\n",
+            )),
+            host_identity: "4b2d0b0f1c3e4a8f9d6e7c5b4a39281f".into(),
+            binary_problem: None,
+        }
+    }
+
+    fn opts() -> InstallOptions {
+        InstallOptions {
+            root: None,
+            binary: BIN.into(),
+            dry_run: false,
+            replace: false,
+            scheduler: SchedulerChoice::Auto,
+            reload: true,
+        }
+    }
+
+    fn uninstall_opts() -> UninstallOptions {
+        UninstallOptions {
+            root: None,
+            dry_run: false,
+            force: false,
+        }
+    }
+
+    fn plan(snap: &HostSnapshot) -> InstallPlan {
+        plan_install(snap, &Config::default(), &opts()).unwrap()
+    }
+
+    fn dir(rel: &str, (uid, gid): (u32, u32), mode: u32) -> Entry {
+        Entry {
+            rel: rel.into(),
+            uid,
+            gid,
+            mode,
+            kind: Kind::Dir,
+        }
+    }
+
+    /// The host after `plan` was applied, as `read_host` would see it.
+    fn applied(snap: &HostSnapshot, plan: &InstallPlan) -> HostSnapshot {
+        let mut s = snap.clone();
+        let mut manifest = plan.manifest.clone();
+        for step in &plan.steps {
+            match step {
+                InstallStep::CreateUser { .. } => s.user = Some(KEYWARD),
+                InstallStep::CreateStateDir { .. } => s.state_dir_exists = true,
+                InstallStep::FixCache { plan: cache, .. } => {
+                    let mut entries = s.cache.clone().unwrap_or_default();
+                    if cache.create_dir {
+                        entries.push(dir("", KEYWARD, 0o755));
+                    }
+                    entries.extend(cache.create.iter().map(|sub| dir(sub, KEYWARD, 0o755)));
+                    for e in &mut entries {
+                        (e.uid, e.gid) = s.user.unwrap();
+                        if let Some((_, mode)) = cache.chmod.iter().find(|(rel, _)| *rel == e.rel) {
+                            e.mode = *mode;
+                        }
+                    }
+                    s.cache = Some(entries);
+                }
+                InstallStep::WriteFile(f) => {
+                    let path = f.change.path.clone();
+                    s.files.insert(path.clone(), f.change.desired.clone());
+                    manifest.set(&path, f.original.as_deref(), f.change.desired.as_deref());
+                    match &f.copy {
+                        CopyChange::Write(bytes) => {
+                            s.saved.insert(path, Some(bytes.clone()));
+                        }
+                        CopyChange::Remove => {
+                            s.saved.insert(path, None);
+                        }
+                        CopyChange::Keep => {}
+                    }
+                }
+                InstallStep::EnableTimer => s.timer_enabled = Some(true),
+                InstallStep::DisableTimer => s.timer_enabled = Some(false),
+                InstallStep::RecordManifest
+                | InstallStep::CheckSshd { .. }
+                | InstallStep::DaemonReload
+                | InstallStep::ReloadSshd => {}
+            }
+        }
+        s.manifest = Some(manifest);
+        // sshd now reads keyward's directives (the drop-in is included, or the block is first).
+        if let SshdDump::Dump(_) = s.sshd_dump {
+            s.sshd_dump = SshdDump::Dump(sshd::parse_dump(&format!(
+                "authorizedkeyscommand {}\nauthorizedkeyscommanduser keyward\nusepam yes\n",
+                sshd::authorized_keys_command(BIN)
+            )));
+        }
+        s
+    }
+
+    fn installed() -> HostSnapshot {
+        let snap = fresh();
+        applied(&snap, &plan(&snap))
+    }
+
+    fn kinds(plan: &InstallPlan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|s| match s {
+                InstallStep::WriteFile(f) => format!("write {}", f.change.path),
+                other => format!("{other:?}")
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fresh_host_gets_user_dirs_files_checked_timer_and_reload_in_that_order() {
+        let p = plan(&fresh());
+        assert_eq!(
+            kinds(&p),
+            [
+                "CreateUser",
+                "CreateStateDir",
+                "FixCache",
+                "write /etc/ssh/sshd_config.d/00-keyward.conf",
+                "write /etc/pam.d/sshd",
+                "write /etc/systemd/system/keyward-sync.service",
+                "write /etc/systemd/system/keyward-sync.timer",
+                "RecordManifest",
+                "CheckSshd",
+                "EnableTimer",
+                "ReloadSshd",
+            ]
+        );
+        assert!(p.manifest.created_user);
+        assert_eq!(p.manifest.scheduler, Some(Scheduler::Systemd));
+        let lines = describe::install(&p, true).join("\n");
+        for expected in [
+            "sshd: keyward's directives go in /etc/ssh/sshd_config.d/00-keyward.conf",
+            "would create system user keyward: useradd --system",
+            "would create directory /var/lib/keyward (root, 0755)",
+            "would create directory /var/cache/keyward (keyward, 0755)",
+            "would create /etc/ssh/sshd_config.d/00-keyward.conf:",
+            "would modify /etc/pam.d/sshd:",
+            "would check with sshd -t and sshd -T",
+            "would run: systemctl daemon-reload; systemctl enable --now keyward-sync.timer",
+            "would reload sshd",
+        ] {
+            assert!(
+                lines.contains(expected),
+                "missing {expected:?} in:\n{lines}"
+            );
+        }
+        // The PAM original is the file as shipped, saved before it changes.
+        let pam_step = p
+            .file_steps()
+            .find(|f| f.change.path == pam::PAM_PATH)
+            .unwrap();
+        assert_eq!(pam_step.original.as_deref(), Some(DEBIAN_PAM.as_bytes()));
+        assert_eq!(pam_step.copy, CopyChange::Write(DEBIAN_PAM.into()));
+    }
+
+    #[test]
+    fn applying_the_plan_then_planning_again_gives_an_empty_plan() {
+        let again = plan(&installed());
+        assert!(again.is_empty(), "{:?}", again.steps);
+        let lines = describe::install(&again, false);
+        assert_eq!(lines.last().unwrap(), "already installed; nothing changed");
+        assert!(describe::install(&again, true)
+            .iter()
+            .all(|l| !l.starts_with("would ")));
+    }
+
+    #[test]
+    fn foreign_authorized_keys_command_is_chained_or_replaced() {
+        let mut snap = fresh();
+        snap.files
+            .insert(MAIN_CONFIG.into(), Some(AMAZON_LINUX_SSHD.into()));
+        snap.sshd_dump = SshdDump::Dump(sshd::parse_dump(
+            "authorizedkeyscommand /opt/aws/bin/eic_run_authorized_keys %u %f\nauthorizedkeyscommanduser ec2-instance-connect\nusepam yes\n",
+        ));
+        let p = plan(&snap);
+        let chain = p
+            .file_steps()
+            .find(|f| f.change.path == CHAIN_PATH)
+            .unwrap();
+        assert_eq!(
+            chain.change.desired.as_deref(),
+            Some(
+                render_chain(
+                    "/opt/aws/bin/eic_run_authorized_keys %u %f",
+                    "ec2-instance-connect"
+                )
+                .as_bytes()
+            )
+        );
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("chaining:")),
+            "{:?}",
+            p.notes
+        );
+        // No Include of the drop-in directory: the block at the top of sshd_config.
+        let main = p
+            .file_steps()
+            .find(|f| f.change.path == MAIN_CONFIG)
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(main.change.desired.as_ref().unwrap())
+                .starts_with("# BEGIN keyward")
+        );
+        assert_eq!(main.original.as_deref(), Some(AMAZON_LINUX_SSHD.as_bytes()));
+        // Re-planning after install keeps the chain: sshd -T then shows keyward's command.
+        assert!(plan(&applied(&snap, &p)).is_empty());
+
+        let replace = InstallOptions {
+            replace: true,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &replace).unwrap();
+        assert!(p.file_steps().all(|f| f.change.path != CHAIN_PATH));
+        assert!(p.notes.iter().any(|n| n.starts_with("--replace: the AuthorizedKeysCommand in effect now (/opt/aws/bin/eic_run_authorized_keys %u %f)")));
+    }
+
+    #[test]
+    fn a_foreign_file_in_keywards_place_is_left_alone_and_a_marked_one_removed() {
+        let mut snap = fresh();
+        snap.files.insert(
+            schedule::CRON_PATH.into(),
+            Some(b"0 * * * * root /usr/local/bin/admin-job\n".to_vec()),
+        );
+        let p = plan(&snap);
+        assert!(p.file_steps().all(|f| f.change.path != schedule::CRON_PATH));
+        assert!(p.notes.contains(
+            &"warning: /etc/cron.d/keyward exists and is not keyward's; left alone".into()
+        ));
+
+        snap.files.insert(
+            schedule::CRON_PATH.into(),
+            Some(format!("{MANAGED_MARK}\n0 * * * * root {BIN} sync\n").into_bytes()),
+        );
+        let p = plan(&snap);
+        let cron = p
+            .file_steps()
+            .find(|f| f.change.path == schedule::CRON_PATH)
+            .unwrap();
+        assert_eq!(cron.change.desired, None);
+        assert_eq!(
+            cron.original, None,
+            "a file keyward owns whole is never an original"
+        );
+    }
+
+    #[test]
+    fn without_systemd_the_schedule_is_cron_and_systemctl_never_runs() {
+        let mut snap = fresh();
+        snap.systemd_running = false;
+        snap.timer_enabled = None;
+        let p = plan(&snap);
+        let k = kinds(&p);
+        assert!(k.contains(&"write /etc/cron.d/keyward".to_owned()), "{k:?}");
+        assert!(
+            !k.iter()
+                .any(|s| s.contains("systemd") || s.contains("Timer") || s == "DaemonReload"),
+            "{k:?}"
+        );
+        assert_eq!(p.manifest.scheduler, Some(Scheduler::Cron));
+        assert!(!p.systemctl);
+        assert!(plan(&applied(&snap, &p)).is_empty());
+
+        // --scheduler systemd without systemd running: units written, not enabled, and said so.
+        let forced = InstallOptions {
+            scheduler: SchedulerChoice::Systemd,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &forced).unwrap();
+        assert!(p
+            .file_steps()
+            .any(|f| f.change.path == schedule::TIMER_PATH));
+        assert!(!p.steps.contains(&InstallStep::EnableTimer));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("note: systemd is not the running init")));
+    }
+
+    #[test]
+    fn a_timer_that_is_not_enabled_is_enabled_and_an_enabled_one_left_alone() {
+        let mut snap = installed();
+        snap.timer_enabled = Some(false);
+        let p = plan(&snap);
+        assert_eq!(kinds(&p), ["RecordManifest", "CheckSshd", "EnableTimer"]);
+        assert!(describe::install(&p, false).contains(
+            &"run: systemctl daemon-reload; systemctl enable --now keyward-sync.timer".into()
+        ));
+        snap.timer_enabled = Some(true);
+        assert!(plan(&snap).is_empty());
+    }
+
+    #[test]
+    fn switching_to_cron_disables_the_timer_and_removes_the_units() {
+        let snap = installed();
+        let cron = InstallOptions {
+            scheduler: SchedulerChoice::Cron,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &cron).unwrap();
+        let k = kinds(&p);
+        assert_eq!(k[0], "DisableTimer", "{k:?}");
+        assert!(k.contains(&"write /etc/cron.d/keyward".to_owned()));
+        assert!(k.contains(&"DaemonReload".to_owned()));
+        let units = p
+            .file_steps()
+            .filter(|f| f.change.path.starts_with("/etc/systemd/"))
+            .count();
+        assert_eq!(units, 2);
+        assert!(p.units_changed());
+    }
+
+    #[test]
+    fn i9_gid_only_cache_mismatch_is_planned_described_and_fixed() {
+        let mut snap = installed();
+        let cache = snap.cache.as_mut().unwrap();
+        cache[1].gid = 0;
+        let keys = cache[1].rel.clone();
+        let p = plan(&snap);
+        let Some(InstallStep::FixCache { plan: fix, .. }) = p.steps.first() else {
+            panic!("no cache fix: {:?}", p.steps);
+        };
+        assert_eq!(fix.chown, [keys]);
+        assert!(describe::install(&p, true).contains(&"would give 1 cache entry to keyward (chown, never through a symlink): /var/cache/keyward/keys".into()));
+        assert!(plan(&applied(&snap, &p)).is_empty());
+    }
+
+    #[test]
+    fn i9_group_writable_cache_dir_is_planned_described_and_fixed() {
+        let mut snap = installed();
+        snap.cache.as_mut().unwrap()[0].mode = 0o777;
+        let p = plan(&snap);
+        let Some(InstallStep::FixCache { plan: fix, .. }) = p.steps.first() else {
+            panic!("no cache fix: {:?}", p.steps);
+        };
+        assert_eq!(fix.chmod, [(PathBuf::new(), 0o755)]);
+        assert!(fix.chown.is_empty());
+        assert!(describe::install(&p, true).contains(&"would remove group and world write from 1 cache directory (chmod go-w, never through a symlink): /var/cache/keyward".into()));
+        assert!(plan(&applied(&snap, &p)).is_empty());
+    }
+
+    #[test]
+    fn refusals_are_errors_never_partial_plans() {
+        let config = Config::default();
+        let bad = InstallOptions {
+            binary: "/opt/my dir/keyward".into(),
+            ..opts()
+        };
+        assert!(matches!(
+            plan_install(&fresh(), &config, &bad),
+            Err(InstallError::BadBinaryPath(_))
+        ));
+
+        let mut snap = fresh();
+        snap.binary_problem = Some("/home/a is owned by uid 1000, not root".into());
+        assert!(matches!(
+            plan_install(&snap, &config, &opts()),
+            Err(InstallError::UnsafeBinary { .. })
+        ));
+        // On a --root tree it is a warning: the tree is not where sshd runs it.
+        snap.root = Some("/tmp/tree".into());
+        let p = plan_install(&snap, &config, &opts()).unwrap();
+        assert!(p.notes[0].starts_with("warning: sshd would refuse /usr/local/bin/keyward"));
+
+        let mut snap = fresh();
+        snap.files.insert(MAIN_CONFIG.into(), None);
+        let err = plan_install(&snap, &config, &opts()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/ssh/sshd_config does not exist"),
+            "{err}"
+        );
+
+        let mut snap = fresh();
+        snap.files.insert(pam::PAM_PATH.into(), None);
+        let err = plan_install(&snap, &config, &opts()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/pam.d/sshd does not exist"),
+            "{err}"
+        );
+        let off = Config {
+            create_on_login: false,
+            ..Config::default()
+        };
+        assert!(plan_install(&snap, &off, &opts()).is_ok());
+
+        let mut snap = installed();
+        let record = snap
+            .manifest
+            .as_ref()
+            .unwrap()
+            .record(pam::PAM_PATH)
+            .unwrap()
+            .clone();
+        assert!(record.original_sha256.is_some());
+        snap.saved
+            .insert(pam::PAM_PATH.into(), Some(b"not the original".to_vec()));
+        // Turning the hook off rewrites PAM, whose recorded original no longer matches its copy.
+        let err = plan_install(&snap, &off, &opts()).unwrap_err();
+        assert!(matches!(err, InstallError::BadBackup { .. }), "{err}");
+    }
+
+    #[test]
+    fn without_services_nothing_runs_but_files_the_user_and_the_cache() {
+        let mut snap = fresh();
+        snap.root = Some("/tmp/tree".into());
+        snap.services = false;
+        snap.sshd = None;
+        snap.sshd_dump = SshdDump::NotRun;
+        snap.timer_enabled = None;
+        let p = plan(&snap);
+        let k = kinds(&p);
+        assert!(
+            !k.iter().any(
+                |s| ["CheckSshd", "EnableTimer", "ReloadSshd", "DaemonReload"]
+                    .contains(&s.as_str())
+            ),
+            "{k:?}"
+        );
+        assert_eq!(
+            p.steps[0],
+            InstallStep::CreateUser {
+                prefix: Some("/tmp/tree".into())
+            }
+        );
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("--root /tmp/tree: only files under it change")));
+    }
+
+    #[test]
+    fn uninstall_with_nothing_installed_is_an_empty_plan() {
+        let p = plan_uninstall(&fresh(), &uninstall_opts()).unwrap();
+        assert!(!p.installed && p.is_empty());
+        assert_eq!(
+            describe::uninstall(&p, true),
+            ["not installed; nothing to do"]
+        );
+    }
+
+    #[test]
+    fn uninstall_restores_every_file_disables_the_timer_and_removes_the_user() {
+        let snap = installed();
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        let restored: Vec<_> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                UninstallStep::RestoreFile(c) => Some((c.path.as_str(), c.desired.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            restored,
+            [
+                (DROPIN_PATH, None),
+                (pam::PAM_PATH, Some(DEBIAN_PAM.into())),
+                (schedule::SERVICE_PATH, None),
+                (schedule::TIMER_PATH, None),
+            ]
+        );
+        assert_eq!(p.steps[0], UninstallStep::DisableTimer);
+        assert!(p.steps.contains(&UninstallStep::CheckSshd {
+            sshd: "/usr/sbin/sshd".into()
+        }));
+        assert!(p
+            .steps
+            .contains(&UninstallStep::RemoveUser { prefix: None }));
+        assert!(matches!(
+            p.steps.last(),
+            Some(UninstallStep::RemoveRecord { .. })
+        ));
+        assert_eq!(p.files_restored(), 4);
+        let lines = describe::uninstall(&p, true).join("\n");
+        assert!(
+            lines.contains("would remove /etc/ssh/sshd_config.d/00-keyward.conf"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("would remove system user keyward: userdel keyward"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn uninstall_of_a_partial_install_does_only_what_is_left() {
+        // install got as far as the cron file, without creating the user (it existed).
+        let mut snap = fresh();
+        snap.services = false;
+        snap.sshd = None;
+        snap.user = Some(KEYWARD);
+        let cron = format!("{MANAGED_MARK}\n");
+        snap.files
+            .insert(schedule::CRON_PATH.into(), Some(cron.clone().into_bytes()));
+        let mut m = Manifest::new(BIN);
+        m.set(schedule::CRON_PATH, None, Some(cron.as_bytes()));
+        snap.manifest = Some(m.clone());
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        assert_eq!(
+            p.steps,
+            [
+                UninstallStep::RestoreFile(FileChange {
+                    path: schedule::CRON_PATH.into(),
+                    current: Some(cron.clone().into_bytes()),
+                    desired: None,
+                }),
+                UninstallStep::RemoveRecord {
+                    install_dir: "/var/lib/keyward/install".into(),
+                    created_dirs: Vec::new(),
+                },
+            ]
+        );
+        // The user install created is gone already: nothing to remove.
+        m.created_user = true;
+        snap.manifest = Some(m);
+        snap.user = None;
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        assert!(!p
+            .steps
+            .iter()
+            .any(|s| matches!(s, UninstallStep::RemoveUser { .. })));
+    }
+
+    #[test]
+    fn uninstall_refuses_a_changed_file_unless_forced_and_a_bad_copy_always() {
+        let mut snap = installed();
+        snap.files.insert(
+            pam::PAM_PATH.into(),
+            Some(format!("{DEBIAN_PAM}# admin\n").into_bytes()),
+        );
+        let err = plan_uninstall(&snap, &uninstall_opts()).unwrap_err();
+        assert!(
+            matches!(&err, InstallError::Changed(paths) if paths == &[pam::PAM_PATH.to_owned()]),
+            "{err}"
+        );
+        let force = UninstallOptions {
+            force: true,
+            ..uninstall_opts()
+        };
+        let p = plan_uninstall(&snap, &force).unwrap();
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("--force: restoring the originals")));
+        assert!(p.steps.contains(&UninstallStep::RestoreFile(FileChange {
+            path: pam::PAM_PATH.into(),
+            current: Some(format!("{DEBIAN_PAM}# admin\n").into_bytes()),
+            desired: Some(DEBIAN_PAM.into()),
+        })));
+
+        snap.saved.insert(pam::PAM_PATH.into(), None);
+        assert!(matches!(
+            plan_uninstall(&snap, &force),
+            Err(InstallError::BadBackup { .. })
+        ));
+    }
+}
