@@ -108,19 +108,7 @@ pub fn apply_install(
                 plan: cache_plan,
             } => fix_cache(host, sys, undo, dir, cache_plan).map_err(failed("writing files")),
             InstallStep::DisableTimer => {
-                if let Err(e) = run_checked(
-                    sys,
-                    "systemctl",
-                    &["disable", "--now", schedule::TIMER_UNIT],
-                ) {
-                    say(
-                        out,
-                        format!(
-                            "warning: systemctl disable --now {}: {e}",
-                            schedule::TIMER_UNIT
-                        ),
-                    );
-                }
+                disable_timer(sys, out);
                 Ok(())
             }
             InstallStep::WriteFile(f) => {
@@ -245,16 +233,40 @@ fn record_manifest(
     Ok(())
 }
 
+/// The old timer stops; a failure is a warning (the unit files go either way).
+fn disable_timer(sys: &mut dyn System, out: &mut dyn Write) {
+    if let Err(e) = run_checked(
+        sys,
+        "systemctl",
+        &["disable", "--now", schedule::TIMER_UNIT],
+    ) {
+        say(
+            out,
+            format!(
+                "warning: systemctl disable --now {}: {e}",
+                schedule::TIMER_UNIT
+            ),
+        );
+    }
+}
+
+/// `sshd -t`: sshd's own check of the configuration as it is now on disk.
+fn sshd_accepts(sys: &mut dyn System, sshd: &str) -> Result<(), Failure> {
+    run_checked(sys, sshd, &["-t"])
+        .map(drop)
+        .map_err(|e| Failure {
+            what: format!("{sshd} -t (sshd's config check)"),
+            cause: e.into(),
+        })
+}
+
 fn check_sshd(
     sys: &mut dyn System,
     sshd: &str,
     binary: &str,
     create_on_login: bool,
 ) -> Result<(), Failure> {
-    run_checked(sys, sshd, &["-t"]).map_err(|e| Failure {
-        what: format!("{sshd} -t (sshd's config check)"),
-        cause: e.into(),
-    })?;
+    sshd_accepts(sys, sshd)?;
     let dump = run_checked(sys, sshd, &["-T"]).map_err(|e| Failure {
         what: format!("{sshd} -T"),
         cause: e.into(),
@@ -278,19 +290,7 @@ pub fn apply_uninstall(
     for step in &plan.steps {
         let result = match step {
             UninstallStep::DisableTimer => {
-                if let Err(e) = run_checked(
-                    sys,
-                    "systemctl",
-                    &["disable", "--now", schedule::TIMER_UNIT],
-                ) {
-                    say(
-                        out,
-                        format!(
-                            "warning: systemctl disable --now {}: {e}",
-                            schedule::TIMER_UNIT
-                        ),
-                    );
-                }
+                disable_timer(sys, out);
                 Ok(())
             }
             UninstallStep::RestoreFile(c) => match &c.desired {
@@ -300,14 +300,7 @@ pub fn apply_uninstall(
             .map_err(failed("restoring files")),
             UninstallStep::CheckSshd { sshd } => ensure_run_sshd(host, false)
                 .map_err(failed("creating /run/sshd"))
-                .and_then(|_| {
-                    run_checked(sys, sshd, &["-t"])
-                        .map(drop)
-                        .map_err(|e| Failure {
-                            what: format!("{sshd} -t (sshd's config check)"),
-                            cause: e.into(),
-                        })
-                }),
+                .and_then(|_| sshd_accepts(sys, sshd)),
             UninstallStep::DaemonReload => {
                 let _ = run_checked(sys, "systemctl", &["daemon-reload"]);
                 Ok(())
