@@ -13,6 +13,7 @@ use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, 
 use super::Check;
 use crate::config::Config;
 use crate::iam::{AwsIam, Directory, IamError};
+use crate::install::snapshot::Layout;
 use crate::install::system::{find_sshd, run_checked, CommandError, RealSystem, System};
 use crate::install::{self, host, manifest::Manifest, pam, schedule};
 
@@ -193,8 +194,7 @@ fn current_binary() -> String {
 
 /// The binary `keyward install` wired in, from its manifest (readable by root only).
 fn manifest_binary(config: &Config) -> Option<String> {
-    let path = config.state_dir.join("install/manifest.json");
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = std::fs::read_to_string(Layout::new(config).manifest).ok()?;
     Manifest::parse(&text).ok().map(|m| m.binary)
 }
 
