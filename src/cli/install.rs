@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use super::Context;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::install::system::RealSystem;
-use crate::install::{self, Options, SchedulerChoice};
+use crate::install::{self, InstallOptions, SchedulerChoice};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -51,14 +51,13 @@ impl Install {
             .to_str()
             .with_context(|| format!("{} is not a UTF-8 path", binary.display()))?
             .to_owned();
-        let opts = Options {
+        let opts = InstallOptions {
             root,
             binary,
             dry_run: self.dry_run,
             replace: self.replace,
             scheduler: self.scheduler,
             reload: !self.no_reload,
-            force: false,
         };
         install::install(
             &opts,

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use super::install::{canonical_root, load_config};
 use super::Context;
 use crate::install::system::RealSystem;
-use crate::install::{self, Options, SchedulerChoice};
+use crate::install::{self, UninstallOptions};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -36,13 +36,9 @@ impl Uninstall {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let root = canonical_root(self.root.as_deref())?;
         let config = load_config(ctx, root.as_deref())?;
-        let opts = Options {
+        let opts = UninstallOptions {
             root,
-            binary: String::new(),
             dry_run: self.dry_run,
-            replace: false,
-            scheduler: SchedulerChoice::Auto,
-            reload: true,
             force: self.force,
         };
         install::uninstall(

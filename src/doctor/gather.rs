@@ -7,13 +7,14 @@
 //! allowed.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, TimerState};
 use super::Check;
 use crate::config::Config;
 use crate::iam::{AwsIam, Directory, IamError};
+use crate::install::snapshot::Layout;
+use crate::install::system::{find_sshd, run_checked, CommandError, RealSystem, System};
 use crate::install::{self, host, manifest::Manifest, pam, schedule};
 
 /// Names no IAM user, group or key has (IAM key ids are upper-case alphanumerics).
@@ -227,19 +228,8 @@ fn current_binary() -> String {
 
 /// The binary `keyward install` wired in, from its manifest (readable by root only).
 fn manifest_binary(config: &Config) -> Option<String> {
-    let path = config.state_dir.join("install/manifest.json");
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = std::fs::read_to_string(Layout::new(config).manifest).ok()?;
     Manifest::parse(&text).ok().map(|m| m.binary)
-}
-
-fn find_sshd() -> Option<PathBuf> {
-    let standard = Path::new("/usr/sbin/sshd");
-    if standard.is_file() {
-        return Some(standard.to_owned());
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("sshd"))
-        .find(|p| p.is_file())
 }
 
 fn sshd_dump(is_root: bool) -> SshdDump {
@@ -249,37 +239,17 @@ fn sshd_dump(is_root: bool) -> SshdDump {
     let Some(sshd) = find_sshd() else {
         return SshdDump::NoSshd;
     };
-    match run_command(&sshd.to_string_lossy(), &["-T"]) {
-        Ok((true, stdout, _)) => SshdDump::Dump(stdout),
-        Ok((false, stdout, stderr)) => SshdDump::Failed(first_words(&stderr, &stdout)),
-        Err(e) => SshdDump::Failed(format!("cannot run {}: {e}", sshd.display())),
-    }
-}
-
-/// (success, stdout, stderr) of a program run without a shell.
-fn run_command(program: &str, args: &[&str]) -> std::io::Result<(bool, String, String)> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-fn first_words(stderr: &str, stdout: &str) -> String {
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        "failed without a message".into()
-    } else {
-        text.lines().take(3).collect::<Vec<_>>().join(" / ")
+    match run_checked(&mut RealSystem, &sshd.to_string_lossy(), &["-T"]) {
+        Ok(stdout) => SshdDump::Dump(stdout),
+        // sshd's complaint can run long: its first lines say what is wrong.
+        Err(e @ CommandError::Failed { .. }) => SshdDump::Failed(
+            e.to_string()
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" / "),
+        ),
+        Err(e) => SshdDump::Failed(e.to_string()),
     }
 }
 
@@ -297,9 +267,12 @@ fn schedule_facts() -> ScheduleFacts {
 }
 
 fn timer_state() -> TimerState {
+    // `is-enabled` and `is-active` answer on stdout and exit non-zero for "no".
     let word = |args: &[&str]| {
-        run_command("systemctl", args)
-            .map(|(_, stdout, _)| stdout.trim().to_owned())
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        RealSystem
+            .run("systemctl", &args)
+            .map(|out| out.stdout.trim().to_owned())
             .unwrap_or_else(|e| format!("unknown (systemctl: {e})"))
     };
     let mut state = TimerState {
@@ -350,7 +323,7 @@ fn cache_facts(dir: &Path) -> CacheFacts {
     CacheFacts {
         dir: dir.to_owned(),
         meta,
-        keyward_uid: uzers::get_user_by_name(install::engine::USER).map(|u| u.uid()),
+        keyward_uid: uzers::get_user_by_name(install::USER).map(|u| u.uid()),
         parent,
         subdirs,
     }

@@ -3,7 +3,9 @@
 //! A root run of an older keyward, or a directory made by hand, leaves root-owned `keys/` and
 //! `users/` that keyward cannot write, so every login asks IAM and an IAM outage locks everyone
 //! out. `install` plans the repair (`read` → pure `plan` → `describe` for `--dry-run` and the
-//! real run alike) and `apply` carries out exactly that plan.
+//! real run alike) and `apply` carries out exactly that plan. The plan also takes group and
+//! world write off every cache directory, which `authorized-keys` would otherwise refuse to
+//! trust (and doctor would name): owner and mode drift are both planned, never only one.
 //!
 //! Invariants: this runs as root over a directory another user owns, so it must never follow a
 //! symlink. A symlink (or a FIFO, device or socket) anywhere in the cache stops install before
@@ -37,12 +39,14 @@ pub enum Kind {
 }
 
 /// One entry of the cache as found: path relative to the cache directory (empty for the
-/// directory itself), owner and kind.
+/// directory itself), owner, permission bits and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub rel: PathBuf,
     pub uid: u32,
     pub gid: u32,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
     pub kind: Kind,
 }
 
@@ -55,11 +59,14 @@ pub struct Plan {
     pub create: Vec<&'static str>,
     /// Entries to give to keyward, relative to the cache directory, parents first.
     pub chown: Vec<PathBuf>,
+    /// Directories writable by group or others, with the mode they get (the same without
+    /// group and world write), parents first.
+    pub chmod: Vec<(PathBuf, u32)>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        !self.create_dir && self.create.is_empty() && self.chown.is_empty()
+        !self.create_dir && self.create.is_empty() && self.chown.is_empty() && self.chmod.is_empty()
     }
 }
 
@@ -116,6 +123,7 @@ fn entry(rel: PathBuf, meta: &fs::Metadata) -> Entry {
         rel,
         uid: meta.uid(),
         gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
         kind,
     }
 }
@@ -131,7 +139,7 @@ pub fn plan(
         return Ok(Plan {
             create_dir: true,
             create: SUBDIRS.to_vec(),
-            chown: Vec::new(),
+            ..Plan::default()
         });
     };
     let mut plan = Plan::default();
@@ -152,6 +160,9 @@ pub fn plan(
         }
         if owner != Some((e.uid, e.gid)) {
             plan.chown.push(e.rel.clone());
+        }
+        if e.kind == Kind::Dir && e.mode & 0o022 != 0 {
+            plan.chmod.push((e.rel.clone(), e.mode & !0o022));
         }
     }
     plan.create = SUBDIRS
@@ -189,6 +200,19 @@ pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<Str
             "{verb}give {} cache entr{} to {user} (chown, never through a symlink): {}",
             plan.chown.len(),
             if plan.chown.len() == 1 { "y" } else { "ies" },
+            names.join(", ")
+        ));
+    }
+    if !plan.chmod.is_empty() {
+        let names: Vec<String> = plan
+            .chmod
+            .iter()
+            .map(|(rel, _)| host_path(cache_dir, rel))
+            .collect();
+        lines.push(format!(
+            "{verb}remove group and world write from {} cache director{} (chmod go-w, never through a symlink): {}",
+            plan.chmod.len(),
+            if plan.chmod.len() == 1 { "y" } else { "ies" },
             names.join(", ")
         ));
     }
@@ -238,6 +262,22 @@ pub fn apply(
         }
         let parent = dirs.last().map_or(top.0, |d| d.0);
         chown_at(parent, Path::new(last), uid, gid).map_err(refusal(&shown))?;
+    }
+    for (rel, mode) in &plan.chmod {
+        let shown = host_path(cache_dir, rel);
+        // Directories only, each opened O_NOFOLLOW from the one above, then fchmod: a symlink
+        // swapped in is refused, never followed.
+        let mut dirs: Vec<Fd> = Vec::new();
+        for name in rel.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        }) {
+            let parent = dirs.last().map_or(top.0, |d| d.0);
+            dirs.push(Fd::open_dir(Some(parent), Path::new(name)).map_err(refusal(&shown))?);
+        }
+        let fd = dirs.last().map_or(top.0, |d| d.0);
+        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(*mode))
+            .map_err(|e| InstallError::io(&shown)(e.into()))?;
     }
     Ok(created)
 }
@@ -302,6 +342,7 @@ mod tests {
             rel: rel.into(),
             uid,
             gid: uid,
+            mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
             kind,
         }
     }

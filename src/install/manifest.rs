@@ -14,6 +14,15 @@ use super::InstallError;
 
 pub const VERSION: u32 = 1;
 
+/// Why a manifest's text is not a record keyward can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("version {0} is not {VERSION}")]
+    Version(u32),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -60,10 +69,10 @@ impl Manifest {
         }
     }
 
-    pub fn parse(text: &str) -> Result<Manifest, String> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Manifest, ParseError> {
+        let m: Manifest = serde_json::from_str(text)?;
         if m.version != VERSION {
-            return Err(format!("version {} is not {VERSION}", m.version));
+            return Err(ParseError::Version(m.version));
         }
         Ok(m)
     }

@@ -7,21 +7,38 @@
 //! puts everything back when anything fails. It must never leave a host half-wired, never
 //! change a line of the admin's files outside keyward's marked blocks, and never treat a file
 //! that already holds keyward's block as the admin's original.
+//!
+//! Both jobs have sync's shape, one module per part: `snapshot::read_host` reads everything
+//! they decide on into a `HostSnapshot`; the pure `plan::plan_install` and
+//! `plan::plan_uninstall` turn it into a list of typed steps; `describe` words a plan the same
+//! way for `--dry-run` and for the real run; `apply` carries out exactly those steps with an
+//! undo journal; `engine` strings the four together.
 
+pub mod apply;
 pub mod blocks;
 pub mod cache;
+pub mod describe;
 pub mod engine;
 pub mod host;
 pub mod manifest;
 pub mod pam;
+pub mod plan;
 pub mod schedule;
+pub mod snapshot;
 pub mod sshd;
 pub mod system;
 
 use std::path::{Path, PathBuf};
 
-pub use engine::{install, uninstall, Options, Outcome};
+pub use engine::{install, uninstall, Outcome};
+pub use plan::{
+    plan_install, plan_uninstall, InstallOptions, InstallPlan, UninstallOptions, UninstallPlan,
+};
 pub use schedule::SchedulerChoice;
+pub use snapshot::{read_host, HostSnapshot};
+
+/// The system user sshd runs `keyward authorized-keys` as.
+pub const USER: &str = "keyward";
 
 /// `/etc/keyward/chain.toml`: the AuthorizedKeysCommand that was in effect before keyward,
 /// which `authorized-keys` keeps working.
@@ -66,16 +83,34 @@ pub enum InstallError {
         "the keyward binary path {0:?} has characters sshd or PAM would split or expand; put keyward at a path of letters, digits and / . _ + - (e.g. /usr/local/bin/keyward)"
     )]
     BadBinaryPath(String),
-    #[error("`{command}` failed: {detail}")]
-    Command { command: String, detail: String },
-    #[error("{what} failed: {detail}. Every file was put back as it was; nothing was changed")]
-    RolledBack { what: String, detail: String },
+    /// A command that had to succeed before anything changed (`context` says so).
+    #[error("`{command}` failed: {source}{context}")]
+    Command {
+        command: String,
+        #[source]
+        source: Box<system::CommandError>,
+        context: &'static str,
+    },
+    /// A step's command failed (its `what` names the step).
+    #[error(transparent)]
+    Run(Box<system::CommandError>),
+    #[error(transparent)]
+    NotEffective(#[from] sshd::NotEffective),
+    #[error("user {0} does not exist after useradd")]
+    NoUser(&'static str),
+    #[error("{what} failed: {cause}. Every file was put back as it was; nothing was changed")]
+    RolledBack {
+        what: String,
+        #[source]
+        cause: Box<InstallError>,
+    },
     #[error(
-        "{what} failed: {detail}. Putting the files back ALSO failed: {failures}. The originals are in {originals}"
+        "{what} failed: {cause}. Putting the files back ALSO failed: {failures}. The originals are in {originals}"
     )]
     RollbackFailed {
         what: String,
-        detail: String,
+        #[source]
+        cause: Box<InstallError>,
         failures: String,
         originals: String,
     },
@@ -84,14 +119,24 @@ pub enum InstallError {
         .0.join(", ")
     )]
     Changed(Vec<String>),
-    #[error("{path}: {message}")]
-    Manifest { path: String, message: String },
+    #[error("{path}: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: manifest::ParseError,
+    },
     #[error("{path} is a symlink: {}; nothing was changed", crate::keys::cache::symlink_fix(Path::new(.path)))]
     CacheSymlink { path: String },
     #[error("{path} is a {kind}, which keyward's cache never holds: rm {path} && keyward install; nothing was changed")]
     CacheSpecial { path: String, kind: &'static str },
     #[error("the saved original of {path} ({copy}) is missing or does not match the manifest; restore {path} by hand")]
     BadBackup { path: String, copy: String },
+}
+
+impl From<system::CommandError> for InstallError {
+    fn from(e: system::CommandError) -> InstallError {
+        InstallError::Run(Box::new(e))
+    }
 }
 
 impl InstallError {

@@ -383,13 +383,19 @@ pub fn effective_from_dump(dump: &[(String, String)]) -> Effective {
     }
 }
 
+/// What `sshd -T` shows instead of keyward's directives, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("; "))]
+pub struct NotEffective {
+    pub problems: Vec<String>,
+}
+
 /// Checks `sshd -T` output after install: keyward's command and user are the effective ones.
-/// Returns what is wrong, in words.
 pub fn verify_dump(
     dump: &[(String, String)],
     binary: &str,
     create_on_login: bool,
-) -> Result<(), String> {
+) -> Result<(), NotEffective> {
     let want = authorized_keys_command(binary);
     let mut problems = Vec::new();
     let got = dump_value(dump, AKC).unwrap_or("none");
@@ -413,7 +419,7 @@ pub fn verify_dump(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(NotEffective { problems })
     }
 }
 
@@ -743,7 +749,9 @@ AuthorizedKeysCommandUser ec2-instance-connect
         );
         assert_eq!(verify_dump(&parse_dump(&good), BIN, true), Ok(()));
         let bad = "authorizedkeyscommand none\nauthorizedkeyscommanduser none\nkbdinteractiveauthentication no\n";
-        let err = verify_dump(&parse_dump(bad), BIN, true).unwrap_err();
+        let err = verify_dump(&parse_dump(bad), BIN, true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("authorizedkeyscommand is \"none\""), "{err}");
         assert!(err.contains("kbdinteractiveauthentication"), "{err}");
         assert!(verify_dump(&parse_dump(bad), BIN, false).is_err());

@@ -1,17 +1,22 @@
-//! The commands install and uninstall run on the host: useradd/userdel, sshd -t/-T,
-//! systemctl, kill -HUP.
+//! The host's process runner and its programs: the commands install, uninstall and doctor run
+//! (useradd/userdel, sshd -t/-T, systemctl, kill -HUP) and where sshd is.
 //!
 //! A trait, so that the decisions around these commands are tested with a fake that records
 //! what would run; the real adapter only spawns programs with fixed argument lists (never a
-//! shell) and must never be used by tests on a developer's machine.
+//! shell, stdin closed) and must never be used by tests on a developer's machine. This is the
+//! one place keyward's host jobs start a program: `doctor` runs `sshd -T` and `systemctl`
+//! through the same `RealSystem` and finds sshd with the same `find_sshd`.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What a finished command said.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommandOutput {
     pub success: bool,
+    /// The exit status; `None` when a signal ended the program (or a fake did not say).
+    pub status: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -30,6 +35,58 @@ impl CommandOutput {
             text.to_owned()
         }
     }
+}
+
+/// A command that could not be started or did not succeed. Displays as the command's own
+/// words, which is what an admin acts on; the program and status are kept for whoever wants
+/// them.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{stderr}")]
+    Failed {
+        program: String,
+        status: Option<i32>,
+        /// What it said on stderr (on stdout when stderr was empty), trimmed.
+        stderr: String,
+    },
+}
+
+/// Runs `program` with `args`; `Ok` is its stdout when it succeeded.
+pub fn run_checked(
+    sys: &mut dyn System,
+    program: &str,
+    args: &[&str],
+) -> Result<String, CommandError> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    match sys.run(program, &args) {
+        Ok(out) if out.success => Ok(out.stdout),
+        Ok(out) => Err(CommandError::Failed {
+            program: program.to_owned(),
+            status: out.status,
+            stderr: out.complaint(),
+        }),
+        Err(source) => Err(CommandError::Spawn {
+            program: program.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The sshd binary: /usr/sbin/sshd, else the first `sshd` on PATH.
+pub fn find_sshd() -> Option<PathBuf> {
+    let standard = Path::new("/usr/sbin/sshd");
+    if standard.is_file() {
+        return Some(standard.to_owned());
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("sshd"))
+        .find(|p| p.is_file())
 }
 
 pub trait System {
@@ -52,6 +109,7 @@ impl System for RealSystem {
             .output()?;
         Ok(CommandOutput {
             success: out.status.success(),
+            status: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })

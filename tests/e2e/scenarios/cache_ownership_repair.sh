@@ -69,3 +69,20 @@ doctor_out=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$KEYWARD" doctor 2>&1) |
 grep -qF "fix: $FIX" <<<"$doctor_out" || fail "doctor does not say: fix: $FIX; it said: $doctor_out"
 host_cmd install --scheduler cron || fail "the repairing install failed (exit $?)"
 [[ $(stat -c %U "$CACHE/keys") == keyward ]] || fail "install did not give keys/ back"
+
+step "the cache group-writable (and keys/ root's group): --dry-run shows both repairs, install makes them"
+chmod 0775 "$CACHE/users"
+chgrp root "$CACHE/keys"
+host_cmd install --dry-run --scheduler cron || fail "install --dry-run failed (exit $?)"
+[[ $HOST_OUT == *"would give 1 cache entry to keyward (chown, never through a symlink): $CACHE/keys"* ]] \
+    || fail "--dry-run does not show the group-only owner repair"
+[[ $HOST_OUT == *"would remove group and world write from 1 cache directory (chmod go-w, never through a symlink): $CACHE/users"* ]] \
+    || fail "--dry-run does not show the mode repair"
+[[ $HOST_OUT != *"already installed"* ]] || fail "--dry-run called a drifted cache installed"
+host_cmd install --scheduler cron || fail "the repairing install failed (exit $?)"
+[[ $(stat -c '%a %U %G' "$CACHE/users") == "755 keyward keyward" ]] \
+    || fail "install did not fix $CACHE/users: $(stat -c '%a %U %G' "$CACHE/users")"
+[[ $(stat -c '%U %G' "$CACHE/keys") == "keyward keyward" ]] \
+    || fail "install did not give keys/ back to keyward's group: $(stat -c '%U %G' "$CACHE/keys")"
+host_cmd install --scheduler cron || fail "the third install failed (exit $?)"
+[[ $HOST_OUT == *"already installed; nothing changed"* ]] || fail "a repaired cache is planned again: $HOST_OUT"

@@ -1,0 +1,1260 @@
+//! The install and uninstall plans: pure functions of a `HostSnapshot`, the config and the
+//! command's options.
+//!
+//! `plan_install` decides everything `keyward install` does and says, `plan_uninstall`
+//! everything `keyward uninstall` does; `describe` words the plan and `apply` carries it out,
+//! so `--dry-run` and the real run cannot disagree. Rules the planners must never break:
+//! - only keyward's marked blocks change in the admin's files (sshd_config, PAM); a file
+//!   keyward owns whole starts with `MANAGED_MARK`, and a file neither recorded nor marked is
+//!   never removed (it is left alone with a warning);
+//! - the original recorded for uninstall is the host before keyward: a file holding
+//!   keyward's block is never an original, and a saved original whose hash does not match the
+//!   manifest stops the plan (`BadBackup`) rather than restore the wrong bytes;
+//! - uninstall refuses, changing nothing, when a file changed since install (unless `--force`);
+//! - a refusal (unsafe binary path, missing sshd_config or PAM file, damaged block, a symlink
+//!   in the cache) is an `Err`, never a partial plan;
+//! - an empty `steps` means nothing to do, and applying a plan then planning again from the new
+//!   snapshot gives an empty plan.
+
+use std::path::PathBuf;
+
+use super::cache;
+use super::manifest::{self, sha256_hex, Manifest};
+use super::schedule::{self, Scheduler, SchedulerChoice};
+use super::snapshot::{HostSnapshot, Layout, SshdDump};
+use super::sshd::{self, DROPIN_PATH, MAIN_CONFIG};
+use super::{blocks, pam, InstallError, CHAIN_PATH, MANAGED_MARK};
+use crate::config::Config;
+
+/// `keyward install`'s options.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// `--root DIR`: work on DIR/etc, DIR/var...; `None` is the running host.
+    pub root: Option<PathBuf>,
+    /// Absolute, canonical path of the keyward binary sshd and PAM will run.
+    pub binary: String,
+    pub dry_run: bool,
+    /// Drop an existing AuthorizedKeysCommand instead of chaining to it.
+    pub replace: bool,
+    pub scheduler: SchedulerChoice,
+    /// Reload sshd after a successful change.
+    pub reload: bool,
+}
+
+/// `keyward uninstall`'s options.
+#[derive(Debug, Clone)]
+pub struct UninstallOptions {
+    pub root: Option<PathBuf>,
+    pub dry_run: bool,
+    /// Restore the originals even over changes made since install.
+    pub force: bool,
+}
+
+/// One file to change: `None` means absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChange {
+    pub path: String,
+    pub current: Option<Vec<u8>>,
+    pub desired: Option<Vec<u8>>,
+}
+
+/// What happens to the saved original of a file install changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyChange {
+    Keep,
+    /// Saved before the file changes.
+    Write(Vec<u8>),
+    /// The file is back to its original (or had none): the copy goes after the file changed.
+    Remove,
+}
+
+/// A file install writes or removes, with what uninstall must put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStep {
+    pub change: FileChange,
+    /// The host's bytes before keyward (`None`: the file did not exist).
+    pub original: Option<Vec<u8>>,
+    pub copy: CopyChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallStep {
+    /// useradd the keyward system user (`prefix`: useradd's `--prefix` for a `--root` tree).
+    CreateUser {
+        prefix: Option<String>,
+    },
+    /// The state directory (root, 0755).
+    CreateStateDir {
+        path: String,
+    },
+    /// Create the cache, give it to keyward, take group/world write off its directories.
+    FixCache {
+        dir: String,
+        plan: cache::Plan,
+    },
+    /// systemctl disable --now the timer (the scheduler became cron).
+    DisableTimer,
+    WriteFile(FileStep),
+    /// Write the manifest (also after each file) so it names the account and scheduler.
+    RecordManifest,
+    /// sshd -t, then sshd -T must show keyward's directives; else everything is put back.
+    CheckSshd {
+        sshd: String,
+    },
+    /// systemctl daemon-reload; systemctl enable --now the timer.
+    EnableTimer,
+    DaemonReload,
+    ReloadSshd,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstallPlan {
+    /// Warnings and facts about the host, shown before the steps.
+    pub notes: Vec<String>,
+    /// In the order `apply` runs them; empty: already installed.
+    pub steps: Vec<InstallStep>,
+    pub layout: Layout,
+    pub binary: String,
+    pub create_on_login: bool,
+    /// The record to start from: the previous one (or a new one) naming this binary and
+    /// scheduler, and whether keyward created its user.
+    pub manifest: Manifest,
+    /// systemctl is used (real host, systemd the init): units changed before a failure are
+    /// reloaded after the rollback.
+    pub systemctl: bool,
+}
+
+impl InstallPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn file_steps(&self) -> impl Iterator<Item = &FileStep> {
+        self.steps.iter().filter_map(|s| match s {
+            InstallStep::WriteFile(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// A systemd unit file changes.
+    pub fn units_changed(&self) -> bool {
+        self.file_steps().any(|f| {
+            f.change.path == schedule::TIMER_PATH || f.change.path == schedule::SERVICE_PATH
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UninstallStep {
+    /// systemctl disable --now the timer; a failure is a warning.
+    DisableTimer,
+    /// Put a file back as it was before install (or remove it); rolled back on failure.
+    RestoreFile(FileChange),
+    /// sshd -t on the restored config; everything is put back if it fails.
+    CheckSshd {
+        sshd: String,
+    },
+    DaemonReload,
+    ReloadSshd,
+    /// userdel (and groupdel when the group outlives it); a failure is a warning.
+    RemoveUser {
+        prefix: Option<String>,
+    },
+    /// Remove `state_dir/install` and the directories install created, when empty.
+    RemoveRecord {
+        install_dir: String,
+        created_dirs: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UninstallPlan {
+    /// `false`: there is no manifest, nothing to do.
+    pub installed: bool,
+    pub notes: Vec<String>,
+    pub steps: Vec<UninstallStep>,
+    pub layout: Layout,
+}
+
+impl UninstallPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn files_restored(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, UninstallStep::RestoreFile(_)))
+            .count()
+    }
+}
+
+/// What every file keyward manages should hold.
+enum Want {
+    Content(String),
+    /// Leave the file as it is.
+    Keep,
+    /// Must not exist: removed if keyward's (or `always`), else left alone with a warning.
+    Absent {
+        always: bool,
+    },
+}
+
+impl Want {
+    fn from_option(text: Option<String>) -> Want {
+        text.map_or(Want::Absent { always: false }, Want::Content)
+    }
+}
+
+/// Everything `keyward install` does on the host in `snap`, or why it refuses.
+pub fn plan_install(
+    snap: &HostSnapshot,
+    config: &Config,
+    opts: &InstallOptions,
+) -> Result<InstallPlan, InstallError> {
+    let bin = opts.binary.as_str();
+    let create_on_login = config.create_on_login;
+    let layout = snap.layout.clone();
+    let mut notes = Vec::new();
+
+    if !super::is_plain_path(bin) {
+        return Err(InstallError::BadBinaryPath(bin.to_owned()));
+    }
+    if let Some(reason) = &snap.binary_problem {
+        if snap.root.is_none() {
+            return Err(InstallError::UnsafeBinary {
+                path: bin.to_owned(),
+                reason: reason.clone(),
+            });
+        }
+        notes.push(format!(
+            "warning: sshd would refuse {bin} as AuthorizedKeysCommand ({reason}); on a real host put keyward at /usr/local/bin/keyward (root:root, 0755)"
+        ));
+    }
+    if !snap.services {
+        notes.push(format!(
+            "--root {}: only files under it change; sshd -t/-T, the sshd reload and systemctl are skipped",
+            snap.root.as_deref().unwrap_or("/")
+        ));
+    }
+    if snap.sshd_dump == SshdDump::NoRunDir {
+        notes.push(
+            "note: /run/sshd is missing and a dry run does not create it; sshd -T is not consulted"
+                .into(),
+        );
+    }
+
+    let main = text(snap, MAIN_CONFIG)?.ok_or_else(|| InstallError::Missing {
+        path: MAIN_CONFIG.into(),
+        why: "keyward is wired into sshd through it".into(),
+    })?;
+    let clean_main = blocks::remove_block(&main).map_err(InstallError::in_file(MAIN_CONFIG))?;
+    let events = sshd::walk(&clean_main, &|pattern: &str| snap.resolve(pattern));
+    let parsed = sshd::effective(&events);
+    for origin in &parsed.match_overrides {
+        notes.push(format!(
+            "warning: {origin}: a Match block sets AuthorizedKeysCommand(User); it overrides keyward for the connections it matches"
+        ));
+    }
+    let dumped = match &snap.sshd_dump {
+        SshdDump::Dump(dump) => Some(sshd::effective_from_dump(dump)),
+        _ => None,
+    };
+    let foreign = foreign_command(dumped.as_ref(), &parsed, bin);
+    if create_on_login {
+        let use_pam = dumped.as_ref().unwrap_or(&parsed).use_pam.clone();
+        if use_pam
+            .as_ref()
+            .is_none_or(|s| !s.value.eq_ignore_ascii_case("yes"))
+        {
+            notes.push("warning: sshd does not have UsePAM yes: accounts cannot be created on login until it does".into());
+        }
+    }
+    let old = snap.manifest.as_ref();
+    let sshd_plan = sshd::plan(&clean_main, &events, bin, create_on_login);
+    notes.push(match &sshd_plan.placement {
+        sshd::Placement::DropIn => format!(
+            "sshd: keyward's directives go in {DROPIN_PATH}, read before anything else sets them"
+        ),
+        sshd::Placement::Block { reason } => format!(
+            "sshd: keyward's directives go in a block at the top of {MAIN_CONFIG}: {reason}"
+        ),
+    });
+    let scheduler = schedule::choose(opts.scheduler, snap.systemd_running);
+
+    let mut wants: Vec<(&str, Want)> = vec![
+        (MAIN_CONFIG, Want::Content(sshd_plan.main)),
+        (DROPIN_PATH, Want::from_option(sshd_plan.dropin)),
+    ];
+    match text(snap, pam::PAM_PATH)? {
+        Some(text) => wants.push((
+            pam::PAM_PATH,
+            Want::Content(
+                pam::desired(&text, bin, create_on_login)
+                    .map_err(InstallError::in_file(pam::PAM_PATH))?,
+            ),
+        )),
+        None if create_on_login => {
+            return Err(InstallError::Missing {
+                path: pam::PAM_PATH.into(),
+                why: "create_on_login needs sshd's PAM stack for the account-creation hook (set create_on_login = false to install without it)".into(),
+            })
+        }
+        None => {}
+    }
+    let chain = match (&foreign, opts.replace) {
+        (Some((command, _)), true) => {
+            notes.push(format!(
+                "--replace: the AuthorizedKeysCommand in effect now ({command}) will no longer be used"
+            ));
+            Want::Absent { always: true }
+        }
+        (Some((command, user)), false) => {
+            notes.push(format!(
+                "chaining: keyward will also print the keys of the AuthorizedKeysCommand in effect now ({command}, user {user:?}); --replace drops it"
+            ));
+            Want::Content(render_chain(command, user))
+        }
+        (None, true) => Want::Absent { always: true },
+        (None, false) => Want::Keep,
+    };
+    wants.push((CHAIN_PATH, chain));
+    let minute = schedule::cron_minute(&snap.host_identity);
+    for (path, text) in
+        schedule::desired_files(scheduler, bin, &layout.state_dir, &layout.cache_dir, minute)
+    {
+        wants.push((path, Want::from_option(text)));
+    }
+
+    let mut changes = Vec::new();
+    for (path, want) in wants {
+        let current = snap.file(path).map(<[u8]>::to_vec);
+        let desired = match want {
+            Want::Content(text) => Some(text.into_bytes()),
+            Want::Keep => current.clone(),
+            Want::Absent { always } => {
+                let ours = always
+                    || old.is_some_and(|m| m.record(path).is_some())
+                    || current.as_deref().is_some_and(is_managed);
+                if current.is_some() && !ours {
+                    notes.push(format!(
+                        "warning: {path} exists and is not keyward's; left alone"
+                    ));
+                    current.clone()
+                } else {
+                    None
+                }
+            }
+        };
+        if desired != current {
+            changes.push(FileChange {
+                path: path.to_owned(),
+                current,
+                desired,
+            });
+        }
+    }
+
+    let cache_plan = cache::plan(&layout.cache_dir, snap.cache.as_deref(), snap.user)?;
+    let sshd_changed = changes
+        .iter()
+        .any(|c| c.path == MAIN_CONFIG || c.path == DROPIN_PATH);
+    let units_changed = changes
+        .iter()
+        .any(|c| c.path == schedule::TIMER_PATH || c.path == schedule::SERVICE_PATH);
+    let timer_wanted = scheduler == Scheduler::Systemd;
+    let systemctl = snap.services && snap.systemd_running;
+    let enable_timer =
+        systemctl && timer_wanted && (units_changed || snap.timer_enabled != Some(true));
+    let disable_timer = systemctl && !timer_wanted && units_changed;
+
+    let mut manifest = old.cloned().unwrap_or_else(|| Manifest::new(bin));
+    manifest.binary = bin.to_owned();
+    manifest.scheduler = Some(scheduler);
+    manifest.created_user |= snap.user.is_none();
+
+    let mut steps = Vec::new();
+    if snap.user.is_none() {
+        steps.push(InstallStep::CreateUser {
+            prefix: snap.root.clone(),
+        });
+    }
+    if !snap.state_dir_exists {
+        steps.push(InstallStep::CreateStateDir {
+            path: layout.state_dir.clone(),
+        });
+    }
+    if !cache_plan.is_empty() {
+        steps.push(InstallStep::FixCache {
+            dir: layout.cache_dir.clone(),
+            plan: cache_plan,
+        });
+    }
+    if disable_timer {
+        steps.push(InstallStep::DisableTimer);
+    }
+    for change in changes {
+        steps.push(InstallStep::WriteFile(file_step(snap, old, change)?));
+    }
+    if !steps.is_empty() || enable_timer {
+        steps.push(InstallStep::RecordManifest);
+        if let Some(sshd) = &snap.sshd {
+            steps.push(InstallStep::CheckSshd { sshd: sshd.clone() });
+        }
+        if timer_wanted && snap.services && !snap.systemd_running {
+            notes.push(format!(
+                "note: systemd is not the running init; {} is written but not enabled",
+                schedule::TIMER_UNIT
+            ));
+        }
+        if enable_timer {
+            steps.push(InstallStep::EnableTimer);
+        } else if disable_timer {
+            steps.push(InstallStep::DaemonReload);
+        }
+        if sshd_changed {
+            if !opts.reload {
+                notes.push(
+                    "--no-reload: sshd is not reloaded; the change applies when sshd next reloads"
+                        .into(),
+                );
+            } else if snap.services {
+                steps.push(InstallStep::ReloadSshd);
+            }
+        }
+    }
+    Ok(InstallPlan {
+        notes,
+        steps,
+        layout,
+        binary: bin.to_owned(),
+        create_on_login,
+        manifest,
+        systemctl,
+    })
+}
+
+/// Everything `keyward uninstall` does on the host in `snap`, or why it refuses.
+pub fn plan_uninstall(
+    snap: &HostSnapshot,
+    opts: &UninstallOptions,
+) -> Result<UninstallPlan, InstallError> {
+    let layout = snap.layout.clone();
+    let Some(manifest) = &snap.manifest else {
+        return Ok(UninstallPlan {
+            installed: false,
+            notes: Vec::new(),
+            steps: Vec::new(),
+            layout,
+        });
+    };
+    let mut notes = Vec::new();
+    if !snap.services {
+        notes.push(format!(
+            "--root {}: only files under it change; sshd -t, the sshd reload and systemctl are skipped",
+            snap.root.as_deref().unwrap_or("/")
+        ));
+    }
+
+    // Refuse before touching anything when someone changed what install wrote.
+    let mut changed = Vec::new();
+    let mut changes = Vec::new();
+    for record in &manifest.files {
+        let current = snap.file(&record.path).map(<[u8]>::to_vec);
+        if manifest::check_unchanged(record, current.as_deref()).is_err() {
+            changed.push(record.path.clone());
+        }
+        let original = match &record.original_sha256 {
+            None => None,
+            Some(sha) => Some(saved_original(snap, &record.path, sha)?),
+        };
+        if current != original {
+            changes.push(FileChange {
+                path: record.path.clone(),
+                current,
+                desired: original,
+            });
+        }
+    }
+    if !changed.is_empty() {
+        if !opts.force {
+            return Err(InstallError::Changed(changed));
+        }
+        notes.push(format!(
+            "--force: restoring the originals over changes made since install: {}",
+            changed.join(", ")
+        ));
+    }
+
+    let systemctl = snap.services && snap.systemd_running;
+    let timer_installed = manifest.record(schedule::TIMER_PATH).is_some();
+    let sshd_changed = changes
+        .iter()
+        .any(|c| c.path == MAIN_CONFIG || c.path == DROPIN_PATH);
+    let mut steps = Vec::new();
+    if systemctl && timer_installed {
+        steps.push(UninstallStep::DisableTimer);
+    }
+    steps.extend(changes.into_iter().map(UninstallStep::RestoreFile));
+    if snap.services && sshd_changed {
+        if let Some(sshd) = &snap.sshd {
+            steps.push(UninstallStep::CheckSshd { sshd: sshd.clone() });
+        }
+    }
+    if systemctl && timer_installed {
+        steps.push(UninstallStep::DaemonReload);
+    }
+    if snap.services && sshd_changed {
+        steps.push(UninstallStep::ReloadSshd);
+    }
+    if manifest.created_user && snap.user.is_some() {
+        steps.push(UninstallStep::RemoveUser {
+            prefix: snap.root.clone(),
+        });
+    }
+    steps.push(UninstallStep::RemoveRecord {
+        install_dir: layout.install_dir.clone(),
+        created_dirs: manifest.created_dirs.iter().cloned().collect(),
+    });
+    Ok(UninstallPlan {
+        installed: true,
+        notes,
+        steps,
+        layout,
+    })
+}
+
+/// A file's text; `None` when absent.
+fn text(snap: &HostSnapshot, path: &str) -> Result<Option<String>, InstallError> {
+    snap.file(path)
+        .map(|bytes| {
+            String::from_utf8(bytes.to_vec()).map_err(|_| InstallError::NotText(path.to_owned()))
+        })
+        .transpose()
+}
+
+/// The saved original of `path`, which must hash to `sha` (what the manifest recorded).
+fn saved_original(snap: &HostSnapshot, path: &str, sha: &str) -> Result<Vec<u8>, InstallError> {
+    match snap.saved.get(path).and_then(|b| b.as_deref()) {
+        Some(bytes) if sha256_hex(bytes) == sha => Ok(bytes.to_vec()),
+        _ => Err(InstallError::BadBackup {
+            path: path.to_owned(),
+            copy: snap.layout.copy_of(path),
+        }),
+    }
+}
+
+fn file_step(
+    snap: &HostSnapshot,
+    old: Option<&Manifest>,
+    change: FileChange,
+) -> Result<FileStep, InstallError> {
+    let original = original_for(snap, old, &change)?;
+    let saved = snap.saved.get(&change.path).and_then(|b| b.as_deref());
+    let keeps_record =
+        original.as_deref().map(sha256_hex) != change.desired.as_deref().map(sha256_hex);
+    let copy = match &original {
+        Some(bytes) if keeps_record => {
+            if saved == Some(bytes.as_slice()) {
+                CopyChange::Keep
+            } else {
+                CopyChange::Write(bytes.clone())
+            }
+        }
+        _ if saved.is_some() => CopyChange::Remove,
+        _ => CopyChange::Keep,
+    };
+    Ok(FileStep {
+        change,
+        original,
+        copy,
+    })
+}
+
+/// The bytes uninstall must put back for a file about to change: the saved original when the
+/// file is still what keyward wrote; otherwise what is there now minus keyward's parts (a
+/// file holding keyward's block is never an original).
+fn original_for(
+    snap: &HostSnapshot,
+    old: Option<&Manifest>,
+    c: &FileChange,
+) -> Result<Option<Vec<u8>>, InstallError> {
+    if let Some(record) = old.and_then(|m| m.record(&c.path)) {
+        if c.current.as_deref().map(sha256_hex) == record.written_sha256 {
+            return match &record.original_sha256 {
+                None => Ok(None),
+                Some(sha) => saved_original(snap, &c.path, sha).map(Some),
+            };
+        }
+    }
+    Ok(match &c.current {
+        None => None,
+        Some(bytes) if c.path == MAIN_CONFIG || c.path == pam::PAM_PATH => {
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| InstallError::NotText(c.path.clone()))?;
+            Some(
+                blocks::remove_block(text)
+                    .map_err(InstallError::in_file(&c.path))?
+                    .into_bytes(),
+            )
+        }
+        Some(bytes) if is_managed(bytes) => None,
+        Some(bytes) => Some(bytes.clone()),
+    })
+}
+
+/// Files keyward owns whole start with its mark.
+fn is_managed(bytes: &[u8]) -> bool {
+    bytes.starts_with(MANAGED_MARK.as_bytes())
+}
+
+/// `/etc/keyward/chain.toml` for the command keyward keeps working.
+pub fn render_chain(command: &str, user: &str) -> String {
+    format!(
+        "{MANAGED_MARK}: the AuthorizedKeysCommand that was in effect before keyward.\n\
+         # keyward authorized-keys runs it and prints its valid key lines too. keyward uninstall removes this file.\n\
+         command = {}\nuser = {}\n",
+        toml::Value::String(command.to_owned()),
+        toml::Value::String(user.to_owned()),
+    )
+}
+
+/// The AuthorizedKeysCommand (and its user) in effect that is not keyward's. sshd -T is the
+/// authority; when it shows keyward's own command (a re-install), the config without
+/// keyward's parts tells what is underneath.
+fn foreign_command(
+    dumped: Option<&sshd::Effective>,
+    parsed: &sshd::Effective,
+    bin: &str,
+) -> Option<(String, String)> {
+    let pick = |e: &sshd::Effective| {
+        e.command
+            .as_ref()
+            .filter(|c| !sshd::is_keywards(&c.value, bin))
+            .map(|c| {
+                (
+                    c.value.clone(),
+                    e.command_user
+                        .as_ref()
+                        .map(|u| u.value.clone())
+                        .unwrap_or_default(),
+                )
+            })
+    };
+    match dumped {
+        Some(d)
+            if d.command
+                .as_ref()
+                .is_some_and(|c| sshd::is_keywards(&c.value, bin)) =>
+        {
+            pick(parsed)
+        }
+        Some(d) => pick(d),
+        None => pick(parsed),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::install::cache::{Entry, Kind};
+    use crate::install::describe;
+    use crate::install::pam::tests::DEBIAN_PAM;
+    use crate::install::snapshot::MANAGED_PATHS;
+    use crate::install::sshd::tests::{AMAZON_LINUX_SSHD, DEBIAN_SSHD};
+
+    const BIN: &str = "/usr/local/bin/keyward";
+    const KEYWARD: (u32, u32) = (998, 997);
+    const DROPIN_GLOB: &str = "/etc/ssh/sshd_config.d/*.conf";
+
+    /// A Debian host with systemd, sshd and PAM as shipped, and nothing of keyward's.
+    fn fresh() -> HostSnapshot {
+        let mut files: BTreeMap<String, Option<Vec<u8>>> = MANAGED_PATHS
+            .iter()
+            .map(|p| (p.to_string(), None))
+            .collect();
+        files.insert(MAIN_CONFIG.into(), Some(DEBIAN_SSHD.into()));
+        files.insert(pam::PAM_PATH.into(), Some(DEBIAN_PAM.into()));
+        let saved = files.keys().map(|p| (p.clone(), None)).collect();
+        HostSnapshot {
+            root: None,
+            services: true,
+            sshd: Some("/usr/sbin/sshd".into()),
+            layout: Layout::new(&Config::default()),
+            files,
+            saved,
+            includes: [(DROPIN_GLOB.to_owned(), Vec::new())].into(),
+            manifest: None,
+            user: None,
+            cache: None,
+            state_dir_exists: false,
+            systemd_running: true,
+            timer_enabled: Some(false),
+            sshd_dump: SshdDump::Dump(sshd::parse_dump(
+                "port 22\nauthorizedkeyscommand none\nauthorizedkeyscommanduser none\nusepam yes\n",
+            )),
+            host_identity: "4b2d0b0f1c3e4a8f9d6e7c5b4a39281f".into(),
+            binary_problem: None,
+        }
+    }
+
+    fn opts() -> InstallOptions {
+        InstallOptions {
+            root: None,
+            binary: BIN.into(),
+            dry_run: false,
+            replace: false,
+            scheduler: SchedulerChoice::Auto,
+            reload: true,
+        }
+    }
+
+    fn uninstall_opts() -> UninstallOptions {
+        UninstallOptions {
+            root: None,
+            dry_run: false,
+            force: false,
+        }
+    }
+
+    fn plan(snap: &HostSnapshot) -> InstallPlan {
+        plan_install(snap, &Config::default(), &opts()).unwrap()
+    }
+
+    fn dir(rel: &str, (uid, gid): (u32, u32), mode: u32) -> Entry {
+        Entry {
+            rel: rel.into(),
+            uid,
+            gid,
+            mode,
+            kind: Kind::Dir,
+        }
+    }
+
+    /// The host after `plan` was applied, as `read_host` would see it.
+    fn applied(snap: &HostSnapshot, plan: &InstallPlan) -> HostSnapshot {
+        let mut s = snap.clone();
+        let mut manifest = plan.manifest.clone();
+        for step in &plan.steps {
+            match step {
+                InstallStep::CreateUser { .. } => s.user = Some(KEYWARD),
+                InstallStep::CreateStateDir { .. } => s.state_dir_exists = true,
+                InstallStep::FixCache { plan: cache, .. } => {
+                    let mut entries = s.cache.clone().unwrap_or_default();
+                    if cache.create_dir {
+                        entries.push(dir("", KEYWARD, 0o755));
+                    }
+                    entries.extend(cache.create.iter().map(|sub| dir(sub, KEYWARD, 0o755)));
+                    for e in &mut entries {
+                        (e.uid, e.gid) = s.user.unwrap();
+                        if let Some((_, mode)) = cache.chmod.iter().find(|(rel, _)| *rel == e.rel) {
+                            e.mode = *mode;
+                        }
+                    }
+                    s.cache = Some(entries);
+                }
+                InstallStep::WriteFile(f) => {
+                    let path = f.change.path.clone();
+                    s.files.insert(path.clone(), f.change.desired.clone());
+                    manifest.set(&path, f.original.as_deref(), f.change.desired.as_deref());
+                    match &f.copy {
+                        CopyChange::Write(bytes) => {
+                            s.saved.insert(path, Some(bytes.clone()));
+                        }
+                        CopyChange::Remove => {
+                            s.saved.insert(path, None);
+                        }
+                        CopyChange::Keep => {}
+                    }
+                }
+                InstallStep::EnableTimer => s.timer_enabled = Some(true),
+                InstallStep::DisableTimer => s.timer_enabled = Some(false),
+                InstallStep::RecordManifest
+                | InstallStep::CheckSshd { .. }
+                | InstallStep::DaemonReload
+                | InstallStep::ReloadSshd => {}
+            }
+        }
+        s.manifest = Some(manifest);
+        // sshd now reads keyward's directives (the drop-in is included, or the block is first).
+        if let SshdDump::Dump(_) = s.sshd_dump {
+            s.sshd_dump = SshdDump::Dump(sshd::parse_dump(&format!(
+                "authorizedkeyscommand {}\nauthorizedkeyscommanduser keyward\nusepam yes\n",
+                sshd::authorized_keys_command(BIN)
+            )));
+        }
+        s
+    }
+
+    fn installed() -> HostSnapshot {
+        let snap = fresh();
+        applied(&snap, &plan(&snap))
+    }
+
+    fn kinds(plan: &InstallPlan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|s| match s {
+                InstallStep::WriteFile(f) => format!("write {}", f.change.path),
+                other => format!("{other:?}")
+                    .split([' ', '(', '{'])
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fresh_host_gets_user_dirs_files_checked_timer_and_reload_in_that_order() {
+        let p = plan(&fresh());
+        assert_eq!(
+            kinds(&p),
+            [
+                "CreateUser",
+                "CreateStateDir",
+                "FixCache",
+                "write /etc/ssh/sshd_config.d/00-keyward.conf",
+                "write /etc/pam.d/sshd",
+                "write /etc/systemd/system/keyward-sync.service",
+                "write /etc/systemd/system/keyward-sync.timer",
+                "RecordManifest",
+                "CheckSshd",
+                "EnableTimer",
+                "ReloadSshd",
+            ]
+        );
+        assert!(p.manifest.created_user);
+        assert_eq!(p.manifest.scheduler, Some(Scheduler::Systemd));
+        let lines = describe::install(&p, true).join("\n");
+        for expected in [
+            "sshd: keyward's directives go in /etc/ssh/sshd_config.d/00-keyward.conf",
+            "would create system user keyward: useradd --system",
+            "would create directory /var/lib/keyward (root, 0755)",
+            "would create directory /var/cache/keyward (keyward, 0755)",
+            "would create /etc/ssh/sshd_config.d/00-keyward.conf:",
+            "would modify /etc/pam.d/sshd:",
+            "would check with sshd -t and sshd -T",
+            "would run: systemctl daemon-reload; systemctl enable --now keyward-sync.timer",
+            "would reload sshd",
+        ] {
+            assert!(
+                lines.contains(expected),
+                "missing {expected:?} in:\n{lines}"
+            );
+        }
+        // The PAM original is the file as shipped, saved before it changes.
+        let pam_step = p
+            .file_steps()
+            .find(|f| f.change.path == pam::PAM_PATH)
+            .unwrap();
+        assert_eq!(pam_step.original.as_deref(), Some(DEBIAN_PAM.as_bytes()));
+        assert_eq!(pam_step.copy, CopyChange::Write(DEBIAN_PAM.into()));
+    }
+
+    #[test]
+    fn applying_the_plan_then_planning_again_gives_an_empty_plan() {
+        let again = plan(&installed());
+        assert!(again.is_empty(), "{:?}", again.steps);
+        let lines = describe::install(&again, false);
+        assert_eq!(lines.last().unwrap(), "already installed; nothing changed");
+        assert!(describe::install(&again, true)
+            .iter()
+            .all(|l| !l.starts_with("would ")));
+    }
+
+    #[test]
+    fn foreign_authorized_keys_command_is_chained_or_replaced() {
+        let mut snap = fresh();
+        snap.files
+            .insert(MAIN_CONFIG.into(), Some(AMAZON_LINUX_SSHD.into()));
+        snap.sshd_dump = SshdDump::Dump(sshd::parse_dump(
+            "authorizedkeyscommand /opt/aws/bin/eic_run_authorized_keys %u %f\nauthorizedkeyscommanduser ec2-instance-connect\nusepam yes\n",
+        ));
+        let p = plan(&snap);
+        let chain = p
+            .file_steps()
+            .find(|f| f.change.path == CHAIN_PATH)
+            .unwrap();
+        assert_eq!(
+            chain.change.desired.as_deref(),
+            Some(
+                render_chain(
+                    "/opt/aws/bin/eic_run_authorized_keys %u %f",
+                    "ec2-instance-connect"
+                )
+                .as_bytes()
+            )
+        );
+        assert!(
+            p.notes.iter().any(|n| n.starts_with("chaining:")),
+            "{:?}",
+            p.notes
+        );
+        // No Include of the drop-in directory: the block at the top of sshd_config.
+        let main = p
+            .file_steps()
+            .find(|f| f.change.path == MAIN_CONFIG)
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(main.change.desired.as_ref().unwrap())
+                .starts_with("# BEGIN keyward")
+        );
+        assert_eq!(main.original.as_deref(), Some(AMAZON_LINUX_SSHD.as_bytes()));
+        // Re-planning after install keeps the chain: sshd -T then shows keyward's command.
+        assert!(plan(&applied(&snap, &p)).is_empty());
+
+        let replace = InstallOptions {
+            replace: true,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &replace).unwrap();
+        assert!(p.file_steps().all(|f| f.change.path != CHAIN_PATH));
+        assert!(p.notes.iter().any(|n| n.starts_with("--replace: the AuthorizedKeysCommand in effect now (/opt/aws/bin/eic_run_authorized_keys %u %f)")));
+    }
+
+    #[test]
+    fn a_foreign_file_in_keywards_place_is_left_alone_and_a_marked_one_removed() {
+        let mut snap = fresh();
+        snap.files.insert(
+            schedule::CRON_PATH.into(),
+            Some(b"0 * * * * root /usr/local/bin/admin-job\n".to_vec()),
+        );
+        let p = plan(&snap);
+        assert!(p.file_steps().all(|f| f.change.path != schedule::CRON_PATH));
+        assert!(p.notes.contains(
+            &"warning: /etc/cron.d/keyward exists and is not keyward's; left alone".into()
+        ));
+
+        snap.files.insert(
+            schedule::CRON_PATH.into(),
+            Some(format!("{MANAGED_MARK}\n0 * * * * root {BIN} sync\n").into_bytes()),
+        );
+        let p = plan(&snap);
+        let cron = p
+            .file_steps()
+            .find(|f| f.change.path == schedule::CRON_PATH)
+            .unwrap();
+        assert_eq!(cron.change.desired, None);
+        assert_eq!(
+            cron.original, None,
+            "a file keyward owns whole is never an original"
+        );
+    }
+
+    #[test]
+    fn without_systemd_the_schedule_is_cron_and_systemctl_never_runs() {
+        let mut snap = fresh();
+        snap.systemd_running = false;
+        snap.timer_enabled = None;
+        let p = plan(&snap);
+        let k = kinds(&p);
+        assert!(k.contains(&"write /etc/cron.d/keyward".to_owned()), "{k:?}");
+        assert!(
+            !k.iter()
+                .any(|s| s.contains("systemd") || s.contains("Timer") || s == "DaemonReload"),
+            "{k:?}"
+        );
+        assert_eq!(p.manifest.scheduler, Some(Scheduler::Cron));
+        assert!(!p.systemctl);
+        assert!(plan(&applied(&snap, &p)).is_empty());
+
+        // --scheduler systemd without systemd running: units written, not enabled, and said so.
+        let forced = InstallOptions {
+            scheduler: SchedulerChoice::Systemd,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &forced).unwrap();
+        assert!(p
+            .file_steps()
+            .any(|f| f.change.path == schedule::TIMER_PATH));
+        assert!(!p.steps.contains(&InstallStep::EnableTimer));
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("note: systemd is not the running init")));
+    }
+
+    #[test]
+    fn a_timer_that_is_not_enabled_is_enabled_and_an_enabled_one_left_alone() {
+        let mut snap = installed();
+        snap.timer_enabled = Some(false);
+        let p = plan(&snap);
+        assert_eq!(kinds(&p), ["RecordManifest", "CheckSshd", "EnableTimer"]);
+        assert!(describe::install(&p, false).contains(
+            &"run: systemctl daemon-reload; systemctl enable --now keyward-sync.timer".into()
+        ));
+        snap.timer_enabled = Some(true);
+        assert!(plan(&snap).is_empty());
+    }
+
+    #[test]
+    fn switching_to_cron_disables_the_timer_and_removes_the_units() {
+        let snap = installed();
+        let cron = InstallOptions {
+            scheduler: SchedulerChoice::Cron,
+            ..opts()
+        };
+        let p = plan_install(&snap, &Config::default(), &cron).unwrap();
+        let k = kinds(&p);
+        assert_eq!(k[0], "DisableTimer", "{k:?}");
+        assert!(k.contains(&"write /etc/cron.d/keyward".to_owned()));
+        assert!(k.contains(&"DaemonReload".to_owned()));
+        let units = p
+            .file_steps()
+            .filter(|f| f.change.path.starts_with("/etc/systemd/"))
+            .count();
+        assert_eq!(units, 2);
+        assert!(p.units_changed());
+    }
+
+    #[test]
+    fn i9_gid_only_cache_mismatch_is_planned_described_and_fixed() {
+        let mut snap = installed();
+        let cache = snap.cache.as_mut().unwrap();
+        cache[1].gid = 0;
+        let keys = cache[1].rel.clone();
+        let p = plan(&snap);
+        let Some(InstallStep::FixCache { plan: fix, .. }) = p.steps.first() else {
+            panic!("no cache fix: {:?}", p.steps);
+        };
+        assert_eq!(fix.chown, [keys]);
+        assert!(describe::install(&p, true).contains(&"would give 1 cache entry to keyward (chown, never through a symlink): /var/cache/keyward/keys".into()));
+        assert!(plan(&applied(&snap, &p)).is_empty());
+    }
+
+    #[test]
+    fn i9_group_writable_cache_dir_is_planned_described_and_fixed() {
+        let mut snap = installed();
+        snap.cache.as_mut().unwrap()[0].mode = 0o777;
+        let p = plan(&snap);
+        let Some(InstallStep::FixCache { plan: fix, .. }) = p.steps.first() else {
+            panic!("no cache fix: {:?}", p.steps);
+        };
+        assert_eq!(fix.chmod, [(PathBuf::new(), 0o755)]);
+        assert!(fix.chown.is_empty());
+        assert!(describe::install(&p, true).contains(&"would remove group and world write from 1 cache directory (chmod go-w, never through a symlink): /var/cache/keyward".into()));
+        assert!(plan(&applied(&snap, &p)).is_empty());
+    }
+
+    #[test]
+    fn refusals_are_errors_never_partial_plans() {
+        let config = Config::default();
+        let bad = InstallOptions {
+            binary: "/opt/my dir/keyward".into(),
+            ..opts()
+        };
+        assert!(matches!(
+            plan_install(&fresh(), &config, &bad),
+            Err(InstallError::BadBinaryPath(_))
+        ));
+
+        let mut snap = fresh();
+        snap.binary_problem = Some("/home/a is owned by uid 1000, not root".into());
+        assert!(matches!(
+            plan_install(&snap, &config, &opts()),
+            Err(InstallError::UnsafeBinary { .. })
+        ));
+        // On a --root tree it is a warning: the tree is not where sshd runs it.
+        snap.root = Some("/tmp/tree".into());
+        let p = plan_install(&snap, &config, &opts()).unwrap();
+        assert!(p.notes[0].starts_with("warning: sshd would refuse /usr/local/bin/keyward"));
+
+        let mut snap = fresh();
+        snap.files.insert(MAIN_CONFIG.into(), None);
+        let err = plan_install(&snap, &config, &opts()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/ssh/sshd_config does not exist"),
+            "{err}"
+        );
+
+        let mut snap = fresh();
+        snap.files.insert(pam::PAM_PATH.into(), None);
+        let err = plan_install(&snap, &config, &opts()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("/etc/pam.d/sshd does not exist"),
+            "{err}"
+        );
+        let off = Config {
+            create_on_login: false,
+            ..Config::default()
+        };
+        assert!(plan_install(&snap, &off, &opts()).is_ok());
+
+        let mut snap = installed();
+        let record = snap
+            .manifest
+            .as_ref()
+            .unwrap()
+            .record(pam::PAM_PATH)
+            .unwrap()
+            .clone();
+        assert!(record.original_sha256.is_some());
+        snap.saved
+            .insert(pam::PAM_PATH.into(), Some(b"not the original".to_vec()));
+        // Turning the hook off rewrites PAM, whose recorded original no longer matches its copy.
+        let err = plan_install(&snap, &off, &opts()).unwrap_err();
+        assert!(matches!(err, InstallError::BadBackup { .. }), "{err}");
+    }
+
+    #[test]
+    fn without_services_nothing_runs_but_files_the_user_and_the_cache() {
+        let mut snap = fresh();
+        snap.root = Some("/tmp/tree".into());
+        snap.services = false;
+        snap.sshd = None;
+        snap.sshd_dump = SshdDump::NotRun;
+        snap.timer_enabled = None;
+        let p = plan(&snap);
+        let k = kinds(&p);
+        assert!(
+            !k.iter().any(
+                |s| ["CheckSshd", "EnableTimer", "ReloadSshd", "DaemonReload"]
+                    .contains(&s.as_str())
+            ),
+            "{k:?}"
+        );
+        assert_eq!(
+            p.steps[0],
+            InstallStep::CreateUser {
+                prefix: Some("/tmp/tree".into())
+            }
+        );
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("--root /tmp/tree: only files under it change")));
+    }
+
+    #[test]
+    fn uninstall_with_nothing_installed_is_an_empty_plan() {
+        let p = plan_uninstall(&fresh(), &uninstall_opts()).unwrap();
+        assert!(!p.installed && p.is_empty());
+        assert_eq!(
+            describe::uninstall(&p, true),
+            ["not installed; nothing to do"]
+        );
+    }
+
+    #[test]
+    fn uninstall_restores_every_file_disables_the_timer_and_removes_the_user() {
+        let snap = installed();
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        let restored: Vec<_> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                UninstallStep::RestoreFile(c) => Some((c.path.as_str(), c.desired.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            restored,
+            [
+                (DROPIN_PATH, None),
+                (pam::PAM_PATH, Some(DEBIAN_PAM.into())),
+                (schedule::SERVICE_PATH, None),
+                (schedule::TIMER_PATH, None),
+            ]
+        );
+        assert_eq!(p.steps[0], UninstallStep::DisableTimer);
+        assert!(p.steps.contains(&UninstallStep::CheckSshd {
+            sshd: "/usr/sbin/sshd".into()
+        }));
+        assert!(p
+            .steps
+            .contains(&UninstallStep::RemoveUser { prefix: None }));
+        assert!(matches!(
+            p.steps.last(),
+            Some(UninstallStep::RemoveRecord { .. })
+        ));
+        assert_eq!(p.files_restored(), 4);
+        let lines = describe::uninstall(&p, true).join("\n");
+        assert!(
+            lines.contains("would remove /etc/ssh/sshd_config.d/00-keyward.conf"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("would remove system user keyward: userdel keyward"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn uninstall_of_a_partial_install_does_only_what_is_left() {
+        // install got as far as the cron file, without creating the user (it existed).
+        let mut snap = fresh();
+        snap.services = false;
+        snap.sshd = None;
+        snap.user = Some(KEYWARD);
+        let cron = format!("{MANAGED_MARK}\n");
+        snap.files
+            .insert(schedule::CRON_PATH.into(), Some(cron.clone().into_bytes()));
+        let mut m = Manifest::new(BIN);
+        m.set(schedule::CRON_PATH, None, Some(cron.as_bytes()));
+        snap.manifest = Some(m.clone());
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        assert_eq!(
+            p.steps,
+            [
+                UninstallStep::RestoreFile(FileChange {
+                    path: schedule::CRON_PATH.into(),
+                    current: Some(cron.clone().into_bytes()),
+                    desired: None,
+                }),
+                UninstallStep::RemoveRecord {
+                    install_dir: "/var/lib/keyward/install".into(),
+                    created_dirs: Vec::new(),
+                },
+            ]
+        );
+        // The user install created is gone already: nothing to remove.
+        m.created_user = true;
+        snap.manifest = Some(m);
+        snap.user = None;
+        let p = plan_uninstall(&snap, &uninstall_opts()).unwrap();
+        assert!(!p
+            .steps
+            .iter()
+            .any(|s| matches!(s, UninstallStep::RemoveUser { .. })));
+    }
+
+    #[test]
+    fn uninstall_refuses_a_changed_file_unless_forced_and_a_bad_copy_always() {
+        let mut snap = installed();
+        snap.files.insert(
+            pam::PAM_PATH.into(),
+            Some(format!("{DEBIAN_PAM}# admin\n").into_bytes()),
+        );
+        let err = plan_uninstall(&snap, &uninstall_opts()).unwrap_err();
+        assert!(
+            matches!(&err, InstallError::Changed(paths) if paths == &[pam::PAM_PATH.to_owned()]),
+            "{err}"
+        );
+        let force = UninstallOptions {
+            force: true,
+            ..uninstall_opts()
+        };
+        let p = plan_uninstall(&snap, &force).unwrap();
+        assert!(p
+            .notes
+            .iter()
+            .any(|n| n.starts_with("--force: restoring the originals")));
+        assert!(p.steps.contains(&UninstallStep::RestoreFile(FileChange {
+            path: pam::PAM_PATH.into(),
+            current: Some(format!("{DEBIAN_PAM}# admin\n").into_bytes()),
+            desired: Some(DEBIAN_PAM.into()),
+        })));
+
+        snap.saved.insert(pam::PAM_PATH.into(), None);
+        assert!(matches!(
+            plan_uninstall(&snap, &force),
+            Err(InstallError::BadBackup { .. })
+        ));
+    }
+}
