@@ -75,7 +75,7 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
 /// Checks 2, 3 and 9: credentials, each IAM read, the clock.
 async fn iam_checks(config: &Config, is_root: bool) -> Vec<Check> {
     let mut out = Vec::new();
-    let options = match crate::cli::host_client_options(config) {
+    let options = match crate::iam::ClientOptions::for_host(config) {
         Ok(options) => options,
         Err(e) => {
             out.push(Check::problem(
@@ -193,7 +193,7 @@ fn current_binary() -> String {
 
 /// The binary `keyward install` wired in, from its manifest (readable by root only).
 fn manifest_binary(config: &Config) -> Option<String> {
-    let path = config.state_dir.join("install/manifest.json");
+    let path = crate::state::StateDir::new(&config.state_dir).install_manifest();
     let text = std::fs::read_to_string(path).ok()?;
     Manifest::parse(&text).ok().map(|m| m.binary)
 }
@@ -301,7 +301,7 @@ fn cache_facts(dir: &Path) -> CacheFacts {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     };
-    let subdirs = ["keys", "users"]
+    let subdirs = crate::keys::cache::SUBDIRS
         .iter()
         .filter_map(|sub| {
             let path = dir.join(sub);
