@@ -206,8 +206,26 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {path}: {setting}")]
+    Invalid {
+        path: PathBuf,
+        setting: InvalidSetting,
+    },
+}
+
+/// A setting whose value keyward refuses: which key, and why (with the accepted values).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> InvalidSetting {
+    InvalidSetting {
+        key,
+        problem: problem.into(),
+    }
 }
 
 impl Config {
@@ -217,9 +235,9 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.validate().map_err(|setting| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            setting,
         })?;
         Ok(config)
     }
@@ -262,6 +280,15 @@ impl Config {
         self.allowed_groups.iter().any(|g| g == "*")
     }
 
+    /// The one rule of who may log in, for every job (lookup, account creation, doctor): any
+    /// IAM user when `allowed_groups` is `["*"]`, else a member of one of `allowed_groups`.
+    /// `groups` is the user's IAM groups, `None` when they were not read (allowed only by `*`).
+    /// Names compare exactly: IAM group names are case-sensitive in policies and here.
+    pub fn allows(&self, groups: Option<&[String]>) -> bool {
+        self.allows_everyone()
+            || groups.is_some_and(|gs| gs.iter().any(|g| self.allowed_groups.contains(g)))
+    }
+
     pub fn is_reserved(&self, linux_name: &str) -> bool {
         BUILTIN_RESERVED.contains(&linux_name)
             || self.reserved_users.iter().any(|r| r == linux_name)
@@ -277,21 +304,25 @@ impl Config {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidSetting> {
         if self.allows_everyone() && self.allowed_groups.len() > 1 {
-            return Err("allowed_groups: \"*\" must be the only entry".into());
+            return Err(invalid("allowed_groups", "\"*\" must be the only entry"));
         }
         for g in self.allowed_groups.iter().filter(|g| *g != "*") {
             if !is_valid_iam_group_name(g) {
-                return Err(format!(
-                    "allowed_groups: {g:?} is not a valid IAM group name"
+                return Err(invalid(
+                    "allowed_groups",
+                    format!("{g:?} is not a valid IAM group name"),
                 ));
             }
         }
         if self.group_prefix.is_empty() || !is_valid_iam_group_name(&self.group_prefix) {
-            return Err(format!(
-                "group_prefix: {:?} must be a non-empty run of IAM group-name characters",
-                self.group_prefix
+            return Err(invalid(
+                "group_prefix",
+                format!(
+                    "{:?} must be a non-empty run of IAM group-name characters",
+                    self.group_prefix
+                ),
             ));
         }
         let mut paths = vec![
@@ -306,52 +337,68 @@ impl Config {
         );
         for (key, dir) in paths {
             if !dir.is_absolute() {
-                return Err(format!("{key}: {} must be an absolute path", dir.display()));
+                return Err(invalid(
+                    key,
+                    format!("{} must be an absolute path", dir.display()),
+                ));
             }
         }
         if self.lookup_timeout.is_zero() || self.lookup_timeout > Duration::from_secs(30) {
-            return Err("lookup_timeout: must be between 1ms and 30s (sshd waits for it)".into());
+            return Err(invalid(
+                "lookup_timeout",
+                "must be between 1ms and 30s (sshd waits for it)",
+            ));
         }
         for r in &self.reserved_users {
             if !names::is_valid_linux_name(r) {
-                return Err(format!(
-                    "reserved_users: {r:?} is not a valid Linux user name"
+                return Err(invalid(
+                    "reserved_users",
+                    format!("{r:?} is not a valid Linux user name"),
                 ));
             }
         }
         for g in &self.sudo_groups {
             if !is_valid_iam_group_name(g) {
-                return Err(format!("sudo_groups: {g:?} is not a valid IAM group name"));
+                return Err(invalid(
+                    "sudo_groups",
+                    format!("{g:?} is not a valid IAM group name"),
+                ));
             }
         }
         for g in &self.adopt_groups {
             if !names::is_valid_linux_name(g) {
-                return Err(format!(
-                    "adopt_groups: {g:?} is not a valid Linux group name"
+                return Err(invalid(
+                    "adopt_groups",
+                    format!("{g:?} is not a valid Linux group name"),
                 ));
             }
             if self.is_reserved_group(g) {
-                return Err(format!(
-                    "adopt_groups: {g:?} is reserved: root, keyward (keyward's own service \
-                     group) and the reserved_users are never managed"
+                return Err(invalid(
+                    "adopt_groups",
+                    format!(
+                        "{g:?} is reserved: root, keyward (keyward's own service group) and \
+                         the reserved_users are never managed"
+                    ),
                 ));
             }
         }
         if self.delete_after.is_some_and(|d| d.is_zero()) {
-            return Err(
-                "delete_after: must be longer than 0s (leave it out to never delete accounts)"
-                    .into(),
-            );
+            return Err(invalid(
+                "delete_after",
+                "must be longer than 0s (leave it out to never delete accounts)",
+            ));
         }
         if self.adopt_keymaker_accounts && self.uid_scheme != UidScheme::Keymaker {
-            return Err(
-                "adopt_keymaker_accounts: only meaningful with uid_scheme = \"keymaker\"".into(),
-            );
+            return Err(invalid(
+                "adopt_keymaker_accounts",
+                "only meaningful with uid_scheme = \"keymaker\"",
+            ));
         }
         if let Some(arn) = &self.iam_role_arn {
             if !arn.starts_with("arn:") || !arn.contains(":role/") {
-                return Err(format!(
-                    "iam_role_arn: {arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                return Err(invalid(
+                    "iam_role_arn",
+                    format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
                 ));
             }
         }
@@ -530,6 +577,20 @@ mod tests {
         assert_eq!(c, Config::default());
         assert!(c.allowed_groups.is_empty());
         assert!(!c.allows_everyone());
+    }
+
+    #[test]
+    fn allows_members_of_allowed_groups_or_everyone_with_star() {
+        let groups = |gs: &[&str]| gs.iter().map(|g| g.to_string()).collect::<Vec<_>>();
+        let ops = parse("allowed_groups = [\"ops\", \"dev\"]").unwrap();
+        assert!(ops.allows(Some(&groups(&["x", "dev"]))));
+        assert!(!ops.allows(Some(&groups(&["Ops", "admins"]))));
+        assert!(!ops.allows(Some(&[])));
+        assert!(!ops.allows(None), "groups not read: not allowed");
+        let star = parse("allowed_groups = [\"*\"]").unwrap();
+        assert!(star.allows(None) && star.allows(Some(&[])));
+        let nobody = parse("").unwrap();
+        assert!(!nobody.allows(Some(&groups(&["*", "ops"]))));
     }
 
     #[test]

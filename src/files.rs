@@ -113,11 +113,36 @@ impl TrustError {
     }
 }
 
-/// For callers whose errors are still sentences.
-impl From<TrustError> for String {
-    fn from(e: TrustError) -> String {
-        e.to_string()
+/// An I/O failure on a path keyward reads or writes: what it was doing, where, and the OS's
+/// reason, in one sentence ("cannot create /var/lib/keyward/negative: Permission denied").
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {error}", path.display())]
+pub struct IoError {
+    /// A verb phrase: "create", "read", "write", "remove", "lock".
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl IoError {
+    /// For `map_err`: `.map_err(IoError::at("create", &dir))`.
+    pub fn at<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> IoError + 'a {
+        move |error| IoError {
+            action,
+            path: path.to_owned(),
+            error,
+        }
     }
+}
+
+/// A file or directory keyward keeps state in that cannot be used: an I/O failure, or it
+/// fails the trust check (someone else could have written it).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
 }
 
 /// Reads a file that decides access: `Ok(None)` when it (or a directory above it) does not

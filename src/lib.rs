@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod files;
@@ -15,4 +16,5 @@ pub mod iam;
 pub mod install;
 pub mod keys;
 pub mod logging;
+pub mod state;
 pub mod sync;

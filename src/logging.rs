@@ -65,8 +65,70 @@ pub enum Target {
     Pam,
 }
 
-/// `KEYWARD_LOG` takes an env-filter directive (e.g. `debug`); `-v` means debug.
-pub fn init(target: Target, verbose: bool) {
+/// Where the log of this process goes, so that the error ending a command is told once per
+/// destination: never as a log line and again as a `keyward:` line on the same stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    target: Target,
+    /// Log events are written to stderr.
+    events_on_stderr: bool,
+}
+
+impl Report {
+    /// Tells `message`, the error that ended the command: once in the log of a host command
+    /// (journald or syslog, as `init` chose, with `message_id` when the error is an audit
+    /// event), and once on stderr for whoever ran it, unless the log line is already there or
+    /// stderr is the journal itself (a systemd service). Under PAM, never on stderr: the
+    /// client would read it.
+    pub fn fatal(self, message_id: Option<&'static str>, message: &str) {
+        if self.target != Target::Interactive {
+            tracing::error!(message_id, "{message}");
+        }
+        let on_stderr = match self.target {
+            Target::Interactive => true,
+            Target::Host => !self.events_on_stderr && !stderr_is_journal(),
+            Target::Pam => false,
+        };
+        if on_stderr {
+            eprintln!("keyward: {message}");
+        }
+    }
+}
+
+/// Context for an error that is also an audit event (a sync that changed nothing, say): the
+/// one log line `Report::fatal` writes for it carries this MESSAGE_ID.
+#[derive(Debug)]
+pub struct Audited {
+    pub message_id: &'static str,
+    pub message: &'static str,
+}
+
+impl std::fmt::Display for Audited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+/// systemd connects a service's stderr to the journal and says so in `JOURNAL_STREAM`
+/// (`DEV:INODE` of that stream).
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    stream.to_str() == Some(&format!("{}:{}", meta.dev(), meta.ino()))
+}
+
+/// `KEYWARD_LOG` takes an env-filter directive (e.g. `debug`); `-v` means debug. The returned
+/// `Report` tells the error that ends the command.
+pub fn init(target: Target, verbose: bool) -> Report {
+    let mut report = Report {
+        target,
+        events_on_stderr: false,
+    };
     let default = if verbose {
         "warn,keyward=debug"
     } else {
@@ -84,7 +146,7 @@ pub fn init(target: Target, verbose: bool) {
                 .with(filter)
                 .with(journald)
                 .init();
-            return;
+            return report;
         }
     }
     if target == Target::Pam {
@@ -96,7 +158,7 @@ pub fn init(target: Target, verbose: bool) {
             .with_level(false)
             .without_time()
             .init();
-        return;
+        return report;
     }
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -119,6 +181,8 @@ pub fn init(target: Target, verbose: bool) {
         .with(stderr)
         .with(syslog)
         .init();
+    report.events_on_stderr = true;
+    report
 }
 
 /// One datagram per event to the local syslog socket (facility authpriv), for hosts without

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::ids;
-use super::ownership::Records;
+use super::ownership::{RecordError, Records};
 use crate::config::Config;
 use crate::files;
 
@@ -96,12 +96,7 @@ pub fn plan(
     if !iam.has_active_key {
         return Err(Refused::NoActiveKey);
     }
-    let allowed = config.allows_everyone()
-        || iam
-            .groups
-            .as_ref()
-            .is_some_and(|gs| gs.iter().any(|g| config.allowed_groups.contains(g)));
-    if !allowed {
+    if !config.allows(iam.groups.as_deref()) {
         return Err(Refused::NotAllowed);
     }
     let uid = uid_for(config, &iam.user_id);
@@ -139,7 +134,16 @@ pub use super::ownership::OwnershipRecord;
 /// The local account database, as account creation needs it.
 pub trait AccountDb {
     fn local_facts(&self, config: &Config, linux_name: &str, uid: u32) -> LocalFacts;
-    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), String>;
+    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), CreateError>;
+}
+
+/// Why an account that was to be created was not.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
 }
 
 /// shadow-utils (groupadd, useradd) plus keyward's ownership records under `state_dir`.
@@ -155,16 +159,14 @@ impl ShadowUtils {
     }
 
     /// Writes the ownership record of `account` (also used by `sync` to adopt an account).
-    pub fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
+    pub fn write_record(&self, account: &NewAccount, now: SystemTime) -> Result<(), RecordError> {
         let record = OwnershipRecord {
             iam_user: account.iam_user.clone(),
             iam_user_id: account.iam_user_id.clone(),
             uid: account.uid,
-            created_at: crate::keys::cache::unix_secs(now),
+            created_at: crate::clock::unix_secs(now),
         };
-        Records::new(&self.state_dir)
-            .write(&account.linux_name, &record)
-            .map_err(|e| e.to_string())
+        Records::new(&self.state_dir).write(&account.linux_name, &record)
     }
 }
 
@@ -180,7 +182,7 @@ impl AccountDb for ShadowUtils {
         }
     }
 
-    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), String> {
+    fn create(&self, account: &NewAccount, now: SystemTime) -> Result<(), CreateError> {
         // The record first: should useradd succeed and the process die right after, the
         // account is still known to be keyward's. A record without an account is harmless.
         self.write_record(account, now)?;
@@ -189,7 +191,7 @@ impl AccountDb for ShadowUtils {
         if let Err(e) = useradd(account) {
             let _ = run(shadow("groupdel").args(["--", &account.linux_name]));
             let _ = Records::new(&self.state_dir).remove(&account.linux_name);
-            return Err(e);
+            return Err(e.into());
         }
         for group in &account.groups {
             // The account is usable without the group; sync adds it on its next run.
@@ -209,7 +211,7 @@ impl ShadowUtils {
     /// Local groups keyward manages: those with a trusted record whose GID still matches (as
     /// `sync` writes them), and the existing `adopt_groups`.
     fn managed_groups(&self, config: &Config) -> Vec<String> {
-        let dir = self.state_dir.join("groups");
+        let dir = crate::state::StateDir::new(&self.state_dir).groups();
         let mut managed: Vec<String> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -289,7 +291,7 @@ pub fn useradd_args(
 }
 
 /// useradd for `account`, whose private group (GID = UID) already exists.
-pub fn useradd(account: &NewAccount) -> Result<(), String> {
+pub fn useradd(account: &NewAccount) -> Result<(), CommandError> {
     run(shadow("useradd").args(useradd_args(account, PrivateGroup::Exists, &[])))
 }
 
@@ -306,20 +308,38 @@ pub fn shadow(tool: &str) -> Command {
     cmd
 }
 
+/// A command keyward ran (shadow-utils, visudo) that could not start or did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("cannot run {program:?}: {error}")]
+    Spawn {
+        program: PathBuf,
+        error: std::io::Error,
+    },
+    /// `stderr` is the command's own, trimmed (useradd says which name or id it refused).
+    #[error("{program:?} failed ({status}): {stderr}")]
+    Failed {
+        program: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
 /// Runs `cmd`; a non-zero exit is an error carrying its stderr.
-pub fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+pub fn run(cmd: &mut Command) -> Result<(), CommandError> {
+    let program = PathBuf::from(cmd.get_program());
+    let out = cmd.output().map_err(|error| CommandError::Spawn {
+        program: program.clone(),
+        error,
+    })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{:?} failed ({}): {}",
-            cmd.get_program(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(CommandError::Failed {
+            program,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 

@@ -16,10 +16,11 @@ use std::time::SystemTime;
 
 use tokio::time::timeout;
 
-use super::create::{self, AccountDb, IamFacts, NewAccount, Refused};
-use super::local::LocalAccounts;
+use super::create::{self, AccountDb, CreateError, IamFacts, NewAccount, Refused};
+use super::local::{AccountDbError, LocalAccounts};
 use super::throttle::Throttle;
 use crate::config::Config;
+use crate::files::FileError;
 use crate::iam::{Directory, IamError, Identity};
 use crate::keys::lookup::{self, Refusal};
 
@@ -42,8 +43,30 @@ impl Throttling for Throttle {
     }
 }
 
+/// Why an attempt failed. Nothing is remembered: the next attempt asks again.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginFailure {
+    #[error(transparent)]
+    AccountDb(#[from] AccountDbError),
+    #[error("the lookup throttle is unusable: {0}")]
+    Throttle(FileError),
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error(transparent)]
+    Create(#[from] CreateError),
+}
+
+/// Tests compare outcomes; two failures are alike when they say the same.
+#[cfg(test)]
+impl PartialEq for LoginFailure {
+    fn eq(&self, other: &LoginFailure) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
 /// What one attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
+#[cfg_attr(test, derive(PartialEq))]
 pub enum OnLogin {
     /// `create_on_login = false`.
     Off,
@@ -57,12 +80,12 @@ pub enum OnLogin {
     OverBudget,
     NoSuchUser,
     /// The name is not IAM's canonical spelling of the user.
-    WrongIdentity(String),
+    WrongIdentity(lookup::WrongIdentity),
     /// IAM answered, and the plan refuses (no Active key, not allowed, ids taken).
     NotCreated(Refused),
     Created(NewAccount),
     /// Something failed (IAM unavailable, the account database, useradd): nothing remembered.
-    Failed(String),
+    Failed(LoginFailure),
 }
 
 /// Decides and, when allowed, creates the account of `name`. `open_throttle` is called only
@@ -71,7 +94,7 @@ pub async fn create_on_login<T: Throttling, D: Directory>(
     config: &Config,
     name: &str,
     local: &impl LocalAccounts,
-    open_throttle: impl FnOnce() -> Result<T, String>,
+    open_throttle: impl FnOnce() -> Result<T, FileError>,
     directory: impl Future<Output = D>,
     db: &impl AccountDb,
     now: SystemTime,
@@ -86,11 +109,11 @@ pub async fn create_on_login<T: Throttling, D: Directory>(
     match local.uid(name) {
         Ok(None) => {}
         Ok(Some(_)) => return OnLogin::Exists,
-        Err(e) => return OnLogin::Failed(e),
+        Err(e) => return OnLogin::Failed(e.into()),
     }
     let throttle = match open_throttle() {
         Ok(t) => t,
-        Err(e) => return OnLogin::Failed(e),
+        Err(e) => return OnLogin::Failed(LoginFailure::Throttle(e)),
     };
     if throttle.recently_refused(name, now) {
         return OnLogin::RecentlyRefused;
@@ -114,7 +137,7 @@ pub async fn create_on_login<T: Throttling, D: Directory>(
             throttle.remember_refused(name, now);
             return OnLogin::NoSuchUser;
         }
-        Err(e) => return OnLogin::Failed(e.to_string()),
+        Err(e) => return OnLogin::Failed(e.into()),
     };
     if let Err(why) = lookup::check_identity(config, name, None, &identity) {
         throttle.remember_refused(name, now);
@@ -125,7 +148,7 @@ pub async fn create_on_login<T: Throttling, D: Directory>(
     match create::plan(config, name, &gate.iam_user, &facts, &local_facts) {
         Ok(account) => match db.create(&account, now) {
             Ok(()) => OnLogin::Created(account),
-            Err(e) => OnLogin::Failed(e),
+            Err(e) => OnLogin::Failed(e.into()),
         },
         Err(refused) => {
             throttle.remember_refused(name, now);
@@ -191,19 +214,26 @@ mod tests {
     struct FakeDb {
         facts: LocalFacts,
         created: RefCell<Vec<NewAccount>>,
-        fail: Option<String>,
+        fail: bool,
     }
 
     impl AccountDb for FakeDb {
         fn local_facts(&self, _: &Config, _: &str, _: u32) -> LocalFacts {
             self.facts.clone()
         }
-        fn create(&self, account: &NewAccount, _: SystemTime) -> Result<(), String> {
-            if let Some(e) = &self.fail {
-                return Err(e.clone());
+        fn create(&self, account: &NewAccount, _: SystemTime) -> Result<(), CreateError> {
+            if self.fail {
+                return Err(useradd_failed().into());
             }
             self.created.borrow_mut().push(account.clone());
             Ok(())
+        }
+    }
+
+    fn useradd_failed() -> create::CommandError {
+        create::CommandError::Spawn {
+            program: "/usr/sbin/useradd".into(),
+            error: std::io::ErrorKind::NotFound.into(),
         }
     }
 
@@ -324,11 +354,14 @@ mod tests {
         let got = attempt(&c, "alice", &nobody(), &t, &down_dir, &db).await;
         assert!(matches!(got, OnLogin::Failed(_)), "{got:?}");
         let failing_db = FakeDb {
-            fail: Some("useradd failed".into()),
+            fail: true,
             ..FakeDb::default()
         };
         let got = attempt(&c, "alice", &nobody(), &t, &dir, &failing_db).await;
-        assert_eq!(got, OnLogin::Failed("useradd failed".into()));
+        assert_eq!(
+            got,
+            OnLogin::Failed(CreateError::from(useradd_failed()).into())
+        );
         assert!(t.refused.borrow().is_empty());
     }
 

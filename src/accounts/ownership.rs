@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::names;
-use crate::files;
+use crate::files::{self, IoError};
 
 /// Records are a few hundred bytes; anything larger was not written by keyward.
 const MAX_RECORD: u64 = 16 * 1024;
@@ -71,7 +71,7 @@ pub struct Records {
 impl Records {
     pub fn new(state_dir: &Path) -> Records {
         Records {
-            dir: state_dir.join("accounts"),
+            dir: crate::state::StateDir::new(state_dir).accounts(),
         }
     }
 
@@ -118,7 +118,7 @@ impl Records {
 
     /// Every usable record, by account name (sync). A directory that is not trusted yields
     /// none: someone else could have planted them.
-    pub fn read_all(&self) -> Result<BTreeMap<String, OwnershipRecord>, String> {
+    pub fn read_all(&self) -> Result<BTreeMap<String, OwnershipRecord>, IoError> {
         read_records(&self.dir)
     }
 
@@ -154,11 +154,11 @@ impl Records {
 /// skipped with a warning.
 pub fn read_records<T: serde::de::DeserializeOwned>(
     dir: &Path,
-) -> Result<BTreeMap<String, T>, String> {
+) -> Result<BTreeMap<String, T>, IoError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        Err(e) => return Err(IoError::at("read", dir)(e)),
     };
     if let Err(reason) = files::check_trusted(dir) {
         // Someone else could have planted records: trust none of them.

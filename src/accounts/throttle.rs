@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::keys::cache::unix_secs;
+use crate::clock::unix_secs;
+use crate::files::{FileError, IoError};
 
 /// How long a refused name is answered from memory.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(600);
@@ -45,13 +46,13 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    pub fn open(state_dir: &Path) -> Result<Throttle, String> {
-        let dir = state_dir.join("negative");
+    pub fn open(state_dir: &Path) -> Result<Throttle, FileError> {
+        let dir = crate::state::StateDir::new(state_dir).negative();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(IoError::at("create", &dir))?;
         crate::files::check_trusted(&dir)?;
         Ok(Throttle { dir })
     }

@@ -7,12 +7,12 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
 
-use super::Context;
+use super::{Context, Exit};
 use crate::audit::{self, journal, time::Clock, Selection};
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
@@ -37,7 +37,7 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let (config, _) = ctx.load_config()?;
         let now = SystemTime::now();
         let (records, source) = if !self.logs.is_empty() {
@@ -82,21 +82,26 @@ impl Audit {
         } else {
             out.write_all(audit::table(&sessions).as_bytes())?;
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }
 
-fn parse_since(s: &str) -> Result<SystemTime, String> {
+/// A `--since` value keyward cannot place in time.
+#[derive(Debug, thiserror::Error)]
+enum SinceError {
+    #[error("{0} ago is before 1970")]
+    BeforeEpoch(String),
+    #[error("expected a duration (2h, 7d) or an RFC 3339 time (2026-11-23T13:00:00Z), got {0:?}")]
+    Unreadable(String),
+}
+
+fn parse_since(s: &str) -> Result<SystemTime, SinceError> {
     if let Ok(ago) = humantime::parse_duration(s) {
         return SystemTime::now()
             .checked_sub(ago)
-            .ok_or_else(|| format!("{s} ago is before 1970"));
+            .ok_or_else(|| SinceError::BeforeEpoch(s.to_owned()));
     }
-    audit::time::parse_rfc3339(s).ok_or_else(|| {
-        format!(
-            "expected a duration (2h, 7d) or an RFC 3339 time (2026-11-23T13:00:00Z), got {s:?}"
-        )
-    })
+    audit::time::parse_rfc3339(s).ok_or_else(|| SinceError::Unreadable(s.to_owned()))
 }
 
 fn describe(paths: &[PathBuf]) -> String {

@@ -6,17 +6,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 
-use super::Context;
+use super::{Context, Exit};
 use crate::accounts::local::SystemAccounts;
 use crate::accounts::names;
 use crate::config::{Config, DEFAULT_PATH};
 use crate::files;
-use crate::iam::AwsIam;
+use crate::iam::{AwsIam, ClientOptions};
 use crate::keys::answer::{self, Event};
 use crate::keys::cache::Cache;
 use crate::keys::lookup::{Offer, Refusal};
@@ -40,7 +39,7 @@ pub struct AuthorizedKeys {
 }
 
 impl AuthorizedKeys {
-    pub async fn run(self, ctx: &Context, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context, out: &mut impl Write) -> anyhow::Result<Exit> {
         let started = Instant::now();
         let (config, _) = ctx.load_config()?;
         let offer = match self.offer() {
@@ -50,7 +49,7 @@ impl AuthorizedKeys {
                     linux_user = untrusted(&self.user),
                     "offered key is not valid: {e}"
                 );
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Exit::Ok);
             }
         };
         if !names::is_valid_linux_name(&self.user) {
@@ -59,7 +58,7 @@ impl AuthorizedKeys {
                 linux_user = untrusted(&self.user),
                 "not a valid Linux user name"
             );
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Ok);
         }
         let (mut keys, code) = self.iam_keys(&config, &offer, started).await?;
         let remaining = config.lookup_timeout.saturating_sub(started.elapsed());
@@ -75,11 +74,7 @@ impl AuthorizedKeys {
         // sshd ignores the keys of a command that exits non-zero: keys printed (a chained
         // command's during an IAM outage, say) must be usable, so the outage code goes only
         // with an empty answer. The outage itself is logged.
-        Ok(if keys.is_empty() {
-            code
-        } else {
-            ExitCode::SUCCESS
-        })
+        Ok(if keys.is_empty() { code } else { Exit::Ok })
     }
 
     /// The offered (or all) keys IAM allows for this user (`keys::answer`, where every decision
@@ -89,7 +84,7 @@ impl AuthorizedKeys {
         config: &Config,
         offer: &Offer,
         started: Instant,
-    ) -> anyhow::Result<(Vec<PublicKey>, ExitCode)> {
+    ) -> anyhow::Result<(Vec<PublicKey>, Exit)> {
         let local = SystemAccounts::new(&config.state_dir);
         // Opened only once the gate has let the name through.
         let cache = std::cell::OnceCell::new();
@@ -104,7 +99,7 @@ impl AuthorizedKeys {
                 })
                 .as_ref()
         };
-        let options = super::host_client_options(config)?;
+        let options = ClientOptions::for_host(config)?;
         let answer = answer::answer(
             config,
             &self.user,
@@ -121,10 +116,7 @@ impl AuthorizedKeys {
         for event in &answer.events {
             log_event(event, iam_user, &linux_user, elapsed_ms);
         }
-        let code = answer
-            .unavailable
-            .as_ref()
-            .map_or(ExitCode::SUCCESS, super::iam_exit_code);
+        let code = answer.unavailable.as_ref().map_or(Exit::Ok, Exit::of_iam);
         Ok((answer.keys, code))
     }
 
@@ -145,19 +137,16 @@ impl AuthorizedKeys {
                 return Vec::new();
             }
         };
-        let chained = String::from_utf8(bytes)
-            .map_err(|_| "not UTF-8 text".to_owned())
-            .and_then(|text| toml::from_str::<chain::Chain>(&text).map_err(|e| e.to_string()))
-            .and_then(|c| {
-                chain::argv(
-                    &c.command,
-                    &chain::Tokens {
-                        user: &self.user,
-                        fingerprint: offer.fingerprint.as_deref(),
-                        key: offer.key.as_ref(),
-                    },
-                )
-            });
+        let chained = chain::Chain::parse(bytes).and_then(|c| {
+            chain::argv(
+                &c.command,
+                &chain::Tokens {
+                    user: &self.user,
+                    fingerprint: offer.fingerprint.as_deref(),
+                    key: offer.key.as_ref(),
+                },
+            )
+        });
         let args = match chained {
             Ok(args) => args,
             Err(e) => {

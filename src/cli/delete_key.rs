@@ -1,9 +1,7 @@
 //! `keyward delete-key`: remove a key from IAM for good.
 
-use std::process::ExitCode;
-
 use super::key_status::KeyTarget;
-use super::{laptop, Context};
+use super::{laptop, Context, Exit};
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteKey {
@@ -12,13 +10,13 @@ pub struct DeleteKey {
 }
 
 impl DeleteKey {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
         let iam = laptop::client().await;
         let (spec, user) = self.target.into_parts();
         let user = laptop::resolve_user(&iam, user).await?;
         let key = laptop::find_key(&iam, &user, &spec).await?;
         iam.delete_key(&user, &key.meta.id).await?;
         println!("deleted key {} of IAM user {user}", key.meta.id);
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

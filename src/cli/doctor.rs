@@ -3,9 +3,7 @@
 //! The checks and their verdicts live in `crate::doctor`; this file prints them and maps any
 //! problem to exit 1. It never changes the host.
 
-use std::process::ExitCode;
-
-use super::Context;
+use super::{Context, Exit};
 use crate::doctor;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +22,7 @@ pub struct Doctor {
 }
 
 impl Doctor {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let checks = doctor::gather::run(ctx.config_path.as_deref()).await;
         if self.json {
             print!("{}", doctor::render_json(&checks));
@@ -32,9 +30,9 @@ impl Doctor {
             print!("{}", doctor::render_human(&checks));
         }
         Ok(if doctor::has_problem(&checks) {
-            ExitCode::FAILURE
+            Exit::Failure
         } else {
-            ExitCode::SUCCESS
+            Exit::Ok
         })
     }
 }

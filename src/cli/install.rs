@@ -5,11 +5,10 @@
 //! the host itself.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::Context;
+use super::{Context, Exit};
 use crate::config::{Config, DEFAULT_PATH};
 use crate::install::system::RealSystem;
 use crate::install::{self, InstallOptions, SchedulerChoice};
@@ -41,7 +40,7 @@ pub struct Install {
 }
 
 impl Install {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let root = canonical_root(self.root.as_deref())?;
         let config = load_config(ctx, root.as_deref())?;
         let binary = std::env::current_exe()
@@ -66,7 +65,7 @@ impl Install {
             &mut std::io::stdout().lock(),
         )
         .context("install")?;
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }
 

@@ -1,8 +1,6 @@
 //! `keyward enable-key` / `disable-key`: switch whether IAM (and so every host) accepts a key.
 
-use std::process::ExitCode;
-
-use super::{laptop, Context};
+use super::{laptop, Context, Exit};
 
 #[derive(Debug, clap::Args)]
 pub struct KeyTarget {
@@ -32,27 +30,27 @@ pub struct DisableKey {
 }
 
 impl EnableKey {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
         set_active(self.target, true).await
     }
 }
 
 impl DisableKey {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
         set_active(self.target, false).await
     }
 }
 
-async fn set_active(target: KeyTarget, active: bool) -> anyhow::Result<ExitCode> {
+async fn set_active(target: KeyTarget, active: bool) -> anyhow::Result<Exit> {
     let iam = laptop::client().await;
     let user = laptop::resolve_user(&iam, target.user).await?;
     let key = laptop::find_key(&iam, &user, &target.key).await?;
     let word = if active { "enabled" } else { "disabled" };
     if key.meta.active == active {
         println!("key {} of IAM user {user} is already {word}", key.meta.id);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Ok);
     }
     iam.set_key_active(&user, &key.meta.id, active).await?;
     println!("{word} key {} of IAM user {user}", key.meta.id);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 
 use super::Context;
-use crate::iam::{AwsIam, ClientOptions, Directory, KeyMeta};
+use crate::iam::{AwsIam, ClientOptions, Directory, IamError, KeyMeta};
 use crate::keys::{KeyError, PublicKey};
 
 /// Laptop commands are interactive: a slow network gets more patience than sshd does.
@@ -114,7 +114,19 @@ fn parse_public_key_file(path: &Path) -> anyhow::Result<PublicKey> {
 /// A key in IAM with its parsed body (or why the body is unusable).
 pub struct KeyInfo {
     pub meta: KeyMeta,
-    pub key: Result<PublicKey, String>,
+    pub key: Result<PublicKey, BodyError>,
+}
+
+/// Why a key's body is not at hand.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Iam(#[from] IamError),
+    #[error(transparent)]
+    Invalid(#[from] KeyError),
+    /// Only the key list was read (a lookup by key id needs no body).
+    #[error("not fetched")]
+    NotFetched,
 }
 
 impl KeyInfo {
@@ -144,8 +156,8 @@ pub async fn keys_with_bodies(iam: &AwsIam, user: &str) -> anyhow::Result<Vec<Ke
         .map(|(meta, body)| KeyInfo {
             meta,
             key: body
-                .map_err(|e| e.to_string())
-                .and_then(|b| PublicKey::parse(&b).map_err(|e| e.to_string())),
+                .map_err(BodyError::from)
+                .and_then(|b| Ok(PublicKey::parse(&b)?)),
         })
         .collect())
 }
@@ -160,7 +172,7 @@ pub async fn find_key(iam: &AwsIam, user: &str, spec: &str) -> anyhow::Result<Ke
             .into_iter()
             .map(|meta| KeyInfo {
                 meta,
-                key: Err("not fetched".into()),
+                key: Err(BodyError::NotFetched),
             })
             .collect()
     };

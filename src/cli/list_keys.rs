@@ -1,9 +1,7 @@
 //! `keyward list-keys`: the SSH keys of an IAM user, with fingerprints as `ssh-keygen -lf`
 //! prints them so a person can match them to the files on their laptop.
 
-use std::process::ExitCode;
-
-use super::{laptop, Context};
+use super::{laptop, Context, Exit};
 
 #[derive(Debug, clap::Args)]
 pub struct ListKeys {
@@ -16,7 +14,7 @@ pub struct ListKeys {
 }
 
 impl ListKeys {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
         let iam = laptop::client().await;
         let user = laptop::resolve_user(&iam, self.user).await?;
         let keys = laptop::keys_with_bodies(&iam, &user).await?;
@@ -33,16 +31,16 @@ impl ListKeys {
                         "type": key.map(|p| p.key_type().name()),
                         "bits": key.map(|p| p.bits()),
                         "comment": key.map(|p| p.comment()),
-                        "error": k.key.as_ref().err(),
+                        "error": k.key.as_ref().err().map(ToString::to_string),
                     })
                 })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Ok);
         }
         if keys.is_empty() {
             println!("IAM user {user} has no SSH keys: upload one with `keyward upload-key`");
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Ok);
         }
         println!(
             "{:<24} {:<8} {:<20} {:<51} COMMENT",
@@ -62,6 +60,6 @@ impl ListKeys {
                 comment
             );
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

@@ -1,13 +1,14 @@
 //! The command line: one file per subcommand, each a clap-derive struct with `run`.
 //!
-//! Exit codes are part of the interface (sshd, PAM, systemd and scripts read them) and are
-//! listed in `--help` and README.
+//! Exit codes are part of the interface (sshd, PAM, systemd and scripts read them): every
+//! command returns an [`Exit`], whose table `--help` and README show.
 
 mod audit;
 mod authorized_keys;
 mod config_cmd;
 mod delete_key;
 mod doctor;
+mod exit;
 mod install;
 mod key_status;
 mod laptop;
@@ -22,26 +23,16 @@ mod upload_key;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Source};
-use crate::iam::IamError;
 use crate::logging;
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  success (for authorized-keys also: user not allowed, nothing printed)
-  1  error: bad config, bad input file, invalid key, IAM refused the request; for sync also a
-     plan the mass-change guard refused, another sync running, or a failed action
-  2  command-line usage error
-  3  IAM could not be reached (network, timeout, throttling) or answered incompletely (an
-     answer missing a required element), and no usable cache
-  4  AWS credentials missing or rejected, or IAM access denied (the message names the action)";
+pub use exit::Exit;
 
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, about = "AWS IAM as the source of truth for SSH logins", after_help = EXIT_CODES)]
+#[command(name = "keyward", version, about = "AWS IAM as the source of truth for SSH logins", after_help = Exit::help_table())]
 pub struct Cli {
     /// Config file [default: /etc/keyward/keyward.toml]
     #[arg(long, global = true, env = "KEYWARD_CONFIG", value_name = "PATH")]
@@ -121,7 +112,7 @@ impl Cli {
         }
     }
 
-    pub async fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<Exit> {
         let ctx = Context {
             config_path: self.config,
         };
@@ -171,38 +162,6 @@ pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
         }
     }
     args
-}
-
-/// IAM client options for host commands (run by sshd or PAM with a bare environment).
-pub fn host_client_options(config: &Config) -> anyhow::Result<crate::iam::ClientOptions> {
-    if let Some(file) = &config.aws_config_file {
-        // It holds credentials and decides which endpoint is asked who may log in.
-        crate::files::check_trusted(file)
-            .map_err(|e| anyhow::anyhow!("aws_config_file is not trusted: {e}"))?;
-    }
-    Ok(crate::iam::ClientOptions {
-        timeout: Some(config.lookup_timeout),
-        role_arn: config.iam_role_arn.clone(),
-        aws_config_file: config.aws_config_file.clone(),
-    })
-}
-
-/// The exit code for an error that reached `main`.
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<IamError>())
-        .map_or(ExitCode::FAILURE, iam_exit_code)
-}
-
-/// The exit code of an IAM failure, the same for every command (README, `--help`): 3 when IAM
-/// could not be reached or answered incompletely, 4 when the credentials are missing or
-/// rejected or IAM denied the action, 1 otherwise.
-pub fn iam_exit_code(err: &IamError) -> ExitCode {
-    match err {
-        IamError::Unreachable(_) => ExitCode::from(3),
-        IamError::NoCredentials(_) | IamError::AccessDenied { .. } => ExitCode::from(4),
-        _ => ExitCode::FAILURE,
-    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,14 @@
 //! `allowed_groups`. Under PAM it always exits non-zero, so it can never make authentication
 //! succeed by itself; the user connects again and logs in with their key.
 
-use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::Context;
+use super::{Context, Exit};
 use crate::accounts::create::ShadowUtils;
 use crate::accounts::local::SystemAccounts;
-use crate::accounts::on_login::{self, OnLogin};
+use crate::accounts::on_login::{self, LoginFailure, OnLogin};
 use crate::accounts::throttle::Throttle;
-use crate::iam::AwsIam;
+use crate::iam::{AwsIam, ClientOptions};
 use crate::logging::untrusted;
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +37,7 @@ enum Created {
 }
 
 impl PamCreateAccount {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let under_pam = std::env::var_os("PAM_TYPE").is_some();
         if !under_pam {
             let Some(name) = self.user else {
@@ -47,13 +46,13 @@ impl PamCreateAccount {
             return match create_for(ctx, &name).await? {
                 Created::Now(msg) => {
                     println!("{msg}");
-                    Ok(ExitCode::SUCCESS)
+                    Ok(Exit::Ok)
                 }
-                Created::Nothing => Ok(ExitCode::SUCCESS),
+                Created::Nothing => Ok(Exit::Ok),
             };
         }
         if std::env::var("PAM_TYPE").as_deref() != Ok("auth") {
-            return Ok(ExitCode::FAILURE);
+            return Ok(Exit::Failure);
         }
         // Under PAM nothing but PAM_MESSAGE reaches the client and nothing is returned as an
         // error (main would print it to the client).
@@ -75,13 +74,13 @@ impl PamCreateAccount {
         }
         println!("{PAM_MESSAGE}");
         // Never success under PAM: the hook must not be able to let anyone in.
-        Ok(ExitCode::FAILURE)
+        Ok(Exit::Failure)
     }
 }
 
 async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
     let (config, _) = ctx.load_config()?;
-    let options = super::host_client_options(&config)?;
+    let options = ClientOptions::for_host(&config)?;
     let outcome = on_login::create_on_login(
         &config,
         name,
@@ -108,7 +107,11 @@ async fn create_for(ctx: &Context, name: &str) -> anyhow::Result<Created> {
                 account.iam_user
             )));
         }
-        OnLogin::Failed(e) => anyhow::bail!("no account created: {e}"),
+        // An IAM failure keeps its own exit code (3, 4), as in every command.
+        OnLogin::Failed(LoginFailure::Iam(e)) => {
+            return Err(anyhow::Error::new(e).context("no account created"))
+        }
+        OnLogin::Failed(e) => return Err(anyhow::Error::new(e).context("no account created")),
         OnLogin::Off => tracing::debug!(pam_user = linux_user, "create_on_login is off"),
         OnLogin::Exists => {}
         OnLogin::Refused(refusal) => {

@@ -4,9 +4,7 @@
 //! The documents come from `doctor::policy`, the same lists `keyward doctor` probes. stdout
 //! carries the JSON document only; notes go to stderr so the output can be redirected to a file.
 
-use std::process::ExitCode;
-
-use super::Context;
+use super::{Context, Exit};
 use crate::doctor::policy;
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +29,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let document = if self.user {
             policy::user_policy()
         } else if self.assume_role {
@@ -60,6 +58,6 @@ impl Policy {
             policy::host_policy()
         };
         print!("{}", policy::render(&document));
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

@@ -6,12 +6,11 @@
 //! rename failed.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::SystemTime;
 
-use super::Context;
-use crate::iam::AwsIam;
-use crate::keys::cache::unix_secs;
+use super::{Context, Exit};
+use crate::clock::unix_secs;
+use crate::iam::{AwsIam, ClientOptions};
 use crate::sync::apply::{self, SyncLock};
 use crate::sync::local::SystemState;
 use crate::sync::{read, rename};
@@ -24,25 +23,23 @@ pub struct RenameKeymaker {
 }
 
 impl RenameKeymaker {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let (config, _) = ctx.load_config()?;
         if !self.dry_run && !nix::unistd::geteuid().is_root() {
             anyhow::bail!(
                 "rename-keymaker changes accounts and must run as root (or use --dry-run)"
             );
         }
-        let iam = AwsIam::new(&super::host_client_options(&config)?).await;
+        let iam = AwsIam::new(&ClientOptions::for_host(&config)?).await;
         let snapshot = read::read(&config, &iam).await.map_err(|e| {
             anyhow::Error::new(e).context("IAM could not be read completely, nothing changed")
         })?;
         let _lock = if self.dry_run {
             None
         } else {
-            Some(SyncLock::acquire(Path::new(apply::LOCK_PATH)).map_err(anyhow::Error::msg)?)
+            Some(SyncLock::acquire(Path::new(apply::LOCK_PATH))?)
         };
-        let local = SystemState::new(&config.state_dir)
-            .read(unix_secs(SystemTime::now()))
-            .map_err(anyhow::Error::msg)?;
+        let local = SystemState::new(&config.state_dir).read(unix_secs(SystemTime::now()))?;
         let plan = rename::plan(&config, &snapshot, &local)?;
         let failed = if self.dry_run {
             Vec::new()
@@ -76,9 +73,9 @@ impl RenameKeymaker {
             println!("  next: {next}");
         }
         Ok(if failed.is_empty() && plan.refused.is_empty() {
-            ExitCode::SUCCESS
+            Exit::Ok
         } else {
-            ExitCode::FAILURE
+            Exit::Failure
         })
     }
 }

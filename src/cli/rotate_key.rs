@@ -4,12 +4,11 @@
 //! IAM's key limit), and re-running after a partial failure finishes the job.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::bail;
 
 use super::upload_key::IAM_KEY_LIMIT;
-use super::{laptop, Context};
+use super::{laptop, Context, Exit};
 
 #[derive(Debug, clap::Args)]
 pub struct RotateKey {
@@ -25,7 +24,7 @@ pub struct RotateKey {
 }
 
 impl RotateKey {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let path = laptop::identity_path(self.identity)?;
         let new = laptop::read_public_key(&path, laptop::min_rsa_bits(ctx)?)?;
         let iam = laptop::client().await;
@@ -54,7 +53,7 @@ impl RotateKey {
                             "{} is already the only active key of IAM user {user}: nothing to rotate",
                             new.fingerprint()
                         );
-                        return Ok(ExitCode::SUCCESS);
+                        return Ok(Exit::Ok);
                     }
                     [] => bail!("IAM user {user} has no other active key to replace: use `keyward upload-key`"),
                     many => bail!(
@@ -94,6 +93,6 @@ impl RotateKey {
             "Log in with the new key to check it works, then remove the old one: keyward delete-key {}",
             old.meta.id
         );
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

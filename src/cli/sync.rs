@@ -6,15 +6,14 @@
 //! changes nothing and exits 1 unless `--force`.
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::Context;
-use crate::iam::{total_calls, AwsIam};
-use crate::keys::cache::unix_secs;
-use crate::logging::untrusted;
+use super::{Context, Exit};
+use crate::clock::unix_secs;
+use crate::iam::{total_calls, AwsIam, ClientOptions};
+use crate::logging::{untrusted, Audited};
 use crate::sync::apply::{self, message_id, Outcome, ShadowAccounts, SyncLock};
 use crate::sync::local::SystemState;
 use crate::sync::plan::{self, Action, Plan, Skipped};
@@ -97,22 +96,18 @@ struct Failed<'a> {
 }
 
 impl Sync {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let started = Instant::now();
         let (config, _) = ctx.load_config()?;
         if !self.dry_run && !nix::unistd::geteuid().is_root() {
             anyhow::bail!("sync changes accounts and must run as root (or use --dry-run)");
         }
-        let options = super::host_client_options(&config)?;
+        let options = ClientOptions::for_host(&config)?;
         let iam = AwsIam::new(&options).await;
         let calls_before = total_calls();
         let snapshot = match read::read(&config, &iam).await {
             Ok(snapshot) => snapshot,
             Err(e) => {
-                tracing::error!(
-                    message_id = message_id::SYNC_REFUSED,
-                    "IAM could not be read completely, nothing changed: {e}"
-                );
                 if self.json {
                     let empty = Plan::default();
                     let why = format!("IAM could not be read completely, nothing changed: {e}");
@@ -124,8 +119,11 @@ impl Sync {
                         started,
                     );
                 }
-                return Err(anyhow::Error::new(e)
-                    .context("sync: IAM could not be read completely, nothing changed"));
+                // Told once, by main, as the SYNC_REFUSED event.
+                return Err(anyhow::Error::new(e).context(Audited {
+                    message_id: message_id::SYNC_REFUSED,
+                    message: "sync: IAM could not be read completely, nothing changed",
+                }));
             }
         };
         let iam_calls = total_calls() - calls_before;
@@ -134,12 +132,10 @@ impl Sync {
         let _lock = if self.dry_run {
             None
         } else {
-            Some(SyncLock::acquire(Path::new(apply::LOCK_PATH)).map_err(anyhow::Error::msg)?)
+            Some(SyncLock::acquire(Path::new(apply::LOCK_PATH))?)
         };
         let now = unix_secs(SystemTime::now());
-        let local = SystemState::new(&config.state_dir)
-            .read(now)
-            .map_err(anyhow::Error::msg)?;
+        let local = SystemState::new(&config.state_dir).read(now)?;
         let plan = plan::plan(&config, &snapshot, &local, now);
         log_skipped(&plan.skipped);
 
@@ -184,9 +180,9 @@ impl Sync {
         }
         let failed = outcome.as_ref().is_some_and(|o| !o.failed.is_empty());
         Ok(if refusal.is_some() || failed || plan.has_errors() {
-            ExitCode::FAILURE
+            Exit::Failure
         } else {
-            ExitCode::SUCCESS
+            Exit::Ok
         })
     }
 

@@ -5,12 +5,11 @@
 //! This file must never write to the host itself.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 
 use super::install::{canonical_root, load_config};
-use super::Context;
+use super::{Context, Exit};
 use crate::install::system::RealSystem;
 use crate::install::{self, UninstallOptions};
 
@@ -33,7 +32,7 @@ pub struct Uninstall {
 }
 
 impl Uninstall {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let root = canonical_root(self.root.as_deref())?;
         let config = load_config(ctx, root.as_deref())?;
         let opts = UninstallOptions {
@@ -48,6 +47,6 @@ impl Uninstall {
             &mut std::io::stdout().lock(),
         )
         .context("uninstall")?;
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

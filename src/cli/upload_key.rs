@@ -1,11 +1,10 @@
 //! `keyward upload-key`: put the caller's SSH public key on their IAM user.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::{laptop, Context};
+use super::{laptop, Context, Exit};
 
 /// IAM's hard limit of SSH public keys per user.
 pub const IAM_KEY_LIMIT: usize = 5;
@@ -21,7 +20,7 @@ pub struct UploadKey {
 }
 
 impl UploadKey {
-    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
         let path = laptop::identity_path(self.identity)?;
         let key = laptop::read_public_key(&path, laptop::min_rsa_bits(ctx)?)?;
         let iam = laptop::client().await;
@@ -37,7 +36,7 @@ impl UploadKey {
                     key.fingerprint(),
                     dup.meta.id
                 );
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Exit::Ok);
             }
             bail!(
                 "{} is already uploaded to IAM user {user} as {} but disabled: run `keyward enable-key {}`",
@@ -62,6 +61,6 @@ impl UploadKey {
             key.key_type().label(),
             uploaded.id
         );
-        Ok(ExitCode::SUCCESS)
+        Ok(Exit::Ok)
     }
 }

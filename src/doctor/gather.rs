@@ -13,7 +13,6 @@ use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, 
 use super::Check;
 use crate::config::Config;
 use crate::iam::{AwsIam, Directory, IamError};
-use crate::install::snapshot::Layout;
 use crate::install::system::{find_sshd, run_checked, CommandError, RealSystem, System};
 use crate::install::{self, host, manifest::Manifest, pam, schedule};
 
@@ -95,12 +94,12 @@ fn keymaker_facts(pam: Option<String>) -> checks::KeymakerFacts {
 
 /// The plan `keyward sync` would make now: the same IAM read and local read, nothing applied.
 async fn sync_plan(config: &Config) -> Result<crate::sync::plan::Plan, String> {
-    let options = crate::cli::host_client_options(config).map_err(|e| e.to_string())?;
+    let options = crate::iam::ClientOptions::for_host(config).map_err(|e| e.to_string())?;
     let iam = AwsIam::new(&options).await;
     let snapshot = crate::sync::read::read(config, &iam)
         .await
         .map_err(|e| format!("IAM could not be read completely: {e}"))?;
-    let now = crate::keys::cache::unix_secs(std::time::SystemTime::now());
+    let now = crate::clock::unix_secs(std::time::SystemTime::now());
     let local = crate::sync::local::SystemState::new(&config.state_dir)
         .read(now)
         .map_err(|e| e.to_string())?;
@@ -110,7 +109,7 @@ async fn sync_plan(config: &Config) -> Result<crate::sync::plan::Plan, String> {
 /// Checks 2, 3 and 9: credentials, each IAM read, the clock.
 async fn iam_checks(config: &Config, is_root: bool) -> Vec<Check> {
     let mut out = Vec::new();
-    let options = match crate::cli::host_client_options(config) {
+    let options = match crate::iam::ClientOptions::for_host(config) {
         Ok(options) => options,
         Err(e) => {
             out.push(Check::problem(
@@ -228,7 +227,8 @@ fn current_binary() -> String {
 
 /// The binary `keyward install` wired in, from its manifest (readable by root only).
 fn manifest_binary(config: &Config) -> Option<String> {
-    let text = std::fs::read_to_string(Layout::new(config).manifest).ok()?;
+    let path = crate::state::StateDir::new(&config.state_dir).install_manifest();
+    let text = std::fs::read_to_string(path).ok()?;
     Manifest::parse(&text).ok().map(|m| m.binary)
 }
 
@@ -308,7 +308,7 @@ fn cache_facts(dir: &Path) -> CacheFacts {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     };
-    let subdirs = ["keys", "users"]
+    let subdirs = crate::keys::cache::SUBDIRS
         .iter()
         .filter_map(|sub| {
             let path = dir.join(sub);

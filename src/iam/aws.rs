@@ -40,6 +40,27 @@ pub struct ClientOptions {
     pub aws_config_file: Option<std::path::PathBuf>,
 }
 
+/// The `aws_config_file` of the config fails the trust check: it holds credentials and
+/// decides which endpoint is asked who may log in, so it is not handed to the SDK.
+#[derive(Debug, thiserror::Error)]
+#[error("aws_config_file is not trusted: {0}")]
+pub struct UntrustedAwsConfig(pub crate::files::TrustError);
+
+impl ClientOptions {
+    /// The options of host commands (authorized-keys, pam-create-account, sync, doctor), run by
+    /// sshd, PAM or the timer with a bare environment: everything comes from the config.
+    pub fn for_host(config: &crate::config::Config) -> Result<ClientOptions, UntrustedAwsConfig> {
+        if let Some(file) = &config.aws_config_file {
+            crate::files::check_trusted(file).map_err(UntrustedAwsConfig)?;
+        }
+        Ok(ClientOptions {
+            timeout: Some(config.lookup_timeout),
+            role_arn: config.iam_role_arn.clone(),
+            aws_config_file: config.aws_config_file.clone(),
+        })
+    }
+}
+
 /// IAM operations started by this process, for `--stats` and tests.
 static CALLS: AtomicUsize = AtomicUsize::new(0);
 

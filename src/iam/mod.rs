@@ -10,7 +10,7 @@ mod aws;
 use std::future::Future;
 
 pub use answer::{missing_required, Malformed};
-pub use aws::{total_calls, AwsIam, ClientOptions};
+pub use aws::{total_calls, AwsIam, ClientOptions, UntrustedAwsConfig};
 
 /// One SSH key of an IAM user, as ListSSHPublicKeys reports it (no body).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,7 @@ use super::sshd::{self, DROPIN_PATH, MAIN_CONFIG};
 use super::system::{self, System};
 use super::{blocks, cache, pam, InstallError, CHAIN_PATH, USER};
 use crate::config::Config;
+use crate::state::StateDir;
 
 /// Every file install may write or remove, in the order it handles them.
 pub const MANAGED_PATHS: [&str; 7] = [
@@ -45,7 +46,7 @@ pub struct Target {
     pub sshd: Option<String>,
 }
 
-/// Paths under `state_dir`, as host paths.
+/// Paths under `state_dir` (laid out by [`StateDir`]), as host paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub state_dir: String,
@@ -57,14 +58,14 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(config: &Config) -> Layout {
-        let state_dir = config.state_dir.to_string_lossy().into_owned();
-        let install_dir = format!("{}/install", state_dir.trim_end_matches('/'));
+        let state = StateDir::new(&config.state_dir);
+        let text = |p: &std::path::Path| p.to_string_lossy().into_owned();
         Layout {
-            cache_dir: config.cache_dir.to_string_lossy().into_owned(),
-            originals: format!("{install_dir}/originals"),
-            manifest: format!("{install_dir}/manifest.json"),
-            install_dir,
-            state_dir,
+            cache_dir: text(&config.cache_dir),
+            originals: text(&state.install_originals()),
+            manifest: text(&state.install_manifest()),
+            install_dir: text(&state.install()),
+            state_dir: text(state.root()),
         }
     }
 

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use tokio::time::{timeout, Instant};
 
 use super::cache::{self, Cache};
-use super::lookup::{self, Gate, Offer, Outcome, Refusal, Source};
+use super::lookup::{self, Gate, Offer, Outcome, Refusal, Source, WrongIdentity};
 use super::PublicKey;
 use crate::accounts::local::LocalAccounts;
 use crate::config::Config;
@@ -41,7 +41,7 @@ pub enum Event {
     /// A key IAM listed but keyward would not print.
     Rejected {
         key_id: String,
-        reason: String,
+        reason: lookup::Rejection,
     },
     /// A key printed for sshd.
     Served {
@@ -52,7 +52,7 @@ pub enum Event {
     NotAllowed,
     NoSuchUser,
     /// The name does not stand for the identity the account belongs to.
-    WrongIdentity(String),
+    WrongIdentity(WrongIdentity),
     /// Nothing served: IAM unavailable and no usable cached stand-in.
     Unavailable(IamError),
 }
@@ -98,7 +98,7 @@ pub async fn answer<'c, D: Directory>(
         .filter(|since| cache::outage_holds(*since, now, config.outage_hold, config.max_stale));
     let outcome = match known_outage {
         Some(since) => {
-            let ago = cache::unix_secs(now).saturating_sub(since);
+            let ago = crate::clock::unix_secs(now).saturating_sub(since);
             events.push(Event::OutageKnown(ago));
             let why = IamError::Unreachable(format!(
                 "IAM was unreachable {ago}s ago; not asked again within outage_hold"
@@ -173,7 +173,7 @@ async fn ask_within_budget<D: Directory>(
             if answered {
                 c.clear_outage();
             } else if let Err(e) = c.mark_outage(now) {
-                tracing::warn!("{e}");
+                tracing::warn!("IAM outage not recorded: {e}");
             }
         }
     };
@@ -415,7 +415,7 @@ mod tests {
         )
         .await;
         assert!(
-            matches!(&a.events[..], [Event::WrongIdentity(why)] if why.contains(ALICE_ID)),
+            matches!(&a.events[..], [Event::WrongIdentity(why)] if why.to_string().contains(ALICE_ID)),
             "{:?}",
             a.events
         );

@@ -21,12 +21,13 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::PublicKey;
-use crate::files::{self, TrustError};
+use crate::clock::unix_secs;
+use crate::files::{self, IoError, TrustError};
 use crate::iam::{is_valid_key_id, Identity};
 
 /// The outage marker, beside `keys/` and `users/`.
@@ -118,6 +119,12 @@ pub enum CacheError {
     Symlink { path: PathBuf },
     #[error("{0}")]
     Untrusted(TrustError),
+    #[error("refusing to cache key id {0:?}")]
+    InvalidKeyId(String),
+    #[error(transparent)]
+    Write(#[from] IoError),
+    #[error("cannot encode the user record: {0}")]
+    Encode(serde_json::Error),
 }
 
 impl CacheError {
@@ -217,16 +224,21 @@ impl Cache {
         }
     }
 
-    pub fn store_key(&self, id: &str, key: &PublicKey) -> Result<(), String> {
+    pub fn store_key(&self, id: &str, key: &PublicKey) -> Result<(), CacheError> {
         if !is_valid_key_id(id) {
-            return Err(format!("refusing to cache key id {id:?}"));
+            return Err(CacheError::InvalidKeyId(id.to_owned()));
         }
         if self.access != Access::ReadWrite {
             return Ok(());
         }
         let line = format!("{}\n", key.to_line());
-        files::write_atomic(&self.dir.join("keys"), id, line.as_bytes(), 0o644)
-            .map_err(|e| format!("cannot cache key {id}: {e}"))
+        self.write(&self.dir.join("keys"), id, line.as_bytes())
+    }
+
+    fn write(&self, dir: &Path, name: &str, contents: &[u8]) -> Result<(), CacheError> {
+        files::write_atomic(dir, name, contents, 0o644)
+            .map_err(IoError::at("write", &dir.join(name)))?;
+        Ok(())
     }
 
     /// `linux_name` must already be a validated Linux name (it becomes a file name).
@@ -242,18 +254,16 @@ impl Cache {
         }
     }
 
-    pub fn store_user(&self, linux_name: &str, record: &UserRecord) -> Result<(), String> {
+    pub fn store_user(&self, linux_name: &str, record: &UserRecord) -> Result<(), CacheError> {
         if self.access != Access::ReadWrite {
             return Ok(());
         }
-        let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
-        files::write_atomic(
+        let json = serde_json::to_vec(record).map_err(CacheError::Encode)?;
+        self.write(
             &self.dir.join("users"),
             &format!("{linux_name}.json"),
             &json,
-            0o644,
         )
-        .map_err(|e| format!("cannot cache user {linux_name}: {e}"))
     }
 
     /// When a lookup last found IAM unreachable (unix seconds), if one said so.
@@ -270,13 +280,12 @@ impl Cache {
     }
 
     /// Records that IAM could not be reached at `now`.
-    pub fn mark_outage(&self, now: SystemTime) -> Result<(), String> {
+    pub fn mark_outage(&self, now: SystemTime) -> Result<(), CacheError> {
         if self.access != Access::ReadWrite {
             return Ok(());
         }
         let text = format!("{}\n", unix_secs(now));
-        files::write_atomic(&self.dir, OUTAGE_FILE, text.as_bytes(), 0o644)
-            .map_err(|e| format!("cannot record the IAM outage: {e}"))
+        self.write(&self.dir, OUTAGE_FILE, text.as_bytes())
     }
 
     /// IAM answered: the outage, if one was recorded, is over.
@@ -326,10 +335,6 @@ fn warn_unusable(path: &Path, problem: &str) {
     );
 }
 
-pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Whether a key set verified at `verified_at` may still be served while IAM is unreachable.
 /// A record from the future (clock stepped back) is not trusted beyond `max_stale` either.
 pub fn stale_usable(verified_at: u64, now: SystemTime, max_stale: Duration) -> bool {
@@ -359,7 +364,7 @@ mod tests {
     use super::*;
 
     fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+        crate::clock::from_unix_secs(secs)
     }
 
     #[test]

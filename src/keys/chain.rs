@@ -7,13 +7,15 @@
 //! dropped, and the command itself must be trusted the way sshd trusts it. Never run through a
 //! shell.
 
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::PublicKey;
+use crate::files::TrustError;
 
 /// What install recorded: the previous command line, with sshd's `%` tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,6 +25,41 @@ pub struct Chain {
     /// The previous AuthorizedKeysCommandUser (informational: keyward cannot switch users).
     #[serde(default)]
     pub user: String,
+}
+
+/// Why the chained command was not run, or what it did wrong. Messages name the program.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("not UTF-8 text")]
+    NotText,
+    #[error(transparent)]
+    Syntax(#[from] toml::de::Error),
+    #[error("trailing backslash")]
+    TrailingBackslash,
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    #[error("unsupported token %{0}")]
+    UnsupportedToken(char),
+    #[error("the chained command must start with an absolute path")]
+    NotAbsolute,
+    #[error(transparent)]
+    Untrusted(#[from] TrustError),
+    #[error("cannot run {program}: {error}")]
+    Spawn { program: String, error: io::Error },
+    #[error("{program} did not finish within {limit:?}")]
+    TimedOut { program: String, limit: Duration },
+    #[error("{program}: {error}")]
+    Wait { program: String, error: io::Error },
+    #[error("{program} exited with {status}")]
+    Failed { program: String, status: ExitStatus },
+}
+
+impl Chain {
+    /// `chain.toml` as install wrote it.
+    pub fn parse(bytes: Vec<u8>) -> Result<Chain, ChainError> {
+        let text = String::from_utf8(bytes).map_err(|_| ChainError::NotText)?;
+        Ok(toml::from_str(&text)?)
+    }
 }
 
 /// The file install writes, beside the config file.
@@ -42,7 +79,7 @@ pub struct Tokens<'a> {
 
 /// Splits a command line the way sshd does (whitespace; double or single quotes group;
 /// backslash escapes) and expands `%u %f %k %t %%`. Unknown tokens are an error.
-pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, String> {
+pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, ChainError> {
     let mut args = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -51,7 +88,7 @@ pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, String> {
     while let Some(c) = chars.next() {
         match (c, quote) {
             ('\\', _) => {
-                cur.push(chars.next().ok_or("trailing backslash")?);
+                cur.push(chars.next().ok_or(ChainError::TrailingBackslash)?);
                 in_arg = true;
             }
             ('"' | '\'', None) => {
@@ -72,7 +109,7 @@ pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, String> {
         }
     }
     if quote.is_some() {
-        return Err("unterminated quote".into());
+        return Err(ChainError::UnterminatedQuote);
     }
     if in_arg {
         args.push(cur);
@@ -83,11 +120,11 @@ pub fn argv(command: &str, tokens: &Tokens) -> Result<Vec<String>, String> {
         .collect::<Result<_, _>>()?;
     match args.first() {
         Some(first) if Path::new(first).is_absolute() => Ok(args),
-        _ => Err("the chained command must start with an absolute path".into()),
+        _ => Err(ChainError::NotAbsolute),
     }
 }
 
-fn expand(arg: &str, tokens: &Tokens) -> Result<String, String> {
+fn expand(arg: &str, tokens: &Tokens) -> Result<String, ChainError> {
     let mut out = String::new();
     let mut chars = arg.chars();
     while let Some(c) = chars.next() {
@@ -105,7 +142,7 @@ fn expand(arg: &str, tokens: &Tokens) -> Result<String, String> {
                 }))
             }
             Some('t') => out.push_str(tokens.key.map_or("", |k| k.key_type().name())),
-            other => return Err(format!("unsupported token %{}", other.unwrap_or(' '))),
+            other => return Err(ChainError::UnsupportedToken(other.unwrap_or(' '))),
         }
     }
     Ok(out)
@@ -129,8 +166,8 @@ pub fn parse_output(stdout: &str) -> (Vec<PublicKey>, usize) {
 }
 
 /// Runs the chained command (trusted like sshd trusts it) within `limit`.
-pub async fn run(args: &[String], limit: Duration) -> Result<String, String> {
-    let program = args.first().ok_or("empty command")?;
+pub async fn run(args: &[String], limit: Duration) -> Result<String, ChainError> {
+    let program = args.first().ok_or(ChainError::NotAbsolute)?;
     crate::files::check_trusted(Path::new(program))?;
     let child = tokio::process::Command::new(program)
         .args(&args[1..])
@@ -139,13 +176,25 @@ pub async fn run(args: &[String], limit: Duration) -> Result<String, String> {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|error| ChainError::Spawn {
+            program: program.clone(),
+            error,
+        })?;
     let out = tokio::time::timeout(limit, child.wait_with_output())
         .await
-        .map_err(|_| format!("{program} did not finish within {limit:?}"))?
-        .map_err(|e| format!("{program}: {e}"))?;
+        .map_err(|_| ChainError::TimedOut {
+            program: program.clone(),
+            limit,
+        })?
+        .map_err(|error| ChainError::Wait {
+            program: program.clone(),
+            error,
+        })?;
     if !out.status.success() {
-        return Err(format!("{program} exited with {}", out.status));
+        return Err(ChainError::Failed {
+            program: program.clone(),
+            status: out.status,
+        });
     }
     // Bounded like a cache file: a chained command has no business printing megabytes.
     let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(256 * 1024)]);

@@ -23,8 +23,8 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 
 use super::cache::{self, Cache, UserRecord};
-use super::PublicKey;
-use crate::accounts::local::LocalAccounts;
+use super::{KeyError, PublicKey};
+use crate::accounts::local::{AccountDbError, LocalAccounts};
 use crate::accounts::names::{self, NameError};
 use crate::accounts::ownership;
 use crate::config::Config;
@@ -43,7 +43,7 @@ pub enum Refusal {
     #[error("local account not created by keyward")]
     LocalAccount,
     #[error("{0}: not looked up, in case the account exists and is not keyward's")]
-    AccountDatabase(String),
+    AccountDatabase(AccountDbError),
     #[error("allowed_groups is empty, so nobody may log in: set allowed_groups = [\"*\"] or list IAM groups in the config")]
     NobodyAllowed,
 }
@@ -87,36 +87,58 @@ pub fn gate(
     Ok(Gate { iam_user, bound_to })
 }
 
+/// Why an IAM identity may not use an account. The messages are log lines: IAM's spelling
+/// and UserId go through `untrusted`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WrongIdentity {
+    #[error("IAM spells this user \"{}\", whose Linux name is {canonical}, not {linux_user}", untrusted(.iam_spelling))]
+    OtherName {
+        iam_spelling: String,
+        canonical: String,
+        linux_user: String,
+    },
+    #[error("IAM spells this user \"{}\", which has no Linux name", untrusted(.iam_spelling))]
+    NoLinuxName { iam_spelling: String },
+    #[error("account {linux_user} belongs to IAM UserId {bound}, but IAM user \"{}\" now has UserId {} (deleted and re-created?): not the same person", untrusted(.iam_user), untrusted(.user_id))]
+    Remade {
+        linux_user: String,
+        bound: String,
+        iam_user: String,
+        user_id: String,
+    },
+}
+
 /// Whether `identity` may use the account `linux_user`: the name must be the canonical mapping
 /// of IAM's spelling (IAM names are case-insensitive, so `_bob` and `_b_o_b` both reach "Bob"),
-/// and an existing account must belong to this UserId. The error is the log line.
+/// and an existing account must belong to this UserId.
 pub fn check_identity(
     config: &Config,
     linux_user: &str,
     bound_to: Option<&str>,
     identity: &Identity,
-) -> Result<(), String> {
+) -> Result<(), WrongIdentity> {
     match config.name_mapping.to_linux(&identity.user_name) {
         Ok(canonical) if canonical == linux_user => {}
         Ok(canonical) => {
-            return Err(format!(
-                "IAM spells this user \"{}\", whose Linux name is {canonical}, not {linux_user}",
-                untrusted(&identity.user_name)
-            ))
+            return Err(WrongIdentity::OtherName {
+                iam_spelling: identity.user_name.clone(),
+                canonical,
+                linux_user: linux_user.to_owned(),
+            })
         }
         Err(_) => {
-            return Err(format!(
-                "IAM spells this user \"{}\", which has no Linux name",
-                untrusted(&identity.user_name)
-            ))
+            return Err(WrongIdentity::NoLinuxName {
+                iam_spelling: identity.user_name.clone(),
+            })
         }
     }
     match bound_to {
-        Some(bound) if bound != identity.user_id => Err(format!(
-            "account {linux_user} belongs to IAM UserId {bound}, but IAM user \"{}\" now has UserId {} (deleted and re-created?): not the same person",
-            untrusted(&identity.user_name),
-            untrusted(&identity.user_id)
-        )),
+        Some(bound) if bound != identity.user_id => Err(WrongIdentity::Remade {
+            linux_user: linux_user.to_owned(),
+            bound: bound.to_owned(),
+            iam_user: identity.user_name.clone(),
+            user_id: identity.user_id.clone(),
+        }),
         _ => Ok(()),
     }
 }
@@ -158,7 +180,7 @@ pub enum Outcome {
     /// IAM says there is no such user.
     NoSuchUser,
     /// The name does not stand for the identity the account belongs to (the log line).
-    WrongIdentity(String),
+    WrongIdentity(WrongIdentity),
     /// IAM could not answer a part and no usable cached stand-in exists.
     Unavailable(IamError),
 }
@@ -184,7 +206,20 @@ impl Offer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     pub id: String,
-    pub reason: String,
+    pub reason: Rejection,
+}
+
+/// Why a listed key is not printed. The other keys are still served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// GetSSHPublicKey failed for this key.
+    #[error(transparent)]
+    Iam(IamError),
+    #[error("invalid key body from IAM: {0}")]
+    InvalidBody(KeyError),
+    /// A valid key this host's policy refuses (`min_rsa_bits`).
+    #[error(transparent)]
+    Policy(KeyError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +276,7 @@ pub enum Verdict {
     },
     NotAllowed,
     NoSuchUser,
-    WrongIdentity(String),
+    WrongIdentity(WrongIdentity),
     Unavailable(IamError),
 }
 
@@ -336,7 +371,7 @@ pub fn decide(
             needs_identity: false,
         };
     }
-    let now_secs = cache::unix_secs(now);
+    let now_secs = crate::clock::unix_secs(now);
     let usable = |at: u64| cache::stale_usable(at, now, config.max_stale);
     // The cache may stand in for a part only while IAM said nothing about the user, and only
     // with data verified within max_stale.
@@ -409,7 +444,7 @@ pub fn decide(
         }
     };
     if let Part::Known(gs) = &groups {
-        if !is_allowed(config, gs.as_deref()) {
+        if !config.allows(gs.as_deref()) {
             return Decision {
                 verdict: Verdict::NotAllowed,
                 store: fresh.then_some(store),
@@ -557,7 +592,7 @@ async fn settle(
             c.forget_user(linux_user);
         } else if let Some(record) = &decision.store {
             if let Err(e) = c.store_user(linux_user, record) {
-                tracing::warn!("{e}");
+                tracing::warn!("user record not cached: {e}");
             }
         }
     }
@@ -587,7 +622,7 @@ async fn settle(
         {
             rejected.push(Rejected {
                 id: id.clone(),
-                reason: e.to_string(),
+                reason: Rejection::Policy(e),
             });
             continue;
         }
@@ -610,19 +645,19 @@ async fn settle(
         _ => Vec::new(),
     };
     for (id, body) in misses.iter().zip(fetched) {
-        let key = body.map_err(|e| e.to_string()).and_then(|b| {
-            PublicKey::parse(&b).map_err(|e| format!("invalid key body from IAM: {e}"))
-        });
+        let key = body
+            .map_err(Rejection::Iam)
+            .and_then(|b| PublicKey::parse(&b).map_err(Rejection::InvalidBody));
         let key = key.and_then(|k| {
             k.check_min_rsa_bits(config.min_rsa_bits)
                 .map(|()| k)
-                .map_err(|e| e.to_string())
+                .map_err(Rejection::Policy)
         });
         match key {
             Ok(key) => {
                 if let Some(c) = cache {
                     if let Err(e) = c.store_key(id, &key) {
-                        tracing::warn!("{e}");
+                        tracing::warn!("key not cached: {e}");
                     }
                 }
                 let source = if stale { Source::Stale } else { Source::Live };
@@ -675,16 +710,11 @@ impl Directory for NoDirectory {
     }
 }
 
-fn is_allowed(config: &Config, groups: Option<&[String]>) -> bool {
-    config.allows_everyone()
-        || groups.is_some_and(|gs| gs.iter().any(|g| config.allowed_groups.contains(g)))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
     use std::cell::{Cell, RefCell};
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     use super::*;
     use crate::accounts::ownership::OwnershipRecord;
@@ -769,9 +799,9 @@ pub(crate) mod tests {
     /// Local accounts: (name, uid, record's UserId if any).
     pub(crate) struct Accounts(pub(crate) Vec<(&'static str, u32, Option<&'static str>)>);
     impl LocalAccounts for Accounts {
-        fn uid(&self, n: &str) -> Result<Option<u32>, String> {
+        fn uid(&self, n: &str) -> Result<Option<u32>, AccountDbError> {
             if n == "nss-down" {
-                return Err("sssd did not answer".into());
+                return Err(AccountDbError(nix::errno::Errno::EIO));
             }
             Ok(self.0.iter().find(|a| a.0 == n).map(|a| a.1))
         }
@@ -815,7 +845,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+        crate::clock::from_unix_secs(secs)
     }
 
     /// alice's account, bound to her UserId.
@@ -881,7 +911,7 @@ pub(crate) mod tests {
         let c = config(&["*"]);
         struct Remade;
         impl LocalAccounts for Remade {
-            fn uid(&self, _: &str) -> Result<Option<u32>, String> {
+            fn uid(&self, _: &str) -> Result<Option<u32>, AccountDbError> {
                 Ok(Some(4242))
             }
             fn record(&self, n: &str) -> Option<OwnershipRecord> {
@@ -1055,7 +1085,8 @@ pub(crate) mod tests {
             panic!("{:?}", r.outcome)
         };
         assert!(
-            why.contains(ALICE_ID) && why.contains("AIDANEWPERSON000001"),
+            matches!(why, WrongIdentity::Remade { bound, user_id, .. }
+                if bound == ALICE_ID && user_id == "AIDANEWPERSON000001"),
             "{why}"
         );
         assert_eq!(reborn.calls(), 2, "ListSSHPublicKeys, then GetUser");

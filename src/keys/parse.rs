@@ -107,7 +107,7 @@ impl KeyType {
 }
 
 /// Why a key was refused. Messages are written for the person who uploaded the key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("the key is empty; paste the single line from your .pub file")]
     Empty,

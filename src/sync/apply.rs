@@ -12,15 +12,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use super::local::{GroupRecord, LockRecord};
 use super::plan::{Action, Plan};
-use crate::accounts::create::{self, shadow, NewAccount, PrivateGroup, ShadowUtils};
-use crate::files;
+use crate::accounts::create::{self, shadow, CommandError, NewAccount, PrivateGroup, ShadowUtils};
+use crate::accounts::ownership::RecordError;
+use crate::clock::from_unix_secs;
+use crate::files::{self, IoError};
 use crate::logging::untrusted;
+use crate::state::StateDir;
 
 /// Fixed journald MESSAGE_IDs of sync's audit events.
 pub mod message_id {
@@ -35,7 +37,43 @@ pub const LOCK_PATH: &str = "/run/keyward/sync.lock";
 /// The local account database as sync changes it.
 pub trait Accounts {
     /// Carries out one action, whole; `now` is unix seconds.
-    fn execute(&mut self, action: &Action, now: u64) -> Result<(), String>;
+    fn execute(&mut self, action: &Action, now: u64) -> Result<(), ApplyError>;
+}
+
+/// Why one action failed (the others still run).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("cannot encode the record: {0}")]
+    Encode(serde_json::Error),
+    #[error("{} does not exist (is sudo installed?)", .0.display())]
+    NoSudoersDir(PathBuf),
+    #[error("cannot chown {} to root:root: {error}", path.display())]
+    Chown {
+        path: PathBuf,
+        error: nix::errno::Errno,
+    },
+    #[error("visudo refused the generated sudoers file: {0}")]
+    Visudo(CommandError),
+}
+
+/// Why this sync could not take the one-sync-at-a-time lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("another `keyward sync` is running (it holds {}); this one did nothing", .0.display())]
+    Busy(PathBuf),
+    #[error("cannot lock {}: {error}", path.display())]
+    Lock {
+        path: PathBuf,
+        error: nix::errno::Errno,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +110,7 @@ pub fn apply(plan: &Plan, accounts: &mut dyn Accounts, now: u64) -> Outcome {
                     group,
                     "failed: {action}: {e}"
                 );
-                outcome.failed.push((action.clone(), e));
+                outcome.failed.push((action.clone(), e.to_string()));
             }
         }
     }
@@ -97,36 +135,34 @@ impl ShadowAccounts {
         }
     }
 
-    fn run(&mut self, cmd: &mut std::process::Command) -> Result<(), String> {
+    fn run(&mut self, cmd: &mut std::process::Command) -> Result<(), CommandError> {
         self.commands += 1;
         create::run(cmd)
     }
 
+    fn state(&self) -> StateDir {
+        StateDir::new(&self.state_dir)
+    }
+
     fn write_json<T: serde::Serialize>(
         &self,
-        dir: &str,
+        dir: &Path,
         name: &str,
         value: &T,
-    ) -> Result<(), String> {
-        let dir = self.state_dir.join(dir);
+    ) -> Result<(), ApplyError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
-            .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let json = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
-        files::write_atomic(&dir, name, &json, 0o644)
-            .map_err(|e| format!("cannot write {}/{name}: {e}", dir.display()))
+            .create(dir)
+            .map_err(IoError::at("create", dir))?;
+        let json = serde_json::to_vec_pretty(value).map_err(ApplyError::Encode)?;
+        files::write_atomic(dir, name, &json, 0o644)
+            .map_err(IoError::at("write", &dir.join(name)))?;
+        Ok(())
     }
 
-    fn remove_record(&self, dir: &str, name: &str) -> Result<(), String> {
-        let path = self.state_dir.join(dir).join(name);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(format!("cannot remove {}: {e}", path.display()))
-            }
-            _ => Ok(()),
-        }
+    fn remove_record(&self, dir: &Path, name: &str) -> Result<(), ApplyError> {
+        remove_if_present(&dir.join(name))
     }
 
     fn group_record(
@@ -136,18 +172,18 @@ impl ShadowAccounts {
         iam_group: &str,
         iam_group_id: &str,
         now: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApplyError> {
         let record = GroupRecord {
             iam_group: iam_group.to_owned(),
             iam_group_id: iam_group_id.to_owned(),
             gid,
             created_at: now,
         };
-        self.write_json("groups", group, &record)
+        self.write_json(&self.state().groups(), group, &record)
     }
 
     /// Writes the sudoers file only after `visudo -c` accepted it, 0440 root:root, atomically.
-    fn write_sudoers(&mut self, content: &str) -> Result<(), String> {
+    fn write_sudoers(&mut self, content: &str) -> Result<(), ApplyError> {
         let target = self.sudoers.clone();
         let dir = target.parent().unwrap_or(Path::new("/"));
         let name = target
@@ -155,37 +191,37 @@ impl ShadowAccounts {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if !dir.is_dir() {
-            return Err(format!(
-                "{} does not exist (is sudo installed?)",
-                dir.display()
-            ));
+            return Err(ApplyError::NoSudoersDir(dir.to_owned()));
         }
         // A name with a dot: sudo's includedir skips it while it is being checked.
         let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-        let written = (|| -> Result<(), String> {
+        let written = (|| -> Result<(), ApplyError> {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o440)
                 .open(&tmp)
-                .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+                .map_err(IoError::at("create", &tmp))?;
             f.set_permissions(fs::Permissions::from_mode(0o440))
                 .and_then(|()| f.write_all(content.as_bytes()))
                 .and_then(|()| f.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+                .map_err(IoError::at("write", &tmp))?;
             nix::unistd::fchown(
                 std::os::fd::AsRawFd::as_raw_fd(&f),
                 Some(nix::unistd::Uid::from_raw(0)),
                 Some(nix::unistd::Gid::from_raw(0)),
             )
-            .map_err(|e| format!("cannot chown {} to root:root: {e}", tmp.display()))?;
+            .map_err(|error| ApplyError::Chown {
+                path: tmp.clone(),
+                error,
+            })?;
             self.run(shadow("visudo").arg("-c").arg("-q").arg("-f").arg(&tmp))
-                .map_err(|e| format!("visudo refused the generated sudoers file: {e}"))?;
-            fs::rename(&tmp, &target)
-                .map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))?;
+                .map_err(ApplyError::Visudo)?;
+            fs::rename(&tmp, &target).map_err(IoError::at("move into place", &tmp))?;
             File::open(dir)
                 .and_then(|d| d.sync_all())
-                .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
+                .map_err(IoError::at("sync", dir))?;
+            Ok(())
         })();
         if written.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -206,12 +242,9 @@ impl ShadowAccounts {
     }
 }
 
-fn at(now: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(now)
-}
-
 impl Accounts for ShadowAccounts {
-    fn execute(&mut self, action: &Action, now: u64) -> Result<(), String> {
+    fn execute(&mut self, action: &Action, now: u64) -> Result<(), ApplyError> {
+        let state = self.state();
         match action {
             Action::CreateGroup {
                 group,
@@ -221,7 +254,7 @@ impl Accounts for ShadowAccounts {
             } => {
                 // Record first: a group keyward made but forgot would be refused forever.
                 self.group_record(group, *gid, iam_group, iam_group_id, now)?;
-                self.run(shadow("groupadd").args(["--gid", &gid.to_string(), "--", group]))
+                Ok(self.run(shadow("groupadd").args(["--gid", &gid.to_string(), "--", group]))?)
             }
             Action::AdoptGroup {
                 group,
@@ -237,17 +270,17 @@ impl Accounts for ShadowAccounts {
                 // account is still known to be keyward's. A failed useradd creates nothing (its
                 // private group and memberships included) and leaves a record without an
                 // account, which the next run reuses or, once the user is gone, forgets.
-                ShadowUtils::new(&self.state_dir).write_record(account, at(now))?;
+                ShadowUtils::new(&self.state_dir).write_record(account, from_unix_secs(now))?;
                 let private = if *private_group_exists {
                     PrivateGroup::Exists
                 } else {
                     PrivateGroup::Create
                 };
-                self.run(shadow("useradd").args(create::useradd_args(
+                Ok(self.run(shadow("useradd").args(create::useradd_args(
                     account,
                     private,
                     &account.groups,
-                )))
+                )))?)
             }
             Action::AdoptUser {
                 linux_user,
@@ -263,13 +296,16 @@ impl Accounts for ShadowAccounts {
                     shell: PathBuf::new(),
                     groups: Vec::new(),
                 };
-                ShadowUtils::new(&self.state_dir).write_record(&account, at(now))
+                Ok(
+                    ShadowUtils::new(&self.state_dir)
+                        .write_record(&account, from_unix_secs(now))?,
+                )
             }
             Action::AddMember { group, linux_user } => {
-                self.run(shadow("gpasswd").args(["-a", linux_user, group]))
+                Ok(self.run(shadow("gpasswd").args(["-a", linux_user, group]))?)
             }
             Action::RemoveMember { group, linux_user } => {
-                self.run(shadow("gpasswd").args(["-d", linux_user, group]))
+                Ok(self.run(shadow("gpasswd").args(["-d", linux_user, group]))?)
             }
             Action::Unlock { linux_user, .. } => {
                 self.run(shadow("usermod").args([
@@ -279,7 +315,7 @@ impl Accounts for ShadowAccounts {
                     "--",
                     linux_user,
                 ]))?;
-                self.remove_record("locked", linux_user)
+                self.remove_record(&state.locked(), linux_user)
             }
             Action::Lock {
                 linux_user,
@@ -288,7 +324,7 @@ impl Accounts for ShadowAccounts {
             } => {
                 // Record first: the next run re-locks an account whose record says locked
                 // but whose shadow entry does not.
-                self.write_json("locked", linux_user, &LockRecord { locked_at: now })?;
+                self.write_json(&state.locked(), linux_user, &LockRecord { locked_at: now })?;
                 self.run(shadow("usermod").args([
                     "--lock",
                     "--expiredate",
@@ -303,9 +339,9 @@ impl Accounts for ShadowAccounts {
             }
             Action::DeleteGroup { group } => {
                 self.run(shadow("groupdel").args(["--", group]))?;
-                self.remove_record("groups", group)
+                self.remove_record(&state.groups(), group)
             }
-            Action::ForgetGroup { group } => self.remove_record("groups", group),
+            Action::ForgetGroup { group } => self.remove_record(&state.groups(), group),
             Action::DeleteUser {
                 linux_user,
                 remove_home,
@@ -321,24 +357,27 @@ impl Accounts for ShadowAccounts {
                 if *private_group && uzers::get_group_by_name(linux_user).is_some() {
                     self.run(shadow("groupdel").args(["--", linux_user]))?;
                 }
-                self.remove_record("accounts", linux_user)?;
-                self.remove_record("locked", linux_user)
+                self.remove_record(&state.accounts(), linux_user)?;
+                self.remove_record(&state.locked(), linux_user)
             }
             Action::ForgetUser { linux_user } => {
-                self.remove_record("accounts", linux_user)?;
-                self.remove_record("locked", linux_user)
+                self.remove_record(&state.accounts(), linux_user)?;
+                self.remove_record(&state.locked(), linux_user)
             }
             Action::WriteSudoers { content, .. } => self.write_sudoers(content),
             Action::RemoveSudoers => {
                 self.commands += 1;
-                match fs::remove_file(&self.sudoers) {
-                    Err(e) if e.kind() != ErrorKind::NotFound => {
-                        Err(format!("cannot remove {}: {e}", self.sudoers.display()))
-                    }
-                    _ => Ok(()),
-                }
+                remove_if_present(&self.sudoers)
             }
         }
+    }
+}
+
+/// Removes `path`; already gone is fine.
+fn remove_if_present(path: &Path) -> Result<(), ApplyError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(IoError::at("remove", path)(e).into()),
+        _ => Ok(()),
     }
 }
 
@@ -349,13 +388,13 @@ pub struct SyncLock {
 }
 
 impl SyncLock {
-    pub fn acquire(path: &Path) -> Result<SyncLock, String> {
+    pub fn acquire(path: &Path) -> Result<SyncLock, LockError> {
         if let Some(dir) = path.parent() {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(IoError::at("create", dir))?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -364,14 +403,14 @@ impl SyncLock {
             .truncate(false)
             .mode(0o644)
             .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(IoError::at("open", path))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => Ok(SyncLock { _lock: lock }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(format!(
-                "another `keyward sync` is running (it holds {}); this one did nothing",
-                path.display()
-            )),
-            Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Busy(path.to_owned())),
+            Err((_, error)) => Err(LockError::Lock {
+                path: path.to_owned(),
+                error,
+            }),
         }
     }
 }
@@ -405,12 +444,22 @@ pub mod fake {
         }
     }
 
+    /// What shadow-utils says when it refuses: exit 1 and a line on stderr.
+    fn refused(stderr: &str) -> ApplyError {
+        use std::os::unix::process::ExitStatusExt;
+        ApplyError::Command(CommandError::Failed {
+            program: "/usr/sbin/fake".into(),
+            status: std::process::ExitStatus::from_raw(256),
+            stderr: stderr.to_owned(),
+        })
+    }
+
     impl Accounts for FakeAccounts {
-        fn execute(&mut self, action: &Action, now: u64) -> Result<(), String> {
+        fn execute(&mut self, action: &Action, now: u64) -> Result<(), ApplyError> {
             let n = self.executed;
             self.executed += 1;
             if self.fail_at == Some(n) {
-                return Err("injected failure".into());
+                return Err(refused("injected failure"));
             }
             let s = &mut self.state;
             let mut cmd = |c: String| self.commands.push(c);
@@ -471,10 +520,10 @@ pub mod fake {
                         && (s.groups.contains_key(name)
                             || s.groups.values().any(|g| g.gid == account.uid))
                     {
-                        return Err("private group name or GID taken".into());
+                        return Err(refused("private group name or GID taken"));
                     }
                     if let Some(g) = account.groups.iter().find(|g| !s.groups.contains_key(*g)) {
-                        return Err(format!("group '{g}' does not exist"));
+                        return Err(refused(&format!("group '{g}' does not exist")));
                     }
                     if !private_group_exists {
                         s.groups.insert(
@@ -519,17 +568,26 @@ pub mod fake {
                 }
                 Action::AddMember { group, linux_user } => {
                     cmd(format!("gpasswd -a {linux_user} {group}"));
-                    let g = s.groups.get_mut(group).ok_or("no such group")?;
+                    let g = s
+                        .groups
+                        .get_mut(group)
+                        .ok_or_else(|| refused("no such group"))?;
                     g.members.push(linux_user.clone());
                 }
                 Action::RemoveMember { group, linux_user } => {
                     cmd(format!("gpasswd -d {linux_user} {group}"));
-                    let g = s.groups.get_mut(group).ok_or("no such group")?;
+                    let g = s
+                        .groups
+                        .get_mut(group)
+                        .ok_or_else(|| refused("no such group"))?;
                     g.members.retain(|m| m != linux_user);
                 }
                 Action::Unlock { linux_user, .. } => {
                     cmd(format!("usermod --unlock --expiredate '' {linux_user}"));
-                    s.users.get_mut(linux_user).ok_or("no such user")?.expired = Some(false);
+                    s.users
+                        .get_mut(linux_user)
+                        .ok_or_else(|| refused("no such user"))?
+                        .expired = Some(false);
                     s.locks.remove(linux_user);
                 }
                 Action::Lock {
@@ -540,7 +598,10 @@ pub mod fake {
                     s.locks
                         .insert(linux_user.clone(), LockRecord { locked_at: now });
                     cmd(format!("usermod --lock --expiredate 1 {linux_user}"));
-                    s.users.get_mut(linux_user).ok_or("no such user")?.expired = Some(true);
+                    s.users
+                        .get_mut(linux_user)
+                        .ok_or_else(|| refused("no such user"))?
+                        .expired = Some(true);
                     if *end_sessions {
                         cmd(format!("pkill -KILL -u {linux_user}"));
                     }
@@ -609,7 +670,12 @@ mod tests {
         let path = dir.path().join("run/keyward/sync.lock");
         let first = SyncLock::acquire(&path).unwrap();
         let err = SyncLock::acquire(&path).err().unwrap();
-        assert!(err.contains("another `keyward sync` is running"), "{err}");
+        assert!(matches!(&err, LockError::Busy(p) if *p == path), "{err}");
+        assert!(
+            err.to_string()
+                .contains("another `keyward sync` is running"),
+            "{err}"
+        );
         drop(first);
         assert!(SyncLock::acquire(&path).is_ok());
     }

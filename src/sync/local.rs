@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::login_defs::SystemGids;
 use crate::accounts::ownership::{read_records, OwnershipRecord, Records};
+use crate::files::IoError;
+use crate::state::StateDir;
 
 /// Where sync writes sudo rules (a file name without a dot, so sudo's includedir reads it).
 pub const SUDOERS_PATH: &str = "/etc/sudoers.d/keyward";
@@ -135,10 +137,10 @@ impl SystemState {
         }
     }
 
-    pub fn read(&self, now: u64) -> Result<LocalState, String> {
+    pub fn read(&self, now: u64) -> Result<LocalState, IoError> {
         let read = |name: &str| {
             let path = self.etc.join(name);
-            fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            fs::read_to_string(&path).map_err(IoError::at("read", &path))
         };
         let expiry = read("shadow")
             .ok()
@@ -159,14 +161,14 @@ impl SystemState {
         let sudoers = match fs::read_to_string(&self.sudoers) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("cannot read {}: {e}", self.sudoers.display())),
+            Err(e) => return Err(IoError::at("read", &self.sudoers)(e)),
         };
         Ok(LocalState {
             users,
             groups,
             user_records: Records::new(&self.state_dir).read_all()?,
-            group_records: read_records(&self.state_dir.join("groups"))?,
-            locks: read_records(&self.state_dir.join("locked"))?,
+            group_records: read_records(&StateDir::new(&self.state_dir).groups())?,
+            locks: read_records(&StateDir::new(&self.state_dir).locked())?,
             sudoers,
             system_gids: SystemGids::read(&self.etc.join("login.defs")),
         })

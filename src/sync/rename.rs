@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::local::LocalState;
 use super::plan::keymaker_account;
 use super::read::IamSnapshot;
-use crate::accounts::create::{run, shadow};
+use crate::accounts::create::{run, shadow, CommandError};
 use crate::accounts::ids::UidScheme;
 use crate::config::Config;
 
@@ -134,8 +134,8 @@ pub fn plan(
 
 /// The account database as renames change it.
 pub trait Renamer {
-    fn rename_group(&mut self, from: &str, to: &str) -> Result<(), String>;
-    fn rename_user(&mut self, from: &str, to: &str) -> Result<(), String>;
+    fn rename_group(&mut self, from: &str, to: &str) -> Result<(), CommandError>;
+    fn rename_user(&mut self, from: &str, to: &str) -> Result<(), CommandError>;
 }
 
 /// shadow-utils by absolute path: `groupmod -n` and `usermod -l` (which also renames the
@@ -143,11 +143,11 @@ pub trait Renamer {
 pub struct Shadow;
 
 impl Renamer for Shadow {
-    fn rename_group(&mut self, from: &str, to: &str) -> Result<(), String> {
+    fn rename_group(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
         run(shadow("groupmod").args(["-n", to, "--", from]))
     }
 
-    fn rename_user(&mut self, from: &str, to: &str) -> Result<(), String> {
+    fn rename_user(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
         run(shadow("usermod").args(["-l", to, "--", from]))
     }
 }
@@ -155,7 +155,7 @@ impl Renamer for Shadow {
 /// Carries out each rename, the group first: a run stopped in between leaves the account under
 /// its keymaker name with its group renamed, which the next run finishes (the group is no
 /// longer named like the account, so only `usermod -l` is left). Returns the failures.
-pub fn apply(p: &RenamePlan, renamer: &mut dyn Renamer) -> Vec<(Rename, String)> {
+pub fn apply(p: &RenamePlan, renamer: &mut dyn Renamer) -> Vec<(Rename, CommandError)> {
     let mut failed = Vec::new();
     for r in &p.renames {
         let done = if r.private_group {
@@ -241,6 +241,13 @@ mod tests {
         }
     }
 
+    fn missing(program: &str) -> CommandError {
+        CommandError::Spawn {
+            program: program.into(),
+            error: std::io::Error::other("no such account or group"),
+        }
+    }
+
     /// Applies renames to the in-memory state, recording the commands.
     #[derive(Default)]
     struct Fake {
@@ -249,16 +256,24 @@ mod tests {
     }
 
     impl Renamer for Fake {
-        fn rename_group(&mut self, from: &str, to: &str) -> Result<(), String> {
-            let mut g = self.state.groups.remove(from).ok_or("no group")?;
+        fn rename_group(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
+            let mut g = self
+                .state
+                .groups
+                .remove(from)
+                .ok_or_else(|| missing("groupmod"))?;
             g.name = to.into();
             self.state.groups.insert(to.into(), g);
             self.commands.push(format!("groupmod -n {to} {from}"));
             Ok(())
         }
 
-        fn rename_user(&mut self, from: &str, to: &str) -> Result<(), String> {
-            let mut u = self.state.users.remove(from).ok_or("no user")?;
+        fn rename_user(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
+            let mut u = self
+                .state
+                .users
+                .remove(from)
+                .ok_or_else(|| missing("usermod"))?;
             u.name = to.into();
             self.state.users.insert(to.into(), u);
             self.commands.push(format!("usermod -l {to} {from}"));
