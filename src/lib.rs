@@ -16,5 +16,6 @@ pub mod iam;
 pub mod install;
 pub mod keys;
 pub mod logging;
+pub mod process;
 pub mod state;
 pub mod sync;

@@ -15,6 +15,7 @@ use super::ids;
 use super::ownership::{RecordError, Records};
 use crate::config::Config;
 use crate::files;
+pub use crate::process::{run, CommandError};
 
 /// What IAM says about the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,7 +293,7 @@ pub fn useradd_args(
 
 /// useradd for `account`, whose private group (GID = UID) already exists.
 pub fn useradd(account: &NewAccount) -> Result<(), CommandError> {
-    run(shadow("useradd").args(useradd_args(account, PrivateGroup::Exists, &[])))
+    run(shadow("useradd").args(useradd_args(account, PrivateGroup::Exists, &[]))).map(drop)
 }
 
 /// A shadow-utils command by absolute path with a sane PATH: pam_exec gives the hook no PATH
@@ -306,41 +307,6 @@ pub fn shadow(tool: &str) -> Command {
     let mut cmd = Command::new(path);
     cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     cmd
-}
-
-/// A command keyward ran (shadow-utils, visudo) that could not start or did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("cannot run {program:?}: {error}")]
-    Spawn {
-        program: PathBuf,
-        error: std::io::Error,
-    },
-    /// `stderr` is the command's own, trimmed (useradd says which name or id it refused).
-    #[error("{program:?} failed ({status}): {stderr}")]
-    Failed {
-        program: PathBuf,
-        status: std::process::ExitStatus,
-        stderr: String,
-    },
-}
-
-/// Runs `cmd`; a non-zero exit is an error carrying its stderr.
-pub fn run(cmd: &mut Command) -> Result<(), CommandError> {
-    let program = PathBuf::from(cmd.get_program());
-    let out = cmd.output().map_err(|error| CommandError::Spawn {
-        program: program.clone(),
-        error,
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(CommandError::Failed {
-            program,
-            status: out.status,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -233,7 +233,7 @@ mod tests {
     fn useradd_failed() -> create::CommandError {
         create::CommandError::Spawn {
             program: "/usr/sbin/useradd".into(),
-            error: std::io::ErrorKind::NotFound.into(),
+            source: std::io::ErrorKind::NotFound.into(),
         }
     }
 

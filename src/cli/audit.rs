@@ -14,6 +14,7 @@ use anyhow::Context as _;
 
 use super::{Context, Exit};
 use crate::audit::{self, journal, time::Clock, Selection};
+use crate::process;
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// Debian/Ubuntu, then RHEL/Amazon Linux.
@@ -137,27 +138,23 @@ fn read_journal(since: Option<SystemTime>) -> anyhow::Result<Vec<audit::Record>>
         ));
     }
     cmd.args(journal::MATCHES);
-    let out = cmd
-        .output()
+    let out = process::output(&mut cmd)
         .context("cannot run journalctl (use --log FILE to read an auth log instead)")?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        anyhow::bail!("journalctl failed ({}): {}", out.status, stderr.trim());
-    }
     // "No journal files were opened due to insufficient permissions" and the like.
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+    let warnings = out.stderr.clone();
+    let stdout = out.checked("journalctl")?;
+    for line in warnings.lines().filter(|l| !l.trim().is_empty()) {
         eprintln!("journalctl: {line}");
     }
-    Ok(journal::parse(&String::from_utf8_lossy(&out.stdout)))
+    Ok(journal::parse(&stdout))
 }
 
 /// This host's UTC offset in seconds (`date +%z`), for classic syslog stamps written in local
 /// time; 0 (UTC, the EC2 default) when it cannot be told.
 fn local_utc_offset() -> i64 {
-    let Ok(out) = Command::new("date").arg("+%z").output() else {
+    let Ok(text) = process::run(Command::new("date").arg("+%z")) else {
         return 0;
     };
-    let text = String::from_utf8_lossy(&out.stdout);
     let t = text.trim();
     let sign = match t.as_bytes().first() {
         Some(b'-') => -1,

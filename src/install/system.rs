@@ -3,61 +3,17 @@
 //!
 //! A trait, so that the decisions around these commands are tested with a fake that records
 //! what would run; the real adapter only spawns programs with fixed argument lists (never a
-//! shell, stdin closed) and must never be used by tests on a developer's machine. This is the
-//! one place keyward's host jobs start a program: `doctor` runs `sshd -T` and `systemctl`
-//! through the same `RealSystem` and finds sshd with the same `find_sshd`.
+//! shell, stdin closed, through `crate::process`) and must never be used by tests on a
+//! developer's machine. `doctor` runs `sshd -T` and `systemctl` through the same `RealSystem`
+//! and finds sshd with the same `find_sshd`.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What a finished command said.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CommandOutput {
-    pub success: bool,
-    /// The exit status; `None` when a signal ended the program (or a fake did not say).
-    pub status: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
+pub use crate::process::{CommandError, CommandOutput};
 
-impl CommandOutput {
-    /// The command's own words for a failure: stderr, else stdout, else "failed".
-    pub fn complaint(&self) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            self.stdout.trim()
-        } else {
-            self.stderr.trim()
-        };
-        if text.is_empty() {
-            "failed without a message".into()
-        } else {
-            text.to_owned()
-        }
-    }
-}
-
-/// A command that could not be started or did not succeed. Displays as the command's own
-/// words, which is what an admin acts on; the program and status are kept for whoever wants
-/// them.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        program: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{stderr}")]
-    Failed {
-        program: String,
-        status: Option<i32>,
-        /// What it said on stderr (on stdout when stderr was empty), trimmed.
-        stderr: String,
-    },
-}
-
-/// Runs `program` with `args`; `Ok` is its stdout when it succeeded.
+/// Runs `program` with `args` through `sys`; `Ok` is its stdout when it succeeded.
 pub fn run_checked(
     sys: &mut dyn System,
     program: &str,
@@ -65,12 +21,7 @@ pub fn run_checked(
 ) -> Result<String, CommandError> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     match sys.run(program, &args) {
-        Ok(out) if out.success => Ok(out.stdout),
-        Ok(out) => Err(CommandError::Failed {
-            program: program.to_owned(),
-            status: out.status,
-            stderr: out.complaint(),
-        }),
+        Ok(out) => out.checked(program),
         Err(source) => Err(CommandError::Spawn {
             program: program.to_owned(),
             source,
@@ -103,16 +54,7 @@ pub struct RealSystem;
 
 impl System for RealSystem {
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<CommandOutput> {
-        let out = Command::new(program)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()?;
-        Ok(CommandOutput {
-            success: out.status.success(),
-            status: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        crate::process::output(Command::new(program).args(args))
     }
 
     fn lookup_user(&self, name: &str) -> Option<(u32, u32)> {

@@ -137,7 +137,7 @@ impl ShadowAccounts {
 
     fn run(&mut self, cmd: &mut std::process::Command) -> Result<(), CommandError> {
         self.commands += 1;
-        create::run(cmd)
+        create::run(cmd).map(drop)
     }
 
     fn state(&self) -> StateDir {
@@ -446,10 +446,9 @@ pub mod fake {
 
     /// What shadow-utils says when it refuses: exit 1 and a line on stderr.
     fn refused(stderr: &str) -> ApplyError {
-        use std::os::unix::process::ExitStatusExt;
         ApplyError::Command(CommandError::Failed {
             program: "/usr/sbin/fake".into(),
-            status: std::process::ExitStatus::from_raw(256),
+            status: Some(1),
             stderr: stderr.to_owned(),
         })
     }

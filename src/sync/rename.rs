@@ -144,11 +144,11 @@ pub struct Shadow;
 
 impl Renamer for Shadow {
     fn rename_group(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
-        run(shadow("groupmod").args(["-n", to, "--", from]))
+        run(shadow("groupmod").args(["-n", to, "--", from])).map(drop)
     }
 
     fn rename_user(&mut self, from: &str, to: &str) -> Result<(), CommandError> {
-        run(shadow("usermod").args(["-l", to, "--", from]))
+        run(shadow("usermod").args(["-l", to, "--", from])).map(drop)
     }
 }
 
@@ -244,7 +244,7 @@ mod tests {
     fn missing(program: &str) -> CommandError {
         CommandError::Spawn {
             program: program.into(),
-            error: std::io::Error::other("no such account or group"),
+            source: std::io::Error::other("no such account or group"),
         }
     }
 
