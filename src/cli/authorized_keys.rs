@@ -18,8 +18,9 @@ use crate::files;
 use crate::iam::{AwsIam, ClientOptions};
 use crate::keys::answer::{self, Event};
 use crate::keys::cache::Cache;
+use crate::keys::chain::{self, ChainEvent};
 use crate::keys::lookup::{Offer, Refusal};
-use crate::keys::{chain, PublicKey};
+use crate::keys::PublicKey;
 use crate::logging::{message_id, untrusted};
 
 #[derive(Debug, clap::Args)]
@@ -60,31 +61,25 @@ impl AuthorizedKeys {
             );
             return Ok(Exit::Ok);
         }
-        let (mut keys, code) = self.iam_keys(&config, &offer, started).await?;
+        let iam = self.iam_keys(&config, &offer, started).await?;
         let remaining = config.lookup_timeout.saturating_sub(started.elapsed());
-        for key in self.chained_keys(ctx, &offer, remaining).await {
-            if !keys.iter().any(|k| k.blob() == key.blob()) {
-                keys.push(key);
-            }
-        }
+        let chained = self.chained_keys(ctx, &offer, remaining).await;
+        let (keys, outage) = answer::serve(iam.keys, iam.unavailable, chained);
         let text: String = keys.iter().map(|k| format!("{}\n", k.to_line())).collect();
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
             .context("cannot write keys to stdout")?;
-        // sshd ignores the keys of a command that exits non-zero: keys printed (a chained
-        // command's during an IAM outage, say) must be usable, so the outage code goes only
-        // with an empty answer. The outage itself is logged.
-        Ok(if keys.is_empty() { code } else { Exit::Ok })
+        Ok(outage.as_ref().map_or(Exit::Ok, Exit::of_iam))
     }
 
     /// The offered (or all) keys IAM allows for this user (`keys::answer`, where every decision
-    /// lives), its events logged, and the exit code that answer deserves.
+    /// lives), its events logged.
     async fn iam_keys(
         &self,
         config: &Config,
         offer: &Offer,
         started: Instant,
-    ) -> anyhow::Result<(Vec<PublicKey>, Exit)> {
+    ) -> anyhow::Result<answer::Answer> {
         let local = SystemAccounts::new(&config.state_dir);
         // Opened only once the gate has let the name through.
         let cache = std::cell::OnceCell::new();
@@ -116,8 +111,7 @@ impl AuthorizedKeys {
         for event in &answer.events {
             log_event(event, iam_user, &linux_user, elapsed_ms);
         }
-        let code = answer.unavailable.as_ref().map_or(Exit::Ok, Exit::of_iam);
-        Ok((answer.keys, code))
+        Ok(answer)
     }
 
     /// Keys from the AuthorizedKeysCommand keyward replaced, if install chained one.
@@ -137,54 +131,38 @@ impl AuthorizedKeys {
                 return Vec::new();
             }
         };
-        let chained = chain::Chain::parse(bytes).and_then(|c| {
-            chain::argv(
-                &c.command,
-                &chain::Tokens {
-                    user: &self.user,
-                    fingerprint: offer.fingerprint.as_deref(),
-                    key: offer.key.as_ref(),
-                },
-            )
-        });
-        let args = match chained {
-            Ok(args) => args,
-            Err(e) => {
-                tracing::warn!("chained command in {} not run: {e}", path.display());
-                return Vec::new();
-            }
+        let tokens = chain::Tokens {
+            user: &self.user,
+            fingerprint: offer.fingerprint.as_deref(),
+            key: offer.key.as_ref(),
         };
-        match chain::run(&args, limit).await {
-            Ok(stdout) => {
-                let (keys, dropped) = chain::parse_output(&stdout);
-                if dropped > 0 {
-                    tracing::warn!(
-                        linux_user = untrusted(&self.user),
-                        dropped,
-                        "chained command printed lines that are not plain keys; dropped"
-                    );
+        let chained = chain::chained_keys(bytes, &tokens, offer, limit).await;
+        let linux_user = untrusted(&self.user);
+        for event in &chained.events {
+            match event {
+                ChainEvent::NotRun(e) => {
+                    tracing::warn!("chained command in {} not run: {e}", path.display())
                 }
-                keys.into_iter()
-                    .filter(|k| offer.matches(k))
-                    .inspect(|k| {
-                        tracing::info!(
-                            message_id = message_id::KEY_SERVED,
-                            linux_user = untrusted(&self.user),
-                            fingerprint = k.fingerprint(),
-                            source = "chain",
-                            "key served to sshd"
-                        );
-                    })
-                    .collect()
-            }
-            Err(e) => {
-                tracing::warn!(
-                    linux_user = untrusted(&self.user),
-                    "chained command failed: {e}"
-                );
-                Vec::new()
+                ChainEvent::Failed(e) => {
+                    tracing::warn!(linux_user, "chained command failed: {e}")
+                }
+                ChainEvent::Dropped(dropped) => tracing::warn!(
+                    linux_user,
+                    dropped,
+                    "chained command printed lines that are not plain keys; dropped"
+                ),
             }
         }
+        for k in &chained.keys {
+            tracing::info!(
+                message_id = message_id::KEY_SERVED,
+                linux_user,
+                fingerprint = k.fingerprint(),
+                source = "chain",
+                "key served to sshd"
+            );
+        }
+        chained.keys
     }
 
     fn offer(&self) -> Result<Offer, crate::keys::KeyError> {

@@ -68,6 +68,25 @@ pub struct Answer {
     pub unavailable: Option<IamError>,
 }
 
+/// What sshd gets: IAM's keys, then the chained command's keys that are not among them. The
+/// outage (`unavailable`) is reported only with an empty answer: sshd ignores every key of a
+/// command that exits non-zero, so keys that are printed (a chained command's during an IAM
+/// outage, say) go with success, and the outage is only logged.
+pub fn serve(
+    iam: Vec<PublicKey>,
+    unavailable: Option<IamError>,
+    chained: Vec<PublicKey>,
+) -> (Vec<PublicKey>, Option<IamError>) {
+    let mut keys = iam;
+    for key in chained {
+        if !keys.iter().any(|k| k.blob() == key.blob()) {
+            keys.push(key);
+        }
+    }
+    let unavailable = unavailable.filter(|_| keys.is_empty());
+    (keys, unavailable)
+}
+
 /// Answers for `linux_user`. `open_cache` is called only for a name the gate lets through;
 /// `directory` makes the IAM client (its set-up counts against `lookup_timeout` too); `now` is
 /// the clock.
@@ -214,6 +233,28 @@ mod tests {
 
     fn nobody() -> Accounts {
         Accounts(vec![])
+    }
+
+    #[test]
+    fn serve_adds_chained_keys_once_and_reports_an_outage_only_with_nothing_to_print() {
+        let ed = PublicKey::parse(ED).unwrap();
+        let other = PublicKey::parse(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDrBa5jwefohSTnzHzXws2y0UBRW0rArbtyy5loPvxiB y",
+        )
+        .unwrap();
+        let down = || Some(IamError::Unreachable("timed out".into()));
+        // The same key from IAM and the chain is printed once.
+        let (keys, outage) = serve(vec![ed.clone()], None, vec![ed.clone(), other.clone()]);
+        assert_eq!(keys, [ed.clone(), other.clone()]);
+        assert_eq!(outage, None);
+        // IAM down, the chain answers: its keys are printed and the exit is success.
+        let (keys, outage) = serve(vec![], down(), vec![other.clone()]);
+        assert_eq!(keys, [other]);
+        assert_eq!(outage, None);
+        // IAM down and nothing else: the outage is the exit code.
+        let (keys, outage) = serve(vec![], down(), vec![]);
+        assert!(keys.is_empty());
+        assert_eq!(outage, down());
     }
 
     async fn ask(c: &Config, dir: Fake, cache: Option<&Cache>, offer: &Offer, secs: u64) -> Answer {

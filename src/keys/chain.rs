@@ -165,6 +165,60 @@ pub fn parse_output(stdout: &str) -> (Vec<PublicKey>, usize) {
     (keys, dropped)
 }
 
+/// What the chained command gave one lookup: the keys to serve and what to log.
+#[derive(Debug, Default)]
+pub struct Chained {
+    /// Plain, valid keys that match the offer (all of them when nothing was offered).
+    pub keys: Vec<PublicKey>,
+    pub events: Vec<ChainEvent>,
+}
+
+/// Something to log about the chained command, each a warning.
+#[derive(Debug)]
+pub enum ChainEvent {
+    /// `chain.toml` could not be used: the command was not run.
+    NotRun(ChainError),
+    /// The command ran and failed, timed out or was not trusted: nothing of it is served.
+    Failed(ChainError),
+    /// Lines of its output that were not plain keys, dropped.
+    Dropped(usize),
+}
+
+/// Runs the command recorded in `chain` (the bytes of `chain.toml`) for `tokens`, within
+/// `limit`, and keeps the keys of its output that match `offer`.
+pub async fn chained_keys(
+    chain: Vec<u8>,
+    tokens: &Tokens<'_>,
+    offer: &super::lookup::Offer,
+    limit: Duration,
+) -> Chained {
+    let args = match Chain::parse(chain).and_then(|c| argv(&c.command, tokens)) {
+        Ok(args) => args,
+        Err(e) => {
+            return Chained {
+                keys: Vec::new(),
+                events: vec![ChainEvent::NotRun(e)],
+            }
+        }
+    };
+    match run(&args, limit).await {
+        Ok(stdout) => {
+            let (keys, dropped) = parse_output(&stdout);
+            Chained {
+                keys: keys.into_iter().filter(|k| offer.matches(k)).collect(),
+                events: (dropped > 0)
+                    .then_some(ChainEvent::Dropped(dropped))
+                    .into_iter()
+                    .collect(),
+            }
+        }
+        Err(e) => Chained {
+            keys: Vec::new(),
+            events: vec![ChainEvent::Failed(e)],
+        },
+    }
+}
+
 /// Runs the chained command (trusted like sshd trusts it) within `limit`.
 pub async fn run(args: &[String], limit: Duration) -> Result<String, ChainError> {
     let program = args.first().ok_or(ChainError::NotAbsolute)?;
@@ -208,6 +262,85 @@ mod tests {
 
     const ED: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x";
+
+    fn chain_toml(command: &str) -> Vec<u8> {
+        format!("command = {command:?}\n").into_bytes()
+    }
+
+    fn no_tokens() -> Tokens<'static> {
+        Tokens {
+            user: "alice",
+            fingerprint: None,
+            key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn chained_keys_keeps_the_offered_key_and_counts_the_junk() {
+        let key = PublicKey::parse(ED).unwrap();
+        let other =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDrBa5jwefohSTnzHzXws2y0UBRW0rArbtyy5loPvxiB y";
+        // The command line holds a doubled backslash before each n: argv keeps one, printf
+        // turns backslash-n into a newline.
+        let printed = format!("{ED}\\\\n{other}\\\\nnot a key\\\\n# comment\\\\n");
+        let toml = chain_toml(&format!("/usr/bin/printf '{printed}'"));
+        let everything = super::super::lookup::Offer::default();
+        let got = chained_keys(
+            toml.clone(),
+            &no_tokens(),
+            &everything,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(got.keys.len(), 2);
+        assert!(matches!(got.events[..], [ChainEvent::Dropped(1)]));
+        let offered = super::super::lookup::Offer {
+            fingerprint: None,
+            key: Some(key.clone()),
+        };
+        let got = chained_keys(toml, &no_tokens(), &offered, Duration::from_secs(5)).await;
+        assert_eq!(got.keys, [key]);
+    }
+
+    #[tokio::test]
+    async fn a_chained_command_that_cannot_be_used_serves_nothing_and_says_why() {
+        let everything = super::super::lookup::Offer::default();
+        let limit = Duration::from_secs(5);
+        let got = chained_keys(b"command = 3".to_vec(), &no_tokens(), &everything, limit).await;
+        assert!(got.keys.is_empty());
+        assert!(matches!(
+            got.events[..],
+            [ChainEvent::NotRun(ChainError::Syntax(_))]
+        ));
+        let got = chained_keys(chain_toml("printf x"), &no_tokens(), &everything, limit).await;
+        assert!(matches!(
+            got.events[..],
+            [ChainEvent::NotRun(ChainError::NotAbsolute)]
+        ));
+        let got = chained_keys(
+            chain_toml("/usr/bin/false"),
+            &no_tokens(),
+            &everything,
+            limit,
+        )
+        .await;
+        assert!(got.keys.is_empty());
+        assert!(matches!(
+            got.events[..],
+            [ChainEvent::Failed(ChainError::Failed { .. })]
+        ));
+        let got = chained_keys(
+            chain_toml("/usr/bin/sleep 5"),
+            &no_tokens(),
+            &everything,
+            Duration::from_millis(100),
+        )
+        .await;
+        assert!(matches!(
+            got.events[..],
+            [ChainEvent::Failed(ChainError::TimedOut { .. })]
+        ));
+    }
 
     #[test]
     fn command_line_is_split_and_expanded_like_sshd() {
