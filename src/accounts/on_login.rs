@@ -24,6 +24,56 @@ use crate::files::FileError;
 use crate::iam::{Directory, IamError, Identity};
 use crate::keys::lookup::{self, Refusal};
 
+/// How the hook was started, from its argument and pam_exec's environment (`PAM_TYPE`,
+/// `PAM_USER`). Under PAM the hook acts only in the auth stack and always exits non-zero
+/// ([`Invocation::exits_ok`]), so it can never make authentication succeed by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// Run by an admin: the name given, if any.
+    ByHand(Option<String>),
+    /// pam_exec in the auth stack: the user to create (the argument wins over `PAM_USER`), or
+    /// why there is none.
+    PamAuth(Result<String, PamUserProblem>),
+    /// pam_exec in another stack (account, session, password): nothing to do.
+    PamOther,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PamUserProblem {
+    #[error("pam_exec set no PAM_USER")]
+    Missing,
+    /// The name, lossily decoded, for the log only (escaped there).
+    #[error("PAM_USER is not UTF-8")]
+    NotUtf8(String),
+}
+
+impl Invocation {
+    pub fn new(
+        arg: Option<String>,
+        pam_type: Option<std::ffi::OsString>,
+        pam_user: Option<std::ffi::OsString>,
+    ) -> Invocation {
+        let Some(pam_type) = pam_type else {
+            return Invocation::ByHand(arg);
+        };
+        if pam_type != "auth" {
+            return Invocation::PamOther;
+        }
+        let name = arg.map(std::ffi::OsString::from).or(pam_user);
+        Invocation::PamAuth(match name {
+            None => Err(PamUserProblem::Missing),
+            Some(n) => n
+                .into_string()
+                .map_err(|n| PamUserProblem::NotUtf8(n.to_string_lossy().into_owned())),
+        })
+    }
+
+    /// Whether the hook may exit 0: only when an admin ran it by hand.
+    pub fn exits_ok(&self) -> bool {
+        matches!(self, Invocation::ByHand(_))
+    }
+}
+
 /// The negative cache and lookup budget, as account creation needs them.
 pub trait Throttling {
     fn recently_refused(&self, linux_name: &str, now: SystemTime) -> bool;
@@ -189,6 +239,39 @@ mod tests {
     use super::*;
     use crate::accounts::create::LocalFacts;
     use crate::keys::lookup::tests::{at, config, down, fake, Accounts, Fake, ED};
+
+    #[test]
+    fn under_pam_only_the_auth_stack_acts_and_nothing_exits_ok() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let pam = |t: &str| Some(OsString::from(t));
+        assert_eq!(
+            Invocation::new(Some("bob".into()), None, None),
+            Invocation::ByHand(Some("bob".into()))
+        );
+        assert!(Invocation::new(None, None, pam("alice")).exits_ok());
+        let auth = Invocation::new(None, pam("auth"), pam("alice"));
+        assert_eq!(auth, Invocation::PamAuth(Ok("alice".into())));
+        assert!(!auth.exits_ok());
+        assert_eq!(
+            Invocation::new(Some("bob".into()), pam("auth"), pam("alice")),
+            Invocation::PamAuth(Ok("bob".into()))
+        );
+        assert_eq!(
+            Invocation::new(None, pam("auth"), None),
+            Invocation::PamAuth(Err(PamUserProblem::Missing))
+        );
+        let bytes = OsString::from_vec(b"al\xffce".to_vec());
+        assert!(matches!(
+            Invocation::new(None, pam("auth"), Some(bytes)),
+            Invocation::PamAuth(Err(PamUserProblem::NotUtf8(_)))
+        ));
+        for other in ["account", "session", "password", ""] {
+            let i = Invocation::new(None, pam(other), pam("alice"));
+            assert_eq!(i, Invocation::PamOther);
+            assert!(!i.exits_ok());
+        }
+    }
 
     #[derive(Default)]
     struct FakeThrottle {

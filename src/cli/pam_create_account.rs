@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use super::{Context, Exit};
 use crate::accounts::create::ShadowUtils;
 use crate::accounts::local::SystemAccounts;
-use crate::accounts::on_login::{self, LoginFailure, OnLogin};
+use crate::accounts::on_login::{self, Invocation, LoginFailure, OnLogin, PamUserProblem};
 use crate::accounts::throttle::Throttle;
 use crate::iam::{AwsIam, ClientOptions};
 use crate::logging::untrusted;
@@ -38,43 +38,43 @@ enum Created {
 
 impl PamCreateAccount {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
-        let under_pam = std::env::var_os("PAM_TYPE").is_some();
-        if !under_pam {
-            let Some(name) = self.user else {
-                anyhow::bail!("no user: pass USER, or run from pam_exec (which sets PAM_USER)");
-            };
-            return match create_for(ctx, &name).await? {
-                Created::Now(msg) => {
+        let invocation = Invocation::new(
+            self.user,
+            std::env::var_os("PAM_TYPE"),
+            std::env::var_os("PAM_USER"),
+        );
+        match &invocation {
+            Invocation::ByHand(None) => {
+                anyhow::bail!("no user: pass USER, or run from pam_exec (which sets PAM_USER)")
+            }
+            Invocation::ByHand(Some(name)) => {
+                if let Created::Now(msg) = create_for(ctx, name).await? {
                     println!("{msg}");
-                    Ok(Exit::Ok)
-                }
-                Created::Nothing => Ok(Exit::Ok),
-            };
-        }
-        if std::env::var("PAM_TYPE").as_deref() != Ok("auth") {
-            return Ok(Exit::Failure);
-        }
-        // Under PAM nothing but PAM_MESSAGE reaches the client and nothing is returned as an
-        // error (main would print it to the client).
-        let name = self
-            .user
-            .map(std::ffi::OsString::from)
-            .or_else(|| std::env::var_os("PAM_USER"));
-        match name.as_ref().map(|n| n.to_str()) {
-            Some(Some(name)) => {
-                if let Err(e) = create_for(ctx, name).await {
-                    tracing::error!(pam_user = untrusted(name), "{e:#}");
                 }
             }
-            Some(None) => tracing::info!(
-                pam_user = untrusted(&name.unwrap_or_default().to_string_lossy()),
-                "no account created: PAM_USER is not UTF-8"
-            ),
-            None => tracing::error!("no account created: pam_exec set no PAM_USER"),
+            Invocation::PamOther => {}
+            // Under PAM nothing but PAM_MESSAGE reaches the client and nothing is returned as
+            // an error (main would print it to the client).
+            Invocation::PamAuth(name) => {
+                match name {
+                    Ok(name) => {
+                        if let Err(e) = create_for(ctx, name).await {
+                            tracing::error!(pam_user = untrusted(name), "{e:#}");
+                        }
+                    }
+                    Err(why @ PamUserProblem::NotUtf8(lossy)) => {
+                        tracing::info!(pam_user = untrusted(lossy), "no account created: {why}")
+                    }
+                    Err(why) => tracing::error!("no account created: {why}"),
+                }
+                println!("{PAM_MESSAGE}");
+            }
         }
-        println!("{PAM_MESSAGE}");
-        // Never success under PAM: the hook must not be able to let anyone in.
-        Ok(Exit::Failure)
+        Ok(if invocation.exits_ok() {
+            Exit::Ok
+        } else {
+            Exit::Failure
+        })
     }
 }
 
