@@ -99,3 +99,15 @@ host_cmd install --scheduler cron || fail "the repairing install failed (exit $?
     || fail "install did not give keys/ back to keyward's group: $(stat -c '%U %G' "$CACHE/keys")"
 host_cmd install --scheduler cron || fail "the third install failed (exit $?)"
 [[ $HOST_OUT == *"already installed; nothing changed"* ]] || fail "a repaired cache is planned again: $HOST_OUT"
+
+step "a hard link planted in keyward's cache: doctor names it; install removes it, never chowns it"
+ln "$SECRET" "$CACHE/users/zz-hardlink"
+doctor_out=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$KEYWARD" doctor 2>&1) || true
+grep -qF "$CACHE/users/zz-hardlink is a hard link (2 names)" <<<"$doctor_out" \
+    || fail "doctor does not name the hard link; it said: $doctor_out"
+grep -qF "fix: rm $CACHE/users/zz-hardlink (keyward fetches it again from IAM)" <<<"$doctor_out" \
+    || fail "doctor does not give the fix for the hard link; it said: $doctor_out"
+host_cmd install --scheduler cron || fail "the install after the hard link failed (exit $?)"
+[[ ! -e $CACHE/users/zz-hardlink ]] || fail "install left the hard link"
+[[ $(stat -c '%U %G %h' "$SECRET") == "root root 1" ]] \
+    || fail "the hard-linked file changed: $(stat -c '%U %G %h' "$SECRET")"
