@@ -205,12 +205,13 @@ pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<Str
         lines.push(format!("{verb}create directory {cache_dir} ({user}, 0755)"));
     }
     if !plan.chmod.is_empty() {
-        let names: Vec<&PathBuf> = plan.chmod.iter().map(|(rel, _)| rel).collect();
-        lines.push(format!(
-            "{verb}remove group and world write from {} cache director{} (chmod go-w, never through a symlink): {}",
-            plan.chmod.len(),
-            if plan.chmod.len() == 1 { "y" } else { "ies" },
-            listing(cache_dir, &names)
+        let rels: Vec<&PathBuf> = plan.chmod.iter().map(|(rel, _)| rel).collect();
+        lines.push(counted(
+            &format!("{verb}remove group and world write from"),
+            ("cache directory", "cache directories"),
+            "(chmod go-w, never through a symlink)",
+            cache_dir,
+            &rels,
         ));
     }
     for (rel, nlink) in plan.remove.iter().filter(|(_, n)| *n > 1) {
@@ -220,21 +221,23 @@ pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<Str
         ));
     }
     if !plan.remove.is_empty() {
-        let names: Vec<&PathBuf> = plan.remove.iter().map(|(rel, _)| rel).collect();
-        lines.push(format!(
-            "{verb}remove {} cache file{} {user} does not own (fetched again from IAM; files are never chowned): {}",
-            plan.remove.len(),
-            if plan.remove.len() == 1 { "" } else { "s" },
-            listing(cache_dir, &names)
+        let rels: Vec<&PathBuf> = plan.remove.iter().map(|(rel, _)| rel).collect();
+        lines.push(counted(
+            &format!("{verb}remove"),
+            ("cache file", "cache files"),
+            &format!("{user} does not own (fetched again from IAM; files are never chowned)"),
+            cache_dir,
+            &rels,
         ));
     }
     if !plan.chown.is_empty() {
-        let names: Vec<&PathBuf> = plan.chown.iter().collect();
-        lines.push(format!(
-            "{verb}give {} cache director{} to {user} (chown, never through a symlink): {}",
-            plan.chown.len(),
-            if plan.chown.len() == 1 { "y" } else { "ies" },
-            listing(cache_dir, &names)
+        let rels: Vec<&PathBuf> = plan.chown.iter().collect();
+        lines.push(counted(
+            &format!("{verb}give"),
+            ("cache directory", "cache directories"),
+            &format!("to {user} (chown, never through a symlink)"),
+            cache_dir,
+            &rels,
         ));
     }
     for sub in &plan.create {
@@ -244,6 +247,22 @@ pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<Str
         ));
     }
     lines
+}
+
+/// "`action` N `noun` `how`: " and up to eight host paths, then how many more.
+fn counted(
+    action: &str,
+    (one, many): (&str, &str),
+    how: &str,
+    cache_dir: &str,
+    rels: &[&PathBuf],
+) -> String {
+    let noun = if rels.len() == 1 { one } else { many };
+    format!(
+        "{action} {} {noun} {how}: {}",
+        rels.len(),
+        listing(cache_dir, rels)
+    )
 }
 
 /// Up to eight host paths, then how many more.
@@ -491,16 +510,22 @@ mod tests {
         }
     }
 
+    /// A tree with a root-owned /etc/shadow and a root-owned cache /c with keys/.
+    fn tree_with_shadow() -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Some(dir.path()));
+        fs::create_dir_all(host.path("/c/keys")).unwrap();
+        fs::create_dir(host.path("/etc")).unwrap();
+        fs::write(host.path("/etc/shadow"), "root:*:1::::::\n").unwrap();
+        (dir, host)
+    }
+
     /// L1: a hard link is a plain file to lstat, and chown changes the shared inode: a link to
     /// /etc/shadow planted in the cache must never make install give /etc/shadow to keyward.
     #[test]
     fn i9_a_hard_linked_cache_file_is_refused_not_chowned() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(Some(dir.path()));
-        fs::create_dir_all(host.path("/c/keys")).unwrap();
+        let (_dir, host) = tree_with_shadow();
         fs::create_dir_all(host.path("/c/users")).unwrap();
-        fs::create_dir(host.path("/etc")).unwrap();
-        fs::write(host.path("/etc/shadow"), "root:*:1::::::\n").unwrap();
         fs::hard_link(host.path("/etc/shadow"), host.path("/c/keys/APKA1")).unwrap();
         let entries = read(&host, "/c").unwrap().unwrap();
         let p = plan("/c", Some(&entries), Some((4242, 4242))).unwrap();
@@ -567,11 +592,7 @@ mod tests {
 
     #[test]
     fn i9_a_directory_swapped_for_a_hard_link_after_the_plan_is_not_chowned() {
-        let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(Some(dir.path()));
-        fs::create_dir_all(host.path("/c/keys")).unwrap();
-        fs::create_dir(host.path("/etc")).unwrap();
-        fs::write(host.path("/etc/shadow"), "root:*:1::::::\n").unwrap();
+        let (_dir, host) = tree_with_shadow();
         let entries = read(&host, "/c").unwrap().unwrap();
         let p = plan("/c", Some(&entries), Some((4242, 4242))).unwrap();
         assert!(p.chown.contains(&PathBuf::from("keys")), "{p:?}");

@@ -887,6 +887,30 @@ pub(crate) mod tests {
         );
     }
 
+    /// The run rolled back with the files as `before`, and after disabling the timer it ran
+    /// sshd -t, which failed, then gave systemd the restored units and enabled the timer again.
+    fn assert_rolled_back_timer_on(
+        t: &Tree,
+        (result, out): (Result<Outcome, InstallError>, String),
+        before: &BTreeMap<PathBuf, (Option<Vec<u8>>, u32)>,
+        sys: &Fake,
+    ) {
+        assert!(
+            matches!(result, Err(InstallError::RolledBack { .. })),
+            "{out}"
+        );
+        assert_eq!(&t.snapshot("etc"), before);
+        let calls = sys.calls.join("\n");
+        let disabled = calls
+            .find("systemctl disable --now keyward-sync.timer")
+            .unwrap_or_else(|| panic!("{calls}"));
+        assert!(
+            calls[disabled..]
+                .contains("/usr/sbin/sshd -t\nsystemctl daemon-reload\nsystemctl enable --now keyward-sync.timer"),
+            "the timer stays off after the rollback:\n{calls}"
+        );
+    }
+
     /// A timer disabled earlier in a run that rolls back is enabled again: otherwise neither the
     /// timer nor cron runs `sync`, and revoked users stop being locked.
     #[test]
@@ -904,39 +928,13 @@ pub(crate) mod tests {
         cron.scheduler = SchedulerChoice::Cron;
         sys.calls.clear();
         sys.fail.push("/usr/sbin/sshd -t");
-        let (result, out) = t.install(&cron, &Config::default(), &mut sys, true);
-        assert!(
-            matches!(result, Err(InstallError::RolledBack { .. })),
-            "{out}"
-        );
-        assert_eq!(t.snapshot("etc"), installed);
-        let calls = sys.calls.join("\n");
-        let disabled = calls
-            .find("systemctl disable --now keyward-sync.timer")
-            .unwrap_or_else(|| panic!("{calls}"));
-        assert!(
-            calls[disabled..]
-                .contains("/usr/sbin/sshd -t\nsystemctl daemon-reload\nsystemctl enable --now keyward-sync.timer"),
-            "the timer stays off after the rollback:\n{calls}"
-        );
+        let run = t.install(&cron, &Config::default(), &mut sys, true);
+        assert_rolled_back_timer_on(&t, run, &installed, &sys);
 
         // Uninstall disables the timer first; a failed sshd -t puts it all back, timer included.
         sys.calls.clear();
-        let (result, out) = t.uninstall(&t.opts(), &Config::default(), &mut sys, true);
-        assert!(
-            matches!(result, Err(InstallError::RolledBack { .. })),
-            "{out}"
-        );
-        assert_eq!(t.snapshot("etc"), installed);
-        let calls = sys.calls.join("\n");
-        let disabled = calls
-            .find("systemctl disable --now keyward-sync.timer")
-            .unwrap_or_else(|| panic!("{calls}"));
-        assert!(
-            calls[disabled..]
-                .contains("/usr/sbin/sshd -t\nsystemctl daemon-reload\nsystemctl enable --now keyward-sync.timer"),
-            "the timer stays off after the rollback:\n{calls}"
-        );
+        let run = t.uninstall(&t.opts(), &Config::default(), &mut sys, true);
+        assert_rolled_back_timer_on(&t, run, &installed, &sys);
 
         // A timer that was not enabled is not enabled by the rollback either.
         sys.calls.clear();
