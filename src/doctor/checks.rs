@@ -543,6 +543,10 @@ pub struct CacheFacts {
     /// (path, uid, mode incl. file type bits, from lstat) of `keys/` and `users/` where they
     /// exist.
     pub subdirs: Vec<(PathBuf, u32, u32)>,
+    /// Files in `keys/` and `users/` with more than one name (`st_nlink`), and that number:
+    /// keyward writes by rename, so a hard link was made by someone else and another file may
+    /// be behind it.
+    pub hard_links: Vec<(PathBuf, u64)>,
 }
 
 /// Check 8: the key cache is the keyward user's and nobody else can write it (or its parents).
@@ -603,6 +607,20 @@ pub fn cache_dir(facts: &CacheFacts) -> Check {
                 format!("chmod go-w {p}"),
             );
         }
+    }
+    if let Some((path, names)) = facts.hard_links.first() {
+        let more = match facts.hard_links.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Check::problem(
+            NAME,
+            format!(
+                "{} is a hard link ({names} names){more}: keyward never writes one, and another file may be behind it",
+                path.display()
+            ),
+            cache::file_fix(path),
+        );
     }
     if let Err((reason, fix)) = &facts.parent {
         return Check::problem(
@@ -1056,7 +1074,26 @@ mod tests {
             keyward_uid: Some(998),
             parent: Ok(()),
             subdirs: vec![],
+            hard_links: vec![],
         }
+    }
+
+    #[test]
+    fn i9_cache_doctor_names_a_hard_link_in_the_cache() {
+        let mut linked = cache(Some((998, 0o40755)));
+        linked.hard_links = vec![("/var/cache/keyward/keys/APKA1".into(), 2)];
+        let c = cache_dir(&linked);
+        assert_eq!(c.status, Status::Problem, "{c:?}");
+        assert!(
+            c.detail
+                .contains("/var/cache/keyward/keys/APKA1 is a hard link (2 names)"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(
+            c.fix.unwrap(),
+            cache::file_fix(Path::new("/var/cache/keyward/keys/APKA1"))
+        );
     }
 
     #[test]

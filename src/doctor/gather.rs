@@ -7,7 +7,7 @@
 //! allowed.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, TimerState};
 use super::Check;
@@ -308,7 +308,7 @@ fn cache_facts(dir: &Path) -> CacheFacts {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     };
-    let subdirs = crate::keys::cache::SUBDIRS
+    let subdirs: Vec<(PathBuf, u32, u32)> = crate::keys::cache::SUBDIRS
         .iter()
         .filter_map(|sub| {
             let path = dir.join(sub);
@@ -316,6 +316,25 @@ fn cache_facts(dir: &Path) -> CacheFacts {
             Some((path, m.uid(), m.mode()))
         })
         .collect();
+    // Files with more than one name, in the subdirectories that are real directories (lstat).
+    let mut hard_links = Vec::new();
+    for (sub, _, mode) in &subdirs {
+        if mode & 0o170000 != 0o040000 {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(sub) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Ok(m) = std::fs::symlink_metadata(&path) {
+                if m.is_file() && m.nlink() > 1 {
+                    hard_links.push((path, m.nlink()));
+                }
+            }
+        }
+    }
+    hard_links.sort();
     let parent = match dir.parent() {
         Some(p) => crate::files::check_trusted(p).map_err(|e| (e.problem(), e.fix())),
         None => Ok(()),
@@ -326,5 +345,6 @@ fn cache_facts(dir: &Path) -> CacheFacts {
         keyward_uid: uzers::get_user_by_name(install::USER).map(|u| u.uid()),
         parent,
         subdirs,
+        hard_links,
     }
 }

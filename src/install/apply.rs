@@ -7,13 +7,14 @@
 //! Invariants: every original is saved (under `state_dir/install/originals/`) before its file
 //! changes, the manifest is rewritten after each change, and any failure after the first change
 //! puts every touched file back byte for byte with its owner and mode (and removes the
-//! directories and the user this run created). sshd itself judges the result (`sshd -t`,
-//! `sshd -T`) before it is reloaded: a config sshd has not accepted is never reloaded. Failures
-//! that leave the host consistent (disabling the old timer, reloading sshd, removing the user
-//! on uninstall) are warnings, never rollbacks.
+//! directories and the user this run created). A rollback also gives systemd the restored
+//! units and enables the timer again when this run disabled an enabled one, so a failed run
+//! never leaves a host with neither the timer nor cron running `sync`. sshd itself judges the
+//! result (`sshd -t`, `sshd -T`) before it is reloaded: a config sshd has not accepted is never
+//! reloaded. Failures that leave the host consistent (disabling the old timer, reloading sshd,
+//! removing the user on uninstall) are warnings, never rollbacks.
 
 use std::io::Write;
-use std::path::Path;
 
 use super::host::{Host, Meta};
 use super::plan::{CopyChange, InstallPlan, InstallStep, UninstallPlan, UninstallStep};
@@ -79,6 +80,8 @@ pub fn apply_install(
     let host = &target.host;
     let dirs = &plan.layout;
     let mut manifest = plan.manifest.clone();
+    // Unit files put back by a rollback are read again by systemd.
+    undo.reload_units = plan.systemctl && plan.units_changed();
     for step in &plan.steps {
         let result = match step {
             InstallStep::CreateUser { prefix } => {
@@ -99,16 +102,20 @@ pub fn apply_install(
                 undo.user_prefix = Some(prefix.clone());
                 Ok(())
             }
-            InstallStep::CreateStateDir { path } => undo
-                .create_dirs(host, path, None)
-                .map(drop)
+            InstallStep::CreateDir { path, mode, record } => undo
+                .create_dir(host, path, *mode, None)
+                .map(|created| {
+                    if created && *record {
+                        manifest.created_dirs.insert(path.clone());
+                    }
+                })
                 .map_err(failed("writing files")),
             InstallStep::FixCache {
                 dir,
                 plan: cache_plan,
             } => fix_cache(host, sys, undo, dir, cache_plan).map_err(failed("writing files")),
-            InstallStep::DisableTimer => {
-                disable_timer(sys, out);
+            InstallStep::DisableTimer { enabled } => {
+                undo.enable_timer |= disable_timer(sys, out) && *enabled;
                 Ok(())
             }
             InstallStep::WriteFile(f) => {
@@ -149,11 +156,7 @@ pub fn apply_install(
             }
         };
         if let Err(Failure { what, cause }) = result {
-            let err = undo.fail(host, sys, dirs, out, what, cause);
-            if plan.systemctl && plan.units_changed() {
-                let _ = run_checked(sys, "systemctl", &["daemon-reload"]);
-            }
-            return Err(err);
+            return Err(undo.fail(host, sys, dirs, out, what, cause));
         }
     }
     let changed = plan.file_steps().count();
@@ -172,7 +175,8 @@ pub fn apply_install(
     Ok(())
 }
 
-/// Creates the cache (keyward's) and carries out the cache plan with keyward's ids.
+/// Creates the cache (keyward's; its parents are steps before this one) and carries out the
+/// cache plan with keyward's ids.
 fn fix_cache(
     host: &Host,
     sys: &dyn System,
@@ -182,7 +186,7 @@ fn fix_cache(
 ) -> Result<(), InstallError> {
     let owner = lookup_user(host, sys)?.ok_or(InstallError::NoUser(USER))?;
     if plan.create_dir {
-        undo.create_dirs(host, dir, Some(owner))?;
+        undo.create_dir(host, dir, 0o755, Some(owner))?;
     }
     let created = cache::apply(host, dir, plan, owner)?;
     undo.dirs.extend(created);
@@ -198,12 +202,6 @@ fn write_file(
     f: &super::plan::FileStep,
 ) -> Result<(), InstallError> {
     let path = &f.change.path;
-    undo.create_dirs_mode(host, &dirs.originals, 0o700)?;
-    if let Some(parent) = Path::new(path).parent().and_then(Path::to_str) {
-        for created in undo.create_dirs(host, parent, None)? {
-            manifest.created_dirs.insert(created);
-        }
-    }
     let copy = dirs.copy_of(path);
     if let CopyChange::Write(bytes) = &f.copy {
         undo.write(host, &copy, bytes, 0o600)?;
@@ -225,7 +223,6 @@ fn record_manifest(
     dirs: &Layout,
     manifest: &super::manifest::Manifest,
 ) -> Result<(), InstallError> {
-    undo.create_dirs_mode(host, &dirs.originals, 0o700)?;
     let rendered = manifest.render();
     if host.read(&dirs.manifest).ok().flatten().as_deref() != Some(rendered.as_bytes()) {
         undo.write(host, &dirs.manifest, rendered.as_bytes(), 0o600)?;
@@ -233,20 +230,25 @@ fn record_manifest(
     Ok(())
 }
 
-/// The old timer stops; a failure is a warning (the unit files go either way).
-fn disable_timer(sys: &mut dyn System, out: &mut dyn Write) {
-    if let Err(e) = run_checked(
+/// The old timer stops; a failure is a warning (the unit files go either way). Returns
+/// whether it was disabled.
+fn disable_timer(sys: &mut dyn System, out: &mut dyn Write) -> bool {
+    match run_checked(
         sys,
         "systemctl",
         &["disable", "--now", schedule::TIMER_UNIT],
     ) {
-        say(
-            out,
-            format!(
-                "warning: systemctl disable --now {}: {e}",
-                schedule::TIMER_UNIT
-            ),
-        );
+        Ok(_) => true,
+        Err(e) => {
+            say(
+                out,
+                format!(
+                    "warning: systemctl disable --now {}: {e}",
+                    schedule::TIMER_UNIT
+                ),
+            );
+            false
+        }
     }
 }
 
@@ -287,10 +289,11 @@ pub fn apply_uninstall(
     out: &mut dyn Write,
 ) -> Result<(), InstallError> {
     let host = &target.host;
+    undo.reload_units = plan.steps.contains(&UninstallStep::DaemonReload);
     for step in &plan.steps {
         let result = match step {
-            UninstallStep::DisableTimer => {
-                disable_timer(sys, out);
+            UninstallStep::DisableTimer { enabled } => {
+                undo.enable_timer |= disable_timer(sys, out) && *enabled;
                 Ok(())
             }
             UninstallStep::RestoreFile(c) => match &c.desired {
@@ -357,12 +360,19 @@ pub struct Undo {
     dirs: Vec<String>,
     /// Set when this run created the keyward user (with useradd's `--prefix`, if any).
     user_prefix: Option<Option<String>>,
+    /// This run disabled the timer, which was enabled: a rollback enables it again.
+    enable_timer: bool,
+    /// systemd reads unit files: a rollback runs daemon-reload after putting files back.
+    reload_units: bool,
 }
 
 impl Undo {
     /// Nothing was changed yet.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.dirs.is_empty() && self.user_prefix.is_none()
+        self.files.is_empty()
+            && self.dirs.is_empty()
+            && self.user_prefix.is_none()
+            && !self.enable_timer
     }
 
     fn save(&mut self, host: &Host, path: &str) -> Result<(), InstallError> {
@@ -403,42 +413,23 @@ impl Undo {
         host.remove(path).map_err(InstallError::io(path))
     }
 
-    /// Creates `path` and missing parents (root, 0755, or `owner` for `path` itself); returns
-    /// the directories created.
-    fn create_dirs(
+    /// Creates the directory `path` (its parent exists) with `mode`, root's or `owner`'s;
+    /// `false`: it was made meanwhile, and is neither changed nor removed on rollback.
+    fn create_dir(
         &mut self,
         host: &Host,
         path: &str,
+        mode: u32,
         owner: Option<(u32, u32)>,
-    ) -> Result<Vec<String>, InstallError> {
-        let mut missing = Vec::new();
-        let mut p = Path::new(path);
-        while !host.exists(&p.to_string_lossy()) {
-            missing.push(p.to_string_lossy().into_owned());
-            match p.parent() {
-                Some(parent) => p = parent,
-                None => break,
+    ) -> Result<bool, InstallError> {
+        match host.create_dir(path, mode, owner) {
+            Ok(()) => {
+                self.dirs.push(path.to_owned());
+                Ok(true)
             }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(InstallError::io(path)(e)),
         }
-        missing.reverse();
-        for dir in &missing {
-            let own = if dir == path { owner } else { None };
-            host.create_dir(dir, 0o755, own)
-                .map_err(InstallError::io(dir.as_str()))?;
-            self.dirs.push(dir.clone());
-        }
-        Ok(missing)
-    }
-
-    fn create_dirs_mode(&mut self, host: &Host, path: &str, mode: u32) -> Result<(), InstallError> {
-        for dir in self.create_dirs(host, path, None)? {
-            std::fs::set_permissions(
-                host.path(&dir),
-                std::os::unix::fs::PermissionsExt::from_mode(mode),
-            )
-            .map_err(InstallError::io(dir.as_str()))?;
-        }
-        Ok(())
     }
 
     /// Puts everything back, newest first; returns what could not be put back.
@@ -461,6 +452,23 @@ impl Undo {
         if let Some(prefix) = self.user_prefix.take() {
             if let Err(e) = remove_account(host, sys, prefix.as_deref()) {
                 failures.push(e.to_string());
+            }
+        }
+        // The units are back on disk: systemd reads them, then the timer runs again.
+        let enable = std::mem::take(&mut self.enable_timer);
+        if std::mem::take(&mut self.reload_units) || enable {
+            if let Err(e) = run_checked(sys, "systemctl", &["daemon-reload"]) {
+                failures.push(format!("systemctl daemon-reload: {e}"));
+            }
+        }
+        if enable {
+            if let Err(e) =
+                run_checked(sys, "systemctl", &["enable", "--now", schedule::TIMER_UNIT])
+            {
+                failures.push(format!(
+                    "systemctl enable --now {}: {e}",
+                    schedule::TIMER_UNIT
+                ));
             }
         }
         failures

@@ -7,22 +7,29 @@
 //! world write off every cache directory, which `authorized-keys` would otherwise refuse to
 //! trust (and doctor would name): owner and mode drift are both planned, never only one.
 //!
-//! Invariants: this runs as root over a directory another user owns, so it must never follow a
-//! symlink. A symlink (or a FIFO, device or socket) anywhere in the cache stops install before
-//! anything changes, naming it. `apply` reaches every entry from an `O_NOFOLLOW` descriptor of
-//! its directory and changes owners with `AT_SYMLINK_NOFOLLOW`, so an entry swapped for a
-//! symlink after the plan was made is refused or only the link itself changes owner, never
-//! its target. Ownership changes are not undone by a rollback: the cache then belongs to
-//! keyward, which is what it should be anyway.
+//! Invariants: this runs as root over a directory another user owns (and, before the repair,
+//! others may be able to write), so it must never follow a symlink and never change the owner
+//! of anything but a directory. A symlink (or a FIFO, device or socket) anywhere in the cache
+//! stops install before anything changes, naming it. Directories are chowned, never files: a
+//! hard link is a plain file to `lstat`, and chowning it would give its other names (a link to
+//! `/etc/shadow` planted in `keys/`) to keyward. A cache file keyward does not own is removed
+//! instead (keyward fetches it again from IAM); unlinking a name never changes the file behind
+//! it. `apply` takes group and world write off first, so nobody else can change a directory
+//! while it is repaired, then reaches every directory from an `O_NOFOLLOW | O_DIRECTORY`
+//! descriptor of its parent and changes it through that descriptor after `fstat` shows a
+//! directory on the cache's filesystem: an entry swapped for a symlink or a file after the plan
+//! was made is refused, never followed. The repair is not undone by a rollback: the cache then
+//! belongs to keyward, which is what it should be anyway, and removed files are refetched.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::RawFd;
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{mkdirat, Mode};
-use nix::unistd::{fchownat, Gid, Uid};
+use nix::errno::Errno;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fchmod, fstat, mkdirat, Mode, SFlag};
+use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use super::host::Host;
 use super::InstallError;
@@ -48,6 +55,8 @@ pub struct Entry {
     /// Permission bits (`mode & 0o7777`).
     pub mode: u32,
     pub kind: Kind,
+    /// Names of the inode (`st_nlink`): more than one on a file is a hard link.
+    pub nlink: u64,
 }
 
 /// What install does to the cache.
@@ -57,16 +66,23 @@ pub struct Plan {
     pub create_dir: bool,
     /// Subdirectories to create, keyward's, 0755.
     pub create: Vec<&'static str>,
-    /// Entries to give to keyward, relative to the cache directory, parents first.
+    /// Directories to give to keyward, relative to the cache directory, parents first.
     pub chown: Vec<PathBuf>,
     /// Directories writable by group or others, with the mode they get (the same without
     /// group and world write), parents first.
     pub chmod: Vec<(PathBuf, u32)>,
+    /// Files keyward does not own, removed rather than chowned (keyward fetches them again),
+    /// with their number of names: more than one is a hard link, which is named as such.
+    pub remove: Vec<(PathBuf, u64)>,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        !self.create_dir && self.create.is_empty() && self.chown.is_empty() && self.chmod.is_empty()
+        !self.create_dir
+            && self.create.is_empty()
+            && self.chown.is_empty()
+            && self.chmod.is_empty()
+            && self.remove.is_empty()
     }
 }
 
@@ -125,6 +141,7 @@ fn entry(rel: PathBuf, meta: &fs::Metadata) -> Entry {
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,
         kind,
+        nlink: meta.nlink(),
     }
 }
 
@@ -148,21 +165,29 @@ pub fn plan(
         match e.kind {
             Kind::Symlink => return Err(InstallError::CacheSymlink { path }),
             Kind::Special(kind) => return Err(InstallError::CacheSpecial { path, kind }),
-            Kind::File if e.rel.parent() == Some(Path::new("")) => {
-                if SUBDIRS.iter().any(|s| e.rel == Path::new(s)) {
-                    return Err(InstallError::CacheSpecial {
-                        path,
-                        kind: "regular file",
-                    });
+            Kind::File
+                if e.rel.as_os_str().is_empty()
+                    || SUBDIRS.iter().any(|s| e.rel == Path::new(s)) =>
+            {
+                return Err(InstallError::CacheSpecial {
+                    path,
+                    kind: "regular file",
+                });
+            }
+            // Never chowned: it may be a hard link to a file outside the cache.
+            Kind::File => {
+                if owner != Some((e.uid, e.gid)) {
+                    plan.remove.push((e.rel.clone(), e.nlink));
                 }
             }
-            Kind::Dir | Kind::File => {}
-        }
-        if owner != Some((e.uid, e.gid)) {
-            plan.chown.push(e.rel.clone());
-        }
-        if e.kind == Kind::Dir && e.mode & 0o022 != 0 {
-            plan.chmod.push((e.rel.clone(), e.mode & !0o022));
+            Kind::Dir => {
+                if owner != Some((e.uid, e.gid)) {
+                    plan.chown.push(e.rel.clone());
+                }
+                if e.mode & 0o022 != 0 {
+                    plan.chmod.push((e.rel.clone(), e.mode & !0o022));
+                }
+            }
         }
     }
     plan.create = SUBDIRS
@@ -173,11 +198,47 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The plan in words, the same for `--dry-run` and the real run.
+/// The plan in words, the same for `--dry-run` and the real run, in the order `apply` acts.
 pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<String> {
     let mut lines = Vec::new();
     if plan.create_dir {
         lines.push(format!("{verb}create directory {cache_dir} ({user}, 0755)"));
+    }
+    if !plan.chmod.is_empty() {
+        let rels: Vec<&PathBuf> = plan.chmod.iter().map(|(rel, _)| rel).collect();
+        lines.push(counted(
+            &format!("{verb}remove group and world write from"),
+            ("cache directory", "cache directories"),
+            "(chmod go-w, never through a symlink)",
+            cache_dir,
+            &rels,
+        ));
+    }
+    for (rel, nlink) in plan.remove.iter().filter(|(_, n)| *n > 1) {
+        lines.push(format!(
+            "warning: {} is a hard link ({nlink} names): another file may be behind it; it is removed, never chowned",
+            host_path(cache_dir, rel)
+        ));
+    }
+    if !plan.remove.is_empty() {
+        let rels: Vec<&PathBuf> = plan.remove.iter().map(|(rel, _)| rel).collect();
+        lines.push(counted(
+            &format!("{verb}remove"),
+            ("cache file", "cache files"),
+            &format!("{user} does not own (fetched again from IAM; files are never chowned)"),
+            cache_dir,
+            &rels,
+        ));
+    }
+    if !plan.chown.is_empty() {
+        let rels: Vec<&PathBuf> = plan.chown.iter().collect();
+        lines.push(counted(
+            &format!("{verb}give"),
+            ("cache directory", "cache directories"),
+            &format!("to {user} (chown, never through a symlink)"),
+            cache_dir,
+            &rels,
+        ));
     }
     for sub in &plan.create {
         lines.push(format!(
@@ -185,42 +246,42 @@ pub fn describe(plan: &Plan, cache_dir: &str, user: &str, verb: &str) -> Vec<Str
             host_path(cache_dir, Path::new(sub))
         ));
     }
-    if !plan.chown.is_empty() {
-        const SHOWN: usize = 8;
-        let mut names: Vec<String> = plan
-            .chown
-            .iter()
-            .take(SHOWN)
-            .map(|rel| host_path(cache_dir, rel))
-            .collect();
-        if plan.chown.len() > SHOWN {
-            names.push(format!("and {} more", plan.chown.len() - SHOWN));
-        }
-        lines.push(format!(
-            "{verb}give {} cache entr{} to {user} (chown, never through a symlink): {}",
-            plan.chown.len(),
-            if plan.chown.len() == 1 { "y" } else { "ies" },
-            names.join(", ")
-        ));
-    }
-    if !plan.chmod.is_empty() {
-        let names: Vec<String> = plan
-            .chmod
-            .iter()
-            .map(|(rel, _)| host_path(cache_dir, rel))
-            .collect();
-        lines.push(format!(
-            "{verb}remove group and world write from {} cache director{} (chmod go-w, never through a symlink): {}",
-            plan.chmod.len(),
-            if plan.chmod.len() == 1 { "y" } else { "ies" },
-            names.join(", ")
-        ));
-    }
     lines
 }
 
-/// Carries out `plan` with keyward's `(uid, gid)`, after the cache directory itself exists.
-/// Returns the directories it created (for the undo journal).
+/// "`action` N `noun` `how`: " and up to eight host paths, then how many more.
+fn counted(
+    action: &str,
+    (one, many): (&str, &str),
+    how: &str,
+    cache_dir: &str,
+    rels: &[&PathBuf],
+) -> String {
+    let noun = if rels.len() == 1 { one } else { many };
+    format!(
+        "{action} {} {noun} {how}: {}",
+        rels.len(),
+        listing(cache_dir, rels)
+    )
+}
+
+/// Up to eight host paths, then how many more.
+fn listing(cache_dir: &str, rels: &[&PathBuf]) -> String {
+    const SHOWN: usize = 8;
+    let mut names: Vec<String> = rels
+        .iter()
+        .take(SHOWN)
+        .map(|rel| host_path(cache_dir, rel))
+        .collect();
+    if rels.len() > SHOWN {
+        names.push(format!("and {} more", rels.len() - SHOWN));
+    }
+    names.join(", ")
+}
+
+/// Carries out `plan` with keyward's `(uid, gid)`, after the cache directory itself exists:
+/// group and world write off, files keyward does not own removed, directories chowned, missing
+/// subdirectories created. Returns the directories it created (for the undo journal).
 pub fn apply(
     host: &Host,
     cache_dir: &str,
@@ -228,56 +289,45 @@ pub fn apply(
     (uid, gid): (u32, u32),
 ) -> Result<Vec<String>, InstallError> {
     let top = Fd::open_dir(None, &host.path(cache_dir)).map_err(refusal(cache_dir))?;
+    let dev = fstat(top.0)
+        .map_err(|e| InstallError::io(cache_dir)(e.into()))?
+        .st_dev;
+    // First, so that nobody else can change a directory while it is repaired.
+    for (rel, mode) in &plan.chmod {
+        let shown = host_path(cache_dir, rel);
+        let dir = Dir::open(&top, dev, rel).map_err(refusal(&shown))?;
+        fchmod(dir.fd(), Mode::from_bits_truncate(*mode))
+            .map_err(|e| InstallError::io(&shown)(e.into()))?;
+    }
+    for (rel, _) in &plan.remove {
+        let shown = host_path(cache_dir, rel);
+        let (parent, name) = match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) => (parent, name),
+            _ => continue,
+        };
+        let dir = Dir::open(&top, dev, parent).map_err(refusal(&shown))?;
+        // Unlinking removes this name only: whatever else links to the file is untouched.
+        match unlinkat(Some(dir.fd()), name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(InstallError::io(&shown)(e.into())),
+        }
+    }
+    for rel in &plan.chown {
+        let shown = host_path(cache_dir, rel);
+        let dir = Dir::open(&top, dev, rel).map_err(refusal(&shown))?;
+        chown_fd(dir.fd(), uid, gid).map_err(|e| InstallError::io(&shown)(e.into()))?;
+    }
     let mut created = Vec::new();
     for sub in &plan.create {
         let shown = host_path(cache_dir, Path::new(sub));
         match mkdirat(Some(top.0), *sub, Mode::from_bits_truncate(0o755)) {
             Ok(()) => created.push(shown.clone()),
-            // Made meanwhile (keyward itself creates them): its owner is checked below.
-            Err(nix::errno::Errno::EEXIST) => {}
+            // Made meanwhile (keyward itself creates them): its owner is set below.
+            Err(Errno::EEXIST) => {}
             Err(e) => return Err(InstallError::io(&shown)(e.into())),
         }
-        chown_at(top.0, Path::new(sub), uid, gid).map_err(refusal(&shown))?;
-    }
-    for rel in &plan.chown {
-        let shown = host_path(cache_dir, rel);
-        if rel.as_os_str().is_empty() {
-            nix::unistd::fchown(top.0, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(|e| InstallError::io(&shown)(e.into()))?;
-            continue;
-        }
-        // Walk down from the cache directory one O_NOFOLLOW directory at a time.
-        let mut names: Vec<&std::ffi::OsStr> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        let Some(last) = names.pop() else { continue };
-        let mut dirs = Vec::new();
-        for name in names {
-            let parent = dirs.last().map_or(top.0, |d: &Fd| d.0);
-            dirs.push(Fd::open_dir(Some(parent), Path::new(name)).map_err(refusal(&shown))?);
-        }
-        let parent = dirs.last().map_or(top.0, |d| d.0);
-        chown_at(parent, Path::new(last), uid, gid).map_err(refusal(&shown))?;
-    }
-    for (rel, mode) in &plan.chmod {
-        let shown = host_path(cache_dir, rel);
-        // Directories only, each opened O_NOFOLLOW from the one above, then fchmod: a symlink
-        // swapped in is refused, never followed.
-        let mut dirs: Vec<Fd> = Vec::new();
-        for name in rel.components().filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        }) {
-            let parent = dirs.last().map_or(top.0, |d| d.0);
-            dirs.push(Fd::open_dir(Some(parent), Path::new(name)).map_err(refusal(&shown))?);
-        }
-        let fd = dirs.last().map_or(top.0, |d| d.0);
-        nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(*mode))
-            .map_err(|e| InstallError::io(&shown)(e.into()))?;
+        let dir = Dir::open(&top, dev, Path::new(sub)).map_err(refusal(&shown))?;
+        chown_fd(dir.fd(), uid, gid).map_err(|e| InstallError::io(&shown)(e.into()))?;
     }
     Ok(created)
 }
@@ -301,17 +351,11 @@ fn refusal(path: &str) -> impl FnOnce(nix::errno::Errno) -> InstallError + '_ {
     }
 }
 
-fn chown_at(dir: RawFd, name: &Path, uid: u32, gid: u32) -> nix::Result<()> {
-    fchownat(
-        Some(dir),
-        name,
-        Some(Uid::from_raw(uid)),
-        Some(Gid::from_raw(gid)),
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
+fn chown_fd(fd: RawFd, uid: u32, gid: u32) -> nix::Result<()> {
+    fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
 }
 
-/// A directory descriptor, closed on drop.
+/// A descriptor, closed on drop.
 struct Fd(RawFd);
 
 impl Fd {
@@ -332,6 +376,40 @@ impl Drop for Fd {
     }
 }
 
+/// A directory of the cache reached from the cache directory one `O_NOFOLLOW` directory at a
+/// time (a symlink or file met on the way fails with `ELOOP`/`ENOTDIR`), checked with `fstat`
+/// to be a directory on the cache's filesystem before anything is done through it.
+struct Dir<'a> {
+    top: &'a Fd,
+    path: Vec<Fd>,
+}
+
+impl<'a> Dir<'a> {
+    fn open(top: &'a Fd, dev: u64, rel: &Path) -> nix::Result<Dir<'a>> {
+        let mut path: Vec<Fd> = Vec::new();
+        for c in rel.components() {
+            let Component::Normal(name) = c else {
+                return Err(Errno::EINVAL);
+            };
+            let parent = path.last().unwrap_or(top).0;
+            let fd = Fd::open_dir(Some(parent), Path::new(name))?;
+            let st = fstat(fd.0)?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFDIR {
+                return Err(Errno::ENOTDIR);
+            }
+            if st.st_dev != dev {
+                return Err(Errno::EXDEV);
+            }
+            path.push(fd);
+        }
+        Ok(Dir { top, path })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.path.last().unwrap_or(self.top).0
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -344,6 +422,7 @@ mod tests {
             gid: uid,
             mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
             kind,
+            nlink: 1,
         }
     }
 
@@ -356,20 +435,22 @@ mod tests {
             e("keys/APKA2", 998, Kind::File),
         ];
         let p = plan("/var/cache/keyward", Some(&entries), Some((998, 998))).unwrap();
-        assert_eq!(p.chown, [PathBuf::from("keys"), "keys/APKA1".into()]);
+        assert_eq!(p.chown, [PathBuf::from("keys")]);
+        assert_eq!(p.remove, [(PathBuf::from("keys/APKA1"), 1)]);
         assert_eq!(p.create, ["users"]);
         assert!(!p.create_dir);
         let lines = describe(&p, "/var/cache/keyward", "keyward", "would ");
         assert_eq!(
             lines,
             [
+                "would remove 1 cache file keyward does not own (fetched again from IAM; files are never chowned): /var/cache/keyward/keys/APKA1",
+                "would give 1 cache directory to keyward (chown, never through a symlink): /var/cache/keyward/keys",
                 "would create directory /var/cache/keyward/users (keyward, 0755)",
-                "would give 2 cache entries to keyward (chown, never through a symlink): /var/cache/keyward/keys, /var/cache/keyward/keys/APKA1",
             ]
         );
-        // Before the account exists, everything is given to it.
+        // Before the account exists, every directory is given to it and every file removed.
         let p = plan("/c", Some(&entries), None).unwrap();
-        assert_eq!(p.chown.len(), 4);
+        assert_eq!((p.chown.len(), p.remove.len()), (2, 2));
         let p = plan("/c", None, None).unwrap();
         assert!(p.create_dir && p.create == SUBDIRS && p.chown.is_empty());
         let all_ours = [
@@ -410,6 +491,74 @@ mod tests {
         }
         let fifo = [e("", 998, Kind::Dir), e("keys", 0, Kind::Special("FIFO"))];
         assert!(plan("/c", Some(&fifo), Some((998, 998))).is_err());
+        // A regular file where the cache directory or a subdirectory belongs is refused too.
+        for at in ["", "keys"] {
+            let mut entries = vec![e("", 998, Kind::Dir), e("keys", 998, Kind::Dir)];
+            entries.retain(|x| x.rel != Path::new(at));
+            entries.push(e(at, 0, Kind::File));
+            let err = plan("/c", Some(&entries), Some((998, 998))).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    InstallError::CacheSpecial {
+                        kind: "regular file",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    /// A tree with a root-owned /etc/shadow and a root-owned cache /c with keys/.
+    fn tree_with_shadow() -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::new(Some(dir.path()));
+        fs::create_dir_all(host.path("/c/keys")).unwrap();
+        fs::create_dir(host.path("/etc")).unwrap();
+        fs::write(host.path("/etc/shadow"), "root:*:1::::::\n").unwrap();
+        (dir, host)
+    }
+
+    /// L1: a hard link is a plain file to lstat, and chown changes the shared inode: a link to
+    /// /etc/shadow planted in the cache must never make install give /etc/shadow to keyward.
+    #[test]
+    fn i9_a_hard_linked_cache_file_is_refused_not_chowned() {
+        let (_dir, host) = tree_with_shadow();
+        fs::create_dir_all(host.path("/c/users")).unwrap();
+        fs::hard_link(host.path("/etc/shadow"), host.path("/c/keys/APKA1")).unwrap();
+        let entries = read(&host, "/c").unwrap().unwrap();
+        let p = plan("/c", Some(&entries), Some((4242, 4242))).unwrap();
+        assert!(
+            !p.chown.contains(&PathBuf::from("keys/APKA1")),
+            "planned to chown a hard link: {p:?}"
+        );
+        assert_eq!(p.remove, [(PathBuf::from("keys/APKA1"), 2)]);
+        let lines = describe(&p, "/c", "keyward", "would ");
+        assert!(
+            lines.contains(&"warning: /c/keys/APKA1 is a hard link (2 names): another file may be behind it; it is removed, never chowned".into()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"would remove 1 cache file keyward does not own (fetched again from IAM; files are never chowned): /c/keys/APKA1".into()),
+            "{lines:?}"
+        );
+        apply(&host, "/c", &p, (4242, 4242)).unwrap();
+        assert!(
+            !host.exists("/c/keys/APKA1"),
+            "the link is still in the cache"
+        );
+        assert_eq!(fs::metadata(host.path("/c/keys")).unwrap().uid(), 4242);
+        let shadow = fs::metadata(host.path("/etc/shadow")).unwrap();
+        assert_eq!(
+            (shadow.uid(), shadow.gid()),
+            (0, 0),
+            "the linked file changed owner"
+        );
+        assert_eq!(
+            fs::read_to_string(host.path("/etc/shadow")).unwrap(),
+            "root:*:1::::::\n"
+        );
     }
 
     #[test]
@@ -422,7 +571,7 @@ mod tests {
         fs::write(host.path("/outside/APKA1"), "secret").unwrap();
         let entries = read(&host, "/c").unwrap().unwrap();
         let p = plan("/c", Some(&entries), Some((4242, 4242))).unwrap();
-        assert_eq!(p.chown.len(), 3);
+        assert_eq!((p.chown.len(), p.remove.len()), (2, 1));
         // keys/ becomes a symlink to a directory outside the cache.
         fs::rename(host.path("/c/keys"), host.path("/c/old")).unwrap();
         std::os::unix::fs::symlink(host.path("/outside"), host.path("/c/keys")).unwrap();
@@ -434,6 +583,28 @@ mod tests {
             fs::metadata(host.path("/outside")).unwrap().uid(),
             4242,
             "chowned the symlink's target"
+        );
+        assert!(
+            host.exists("/outside/APKA1"),
+            "removed a file through the symlink"
+        );
+    }
+
+    #[test]
+    fn i9_a_directory_swapped_for_a_hard_link_after_the_plan_is_not_chowned() {
+        let (_dir, host) = tree_with_shadow();
+        let entries = read(&host, "/c").unwrap().unwrap();
+        let p = plan("/c", Some(&entries), Some((4242, 4242))).unwrap();
+        assert!(p.chown.contains(&PathBuf::from("keys")), "{p:?}");
+        // Whoever can write the cache swaps keys/ for a hard link to /etc/shadow.
+        fs::remove_dir(host.path("/c/keys")).unwrap();
+        fs::hard_link(host.path("/etc/shadow"), host.path("/c/keys")).unwrap();
+        assert!(apply(&host, "/c", &p, (4242, 4242)).is_err());
+        let shadow = fs::metadata(host.path("/etc/shadow")).unwrap();
+        assert_eq!(
+            (shadow.uid(), shadow.gid()),
+            (0, 0),
+            "chowned through the link"
         );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Both `--dry-run` and the real run print exactly these lines (the real run then applies the
 //! same plan), so what an admin reads and what happens come from one value. Every step that
-//! changes the host has a line here; the only silent step is the manifest's bookkeeping.
+//! changes the host has a line here, every directory created included (`apply` creates none
+//! that is not a step); the only silent step is the manifest's bookkeeping.
 //! Pure: a plan in, lines out.
 
 use super::cache;
@@ -26,15 +27,13 @@ pub fn install(plan: &InstallPlan, dry_run: bool) -> Vec<String> {
                 "{verb}create system user {USER}: useradd {}",
                 system::useradd_args(prefix.as_deref(), USER).join(" ")
             )),
-            InstallStep::CreateStateDir { path } => {
-                lines.push(format!("{verb}create directory {path} (root, 0755)"))
+            InstallStep::CreateDir { path, mode, .. } => {
+                lines.push(format!("{verb}create directory {path} (root, {mode:04o})"))
             }
             InstallStep::FixCache { dir, plan } => {
                 lines.extend(cache::describe(plan, dir, USER, verb))
             }
-            InstallStep::DisableTimer => {
-                lines.push(format!("{verb}run: systemctl disable --now {TIMER_UNIT}"))
-            }
+            InstallStep::DisableTimer { enabled } => lines.push(disable_timer(verb, *enabled)),
             InstallStep::WriteFile(f) => lines.extend(change(verb, &f.change)),
             InstallStep::RecordManifest => {}
             InstallStep::CheckSshd { .. } => lines.push(format!(
@@ -59,9 +58,7 @@ pub fn uninstall(plan: &UninstallPlan, dry_run: bool) -> Vec<String> {
     let mut lines = plan.notes.clone();
     for step in &plan.steps {
         match step {
-            UninstallStep::DisableTimer => {
-                lines.push(format!("{verb}run: systemctl disable --now {TIMER_UNIT}"))
-            }
+            UninstallStep::DisableTimer { enabled } => lines.push(disable_timer(verb, *enabled)),
             UninstallStep::RestoreFile(c) => lines.extend(change(verb, c)),
             UninstallStep::CheckSshd { .. } => lines.push(format!(
                 "{verb}check with sshd -t, and put every file back if it fails"
@@ -80,6 +77,17 @@ pub fn uninstall(plan: &UninstallPlan, dry_run: bool) -> Vec<String> {
         }
     }
     lines
+}
+
+fn disable_timer(verb: &str, enabled: bool) -> String {
+    format!(
+        "{verb}run: systemctl disable --now {TIMER_UNIT}{}",
+        if enabled {
+            " (enabled again if a later step fails)"
+        } else {
+            ""
+        }
+    )
 }
 
 fn verb(dry_run: bool) -> &'static str {

@@ -524,15 +524,20 @@ pub(crate) mod tests {
         dry.dry_run = true;
         let (result, out) = t.install(&dry, &Config::default(), &mut sys, false);
         assert_eq!(result.unwrap(), Outcome::DryRun, "{out}");
-        assert!(out.contains("would give 4 cache entries to keyward (chown, never through a symlink): /var/cache/keyward, /var/cache/keyward/keys, /var/cache/keyward/users, /var/cache/keyward/keys/APKA1\n"), "{out}");
+        assert!(out.contains("would remove 1 cache file keyward does not own (fetched again from IAM; files are never chowned): /var/cache/keyward/keys/APKA1\nwould give 3 cache directories to keyward (chown, never through a symlink): /var/cache/keyward, /var/cache/keyward/keys, /var/cache/keyward/users\n"), "{out}");
         assert_eq!(owner("var/cache/keyward/keys"), 0, "dry run changed it");
+        assert!(
+            t.exists("var/cache/keyward/keys/APKA1"),
+            "dry run removed it"
+        );
 
         let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
         assert_eq!(result.unwrap(), Outcome::Changed, "{out}");
-        assert!(out.contains("give 4 cache entries to keyward"), "{out}");
-        for p in ["", "/keys", "/users", "/keys/APKA1"] {
+        assert!(out.contains("give 3 cache directories to keyward"), "{out}");
+        for p in ["", "/keys", "/users"] {
             assert_eq!(owner(&format!("var/cache/keyward{p}")), 4242, "{p}");
         }
+        assert!(!t.exists("var/cache/keyward/keys/APKA1"), "{out}");
         let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
         assert_eq!(result.unwrap(), Outcome::NothingToDo, "{out}");
     }
@@ -849,7 +854,9 @@ pub(crate) mod tests {
             .unwrap();
         let calls = sys.calls.join("\n");
         assert!(
-            calls.starts_with("systemctl disable --now keyward-sync.timer"),
+            calls.starts_with(
+                "systemctl is-enabled --quiet keyward-sync.timer\nsystemctl disable --now keyward-sync.timer\n"
+            ),
             "{calls}"
         );
         assert!(
@@ -878,6 +885,109 @@ pub(crate) mod tests {
             "{:?}",
             sys.calls
         );
+    }
+
+    /// The run rolled back with the files as `before`, and after disabling the timer it ran
+    /// sshd -t, which failed, then gave systemd the restored units and enabled the timer again.
+    fn assert_rolled_back_timer_on(
+        t: &Tree,
+        (result, out): (Result<Outcome, InstallError>, String),
+        before: &BTreeMap<PathBuf, (Option<Vec<u8>>, u32)>,
+        sys: &Fake,
+    ) {
+        assert!(
+            matches!(result, Err(InstallError::RolledBack { .. })),
+            "{out}"
+        );
+        assert_eq!(&t.snapshot("etc"), before);
+        let calls = sys.calls.join("\n");
+        let disabled = calls
+            .find("systemctl disable --now keyward-sync.timer")
+            .unwrap_or_else(|| panic!("{calls}"));
+        assert!(
+            calls[disabled..]
+                .contains("/usr/sbin/sshd -t\nsystemctl daemon-reload\nsystemctl enable --now keyward-sync.timer"),
+            "the timer stays off after the rollback:\n{calls}"
+        );
+    }
+
+    /// A timer disabled earlier in a run that rolls back is enabled again: otherwise neither the
+    /// timer nor cron runs `sync`, and revoked users stop being locked.
+    #[test]
+    fn rollback_enables_the_timer_it_disabled_on_install_and_uninstall() {
+        let t = Tree::debian();
+        fs::create_dir_all(t.path("run/systemd/system")).unwrap();
+        let mut sys = Fake::new(t.dir.path());
+        t.install(&t.opts(), &Config::default(), &mut sys, true)
+            .0
+            .unwrap();
+        let installed = t.snapshot("etc");
+
+        // Switching to cron disables the timer; sshd -t then fails and the run rolls back.
+        let mut cron = t.opts();
+        cron.scheduler = SchedulerChoice::Cron;
+        sys.calls.clear();
+        sys.fail.push("/usr/sbin/sshd -t");
+        let run = t.install(&cron, &Config::default(), &mut sys, true);
+        assert_rolled_back_timer_on(&t, run, &installed, &sys);
+
+        // Uninstall disables the timer first; a failed sshd -t puts it all back, timer included.
+        sys.calls.clear();
+        let run = t.uninstall(&t.opts(), &Config::default(), &mut sys, true);
+        assert_rolled_back_timer_on(&t, run, &installed, &sys);
+
+        // A timer that was not enabled is not enabled by the rollback either.
+        sys.calls.clear();
+        sys.fail.push("systemctl is-enabled");
+        let (result, out) = t.install(&cron, &Config::default(), &mut sys, true);
+        assert!(
+            matches!(result, Err(InstallError::RolledBack { .. })),
+            "{out}"
+        );
+        assert!(
+            sys.calls
+                .contains(&"systemctl disable --now keyward-sync.timer".to_owned())
+                && !sys.calls.iter().any(|c| c.starts_with("systemctl enable")),
+            "{:?}",
+            sys.calls
+        );
+    }
+
+    /// Every directory a real run creates is a step of the plan, so `--dry-run` names it.
+    #[test]
+    fn dry_run_names_every_directory_the_run_creates() {
+        let t = Tree::debian();
+        fs::remove_dir(t.path("etc/ssh/sshd_config.d")).unwrap();
+        fs::remove_dir(t.path("var/cache")).unwrap();
+        fs::remove_dir(t.path("var/lib")).unwrap();
+        let mut sys = Fake::new(t.dir.path());
+        let mut dry = t.opts();
+        dry.dry_run = true;
+        let (result, out) = t.install(&dry, &Config::default(), &mut sys, false);
+        assert_eq!(result.unwrap(), Outcome::DryRun, "{out}");
+        for expected in [
+            "would create directory /var/lib (root, 0755)\n",
+            "would create directory /var/lib/keyward (root, 0755)\n",
+            "would create directory /var/lib/keyward/install (root, 0700)\n",
+            "would create directory /var/lib/keyward/install/originals (root, 0700)\n",
+            "would create directory /var/cache (root, 0755)\n",
+            "would create directory /var/cache/keyward (keyward, 0755)\n",
+            "would create directory /etc/ssh/sshd_config.d (root, 0755)\n",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);
+        assert_eq!(result.unwrap(), Outcome::Changed, "{out}");
+        let mode = |p: &str| fs::metadata(t.path(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("etc/ssh/sshd_config.d"), 0o755);
+        assert_eq!(mode("var/lib/keyward/install"), 0o700);
+        assert_eq!(mode("var/lib/keyward/install/originals"), 0o700);
+        assert!(t.exists("etc/ssh/sshd_config.d/00-keyward.conf"));
+        // The directory install made for the drop-in goes with uninstall.
+        t.uninstall(&t.opts(), &Config::default(), &mut sys, false)
+            .0
+            .unwrap();
+        assert!(!t.exists("etc/ssh/sshd_config.d"));
     }
 
     #[test]
@@ -934,7 +1044,7 @@ pub(crate) mod tests {
         let (result, out) = t.install(&dry, &Config::default(), &mut sys, false);
         assert_eq!(result.unwrap(), Outcome::DryRun, "{out}");
         assert!(
-            out.contains("would give 2 cache entries to keyward"),
+            out.contains("would give 2 cache directories to keyward"),
             "{out}"
         );
         let (result, out) = t.install(&t.opts(), &Config::default(), &mut sys, false);

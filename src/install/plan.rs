@@ -83,17 +83,24 @@ pub enum InstallStep {
     CreateUser {
         prefix: Option<String>,
     },
-    /// The state directory (root, 0755).
-    CreateStateDir {
+    /// A missing directory (root, `mode`), its parent already there or created by the step
+    /// before: the state directory, its install record, the cache's parent, the directory of
+    /// a file install writes. `record`: uninstall removes it (when empty).
+    CreateDir {
         path: String,
+        mode: u32,
+        record: bool,
     },
     /// Create the cache, give it to keyward, take group/world write off its directories.
     FixCache {
         dir: String,
         plan: cache::Plan,
     },
-    /// systemctl disable --now the timer (the scheduler became cron).
-    DisableTimer,
+    /// systemctl disable --now the timer (the scheduler became cron). `enabled`: it was
+    /// enabled, so a rollback enables it again (else nothing would run `sync`).
+    DisableTimer {
+        enabled: bool,
+    },
     WriteFile(FileStep),
     /// Write the manifest (also after each file) so it names the account and scheduler.
     RecordManifest,
@@ -146,8 +153,11 @@ impl InstallPlan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UninstallStep {
-    /// systemctl disable --now the timer; a failure is a warning.
-    DisableTimer,
+    /// systemctl disable --now the timer; a failure is a warning. `enabled`: it was enabled,
+    /// so a rollback enables it again.
+    DisableTimer {
+        enabled: bool,
+    },
     /// Put a file back as it was before install (or remove it); rolled back on failure.
     RestoreFile(FileChange),
     /// sshd -t on the restored config; everything is put back if it fails.
@@ -373,30 +383,50 @@ pub fn plan_install(
     manifest.scheduler = Some(scheduler);
     manifest.created_user |= snap.user.is_none();
 
+    // Every directory the run creates is a step, each once, parents first.
+    let mut made = std::collections::BTreeSet::new();
+    let mut create_dirs = |dir: &str, mode: u32, record: bool| -> Vec<InstallStep> {
+        snap.missing_dirs(dir)
+            .into_iter()
+            .filter(|d| made.insert(d.clone()))
+            .map(|path| InstallStep::CreateDir { path, mode, record })
+            .collect()
+    };
     let mut steps = Vec::new();
     if snap.user.is_none() {
         steps.push(InstallStep::CreateUser {
             prefix: snap.root.clone(),
         });
     }
-    if !snap.state_dir_exists {
-        steps.push(InstallStep::CreateStateDir {
-            path: layout.state_dir.clone(),
-        });
-    }
+    steps.extend(create_dirs(&layout.state_dir, 0o755, false));
     if !cache_plan.is_empty() {
+        if let Some(parent) = std::path::Path::new(&layout.cache_dir)
+            .parent()
+            .filter(|_| cache_plan.create_dir)
+        {
+            steps.extend(create_dirs(&parent.to_string_lossy(), 0o755, false));
+        }
         steps.push(InstallStep::FixCache {
             dir: layout.cache_dir.clone(),
             plan: cache_plan,
         });
     }
     if disable_timer {
-        steps.push(InstallStep::DisableTimer);
+        steps.push(InstallStep::DisableTimer {
+            enabled: snap.timer_enabled == Some(true),
+        });
     }
-    for change in changes {
-        steps.push(InstallStep::WriteFile(file_step(snap, old, change)?));
-    }
-    if !steps.is_empty() || enable_timer {
+    if !steps.is_empty() || !changes.is_empty() || enable_timer {
+        // The manifest and the saved originals: root's alone.
+        steps.extend(create_dirs(&layout.originals, 0o700, false));
+        for change in changes {
+            if change.desired.is_some() {
+                if let Some(parent) = std::path::Path::new(&change.path).parent() {
+                    steps.extend(create_dirs(&parent.to_string_lossy(), 0o755, true));
+                }
+            }
+            steps.push(InstallStep::WriteFile(file_step(snap, old, change)?));
+        }
         steps.push(InstallStep::RecordManifest);
         if let Some(sshd) = &snap.sshd {
             steps.push(InstallStep::CheckSshd { sshd: sshd.clone() });
@@ -493,7 +523,9 @@ pub fn plan_uninstall(
         .any(|c| c.path == MAIN_CONFIG || c.path == DROPIN_PATH);
     let mut steps = Vec::new();
     if systemctl && timer_installed {
-        steps.push(UninstallStep::DisableTimer);
+        steps.push(UninstallStep::DisableTimer {
+            enabled: snap.timer_enabled == Some(true),
+        });
     }
     steps.extend(changes.into_iter().map(UninstallStep::RestoreFile));
     if snap.services && sshd_changed {
@@ -690,7 +722,14 @@ mod tests {
             manifest: None,
             user: None,
             cache: None,
-            state_dir_exists: false,
+            dirs: [
+                "/var/lib/keyward",
+                "/var/lib/keyward/install",
+                "/var/lib/keyward/install/originals",
+            ]
+            .into_iter()
+            .map(|d| (d.to_owned(), false))
+            .collect(),
             systemd_running: true,
             timer_enabled: Some(false),
             sshd_dump: SshdDump::Dump(sshd::parse_dump(
@@ -731,6 +770,7 @@ mod tests {
             gid,
             mode,
             kind: Kind::Dir,
+            nlink: 2,
         }
     }
 
@@ -741,13 +781,16 @@ mod tests {
         for step in &plan.steps {
             match step {
                 InstallStep::CreateUser { .. } => s.user = Some(KEYWARD),
-                InstallStep::CreateStateDir { .. } => s.state_dir_exists = true,
+                InstallStep::CreateDir { path, .. } => {
+                    s.dirs.insert(path.clone(), true);
+                }
                 InstallStep::FixCache { plan: cache, .. } => {
                     let mut entries = s.cache.clone().unwrap_or_default();
                     if cache.create_dir {
                         entries.push(dir("", KEYWARD, 0o755));
                     }
                     entries.extend(cache.create.iter().map(|sub| dir(sub, KEYWARD, 0o755)));
+                    entries.retain(|e| !cache.remove.iter().any(|(rel, _)| *rel == e.rel));
                     for e in &mut entries {
                         (e.uid, e.gid) = s.user.unwrap();
                         if let Some((_, mode)) = cache.chmod.iter().find(|(rel, _)| *rel == e.rel) {
@@ -771,7 +814,7 @@ mod tests {
                     }
                 }
                 InstallStep::EnableTimer => s.timer_enabled = Some(true),
-                InstallStep::DisableTimer => s.timer_enabled = Some(false),
+                InstallStep::DisableTimer { .. } => s.timer_enabled = Some(false),
                 InstallStep::RecordManifest
                 | InstallStep::CheckSshd { .. }
                 | InstallStep::DaemonReload
@@ -799,6 +842,7 @@ mod tests {
             .iter()
             .map(|s| match s {
                 InstallStep::WriteFile(f) => format!("write {}", f.change.path),
+                InstallStep::CreateDir { path, mode, .. } => format!("mkdir {path} {mode:04o}"),
                 other => format!("{other:?}")
                     .split([' ', '(', '{'])
                     .next()
@@ -815,8 +859,10 @@ mod tests {
             kinds(&p),
             [
                 "CreateUser",
-                "CreateStateDir",
+                "mkdir /var/lib/keyward 0755",
                 "FixCache",
+                "mkdir /var/lib/keyward/install 0700",
+                "mkdir /var/lib/keyward/install/originals 0700",
                 "write /etc/ssh/sshd_config.d/00-keyward.conf",
                 "write /etc/pam.d/sshd",
                 "write /etc/systemd/system/keyward-sync.service",
@@ -1009,6 +1055,16 @@ mod tests {
             .count();
         assert_eq!(units, 2);
         assert!(p.units_changed());
+        // An enabled timer is enabled again by a rollback, and the description says so; one that
+        // was not enabled is not.
+        assert_eq!(p.steps[0], InstallStep::DisableTimer { enabled: true });
+        assert!(describe::install(&p, true).contains(
+            &"would run: systemctl disable --now keyward-sync.timer (enabled again if a later step fails)".into()
+        ));
+        let mut off = snap.clone();
+        off.timer_enabled = Some(false);
+        let p = plan_install(&off, &Config::default(), &cron).unwrap();
+        assert_eq!(p.steps[0], InstallStep::DisableTimer { enabled: false });
     }
 
     #[test]
@@ -1022,7 +1078,7 @@ mod tests {
             panic!("no cache fix: {:?}", p.steps);
         };
         assert_eq!(fix.chown, [keys]);
-        assert!(describe::install(&p, true).contains(&"would give 1 cache entry to keyward (chown, never through a symlink): /var/cache/keyward/keys".into()));
+        assert!(describe::install(&p, true).contains(&"would give 1 cache directory to keyward (chown, never through a symlink): /var/cache/keyward/keys".into()));
         assert!(plan(&applied(&snap, &p)).is_empty());
     }
 
@@ -1162,7 +1218,7 @@ mod tests {
                 (schedule::TIMER_PATH, None),
             ]
         );
-        assert_eq!(p.steps[0], UninstallStep::DisableTimer);
+        assert_eq!(p.steps[0], UninstallStep::DisableTimer { enabled: true });
         assert!(p.steps.contains(&UninstallStep::CheckSshd {
             sshd: "/usr/sbin/sshd".into()
         }));

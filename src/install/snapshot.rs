@@ -118,7 +118,10 @@ pub struct HostSnapshot {
     pub user: Option<(u32, u32)>,
     /// The cache's entries, parents first; `None`: the directory does not exist.
     pub cache: Option<Vec<cache::Entry>>,
-    pub state_dir_exists: bool,
+    /// Whether each directory install may have to create exists: the state directory, its
+    /// install record and originals, the cache's parent and the parent of every managed path,
+    /// each with its ancestors. Install creates none that is not a step of its plan.
+    pub dirs: BTreeMap<String, bool>,
     /// systemd is the running init (`/run/systemd/system`).
     pub systemd_running: bool,
     /// `systemctl is-enabled keyward-sync.timer` said yes; `None`: not asked.
@@ -134,6 +137,18 @@ impl HostSnapshot {
     /// The bytes of a path read into the snapshot; `None`: absent (or not read).
     pub fn file(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).and_then(|b| b.as_deref())
+    }
+
+    /// `dir` and its ancestors that do not exist, outermost first (a directory not read is
+    /// taken to exist: creating it then fails the run, which is rolled back).
+    pub fn missing_dirs(&self, dir: &str) -> Vec<String> {
+        let mut missing: Vec<String> = Path::new(dir)
+            .ancestors()
+            .map(|p| p.to_string_lossy().into_owned())
+            .take_while(|p| self.dirs.get(p) == Some(&false))
+            .collect();
+        missing.reverse();
+        missing
     }
 
     /// sshd's Include resolver over the files read.
@@ -173,7 +188,7 @@ pub fn read_host(
         Some(Some(main)) => read_includes(host, main),
         _ => BTreeMap::new(),
     };
-    let (binary_problem, sshd_dump, cache, timer_enabled) = match job {
+    let (binary_problem, sshd_dump, cache) = match job {
         Job::Install { binary, dry_run } => {
             let problem = match host::ancestry(Path::new(binary)) {
                 Ok(ancestry) => super::sshd_path_problem(&ancestry),
@@ -181,24 +196,26 @@ pub fn read_host(
             };
             let dump = read_dump(target, dry_run, sys)?;
             let cache = cache::read(host, &layout.cache_dir)?;
-            let timer = (target.services && host.exists(schedule::SYSTEMD_RUNNING)).then(|| {
-                system::run_checked(
-                    sys,
-                    "systemctl",
-                    &["is-enabled", "--quiet", schedule::TIMER_UNIT],
-                )
-                .is_ok()
-            });
-            (problem, dump, cache, timer)
+            (problem, dump, cache)
         }
-        Job::Uninstall => (None, SshdDump::NotRun, None, None),
+        Job::Uninstall => (None, SshdDump::NotRun, None),
     };
+    // Asked for both jobs: a run that disables the timer enables it again on rollback only
+    // when it was enabled.
+    let timer_enabled = (target.services && host.exists(schedule::SYSTEMD_RUNNING)).then(|| {
+        system::run_checked(
+            sys,
+            "systemctl",
+            &["is-enabled", "--quiet", schedule::TIMER_UNIT],
+        )
+        .is_ok()
+    });
     Ok(HostSnapshot {
         root: (!host.is_real()).then(|| host.root().to_string_lossy().into_owned()),
         services: target.services,
         sshd: target.sshd.clone().filter(|_| target.services),
         user: lookup_user(host, sys)?,
-        state_dir_exists: host.exists(&layout.state_dir),
+        dirs: read_dirs(host, &layout, &files),
         systemd_running: host.exists(schedule::SYSTEMD_RUNNING),
         host_identity: host_identity(host),
         layout,
@@ -211,6 +228,39 @@ pub fn read_host(
         sshd_dump,
         binary_problem,
     })
+}
+
+/// Whether each directory in `HostSnapshot::dirs` exists.
+fn read_dirs(
+    host: &Host,
+    layout: &Layout,
+    files: &BTreeMap<String, Option<Vec<u8>>>,
+) -> BTreeMap<String, bool> {
+    let parent = |p: &str| {
+        Path::new(p)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+    };
+    let wanted = [
+        Some(layout.originals.clone()),
+        Some(layout.install_dir.clone()),
+        Some(layout.state_dir.clone()),
+        parent(&layout.cache_dir),
+    ]
+    .into_iter()
+    .chain(files.keys().map(|p| parent(p)))
+    .flatten();
+    let mut dirs = BTreeMap::new();
+    for dir in wanted {
+        for d in Path::new(&dir).ancestors() {
+            let d = d.to_string_lossy().into_owned();
+            if d != "/" && !d.is_empty() && !dirs.contains_key(&d) {
+                let exists = host.exists(&d);
+                dirs.insert(d, exists);
+            }
+        }
+    }
+    dirs
 }
 
 /// Walks the main config (without keyward's block) the way sshd does, recording what each

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cache hygiene on a real host: `keyward authorized-keys` run as root before install (admins do
 # this to try it) writes nothing to the cache; `keyward install` gives a cache that root-owned
-# entries were left in back to the keyward user sshd runs as, refusing any symlink in it; and
+# entries were left in back to the keyward user sshd runs as (directories chowned, files removed
+# and fetched again), refusing any symlink in it and never chowning a hard link; and
 # `authorized-keys` (as keyward) and `doctor` give the same fix for a cache keyward cannot write.
 # shellcheck source=tests/e2e/lib.sh
 . "$E2E_LIB"
@@ -42,20 +43,32 @@ host_cmd install --scheduler cron || rc=$?
 same_snapshot "a refused install changed files" "$before" "$(snapshot /etc/ssh /etc/pam.d /etc/passwd /etc/shadow)"
 [[ $(stat -c %U /etc/shadow) == root ]] || fail "/etc/shadow changed owner"
 
-step "without the symlink, --dry-run shows the repair and changes nothing"
+step "without the symlink but with a hard link to a root file: --dry-run shows the repair, changes nothing"
 rm "$CACHE/users/alice.json"
+# A hard link is a plain file to lstat: chowning it would give the linked file to keyward
+# (/etc/shadow is on another overlay here, so a root file on the cache's filesystem stands in).
+SECRET=/var/lib/keyward-e2e-secret
+install -o root -g root -m 0600 /dev/null "$SECRET"
+ln "$SECRET" "$CACHE/keys/zz-hardlink"
 host_cmd install --dry-run --scheduler cron || fail "install --dry-run failed (exit $?)"
-[[ $HOST_OUT == *"would give 4 cache entries to keyward (chown, never through a symlink): $CACHE, $CACHE/keys, $CACHE/users, $CACHE/keys/$key_id"* ]] \
+[[ $HOST_OUT == *"warning: $CACHE/keys/zz-hardlink is a hard link (2 names): another file may be behind it; it is removed, never chowned"* ]] \
+    || fail "--dry-run does not name the hard link"
+[[ $HOST_OUT == *"would remove 2 cache files keyward does not own (fetched again from IAM; files are never chowned): $CACHE/keys/$key_id, $CACHE/keys/zz-hardlink"* ]] \
+    || fail "--dry-run does not show the files it removes"
+[[ $HOST_OUT == *"would give 3 cache directories to keyward (chown, never through a symlink): $CACHE, $CACHE/keys, $CACHE/users"* ]] \
     || fail "--dry-run does not show the cache repair"
 [[ $(stat -c %U "$CACHE/keys") == root ]] || fail "--dry-run changed $CACHE/keys"
+[[ -e $CACHE/keys/zz-hardlink ]] || fail "--dry-run removed the hard link"
 
-step "install gives every entry to keyward"
+step "install gives every directory to keyward and removes the files it did not own"
 wire_host
 left=$(find "$CACHE" ! -user keyward -printf '%p %u\n')
 [[ -z $left ]] || fail "not keyward's after install: $left"
+[[ ! -e $CACHE/keys/zz-hardlink && ! -e $CACHE/keys/$key_id ]] || fail "install left root's files in the cache"
+[[ $(stat -c '%U %G %h' "$SECRET") == "root root 1" ]] \
+    || fail "the hard-linked file changed: $(stat -c '%U %G %h' "$SECRET")"
 
 step "alice logs in; sshd's keyward run writes the cache as keyward"
-rm "$CACHE/keys/$key_id"
 owned_account alice "$(expected_uid "$(iam_user_id alice)")"
 expect_login alice "$key" >/dev/null
 [[ $(stat -c %U "$CACHE/keys/$key_id" 2>/dev/null) == keyward ]] \
@@ -74,7 +87,7 @@ step "the cache group-writable (and keys/ root's group): --dry-run shows both re
 chmod 0775 "$CACHE/users"
 chgrp root "$CACHE/keys"
 host_cmd install --dry-run --scheduler cron || fail "install --dry-run failed (exit $?)"
-[[ $HOST_OUT == *"would give 1 cache entry to keyward (chown, never through a symlink): $CACHE/keys"* ]] \
+[[ $HOST_OUT == *"would give 1 cache directory to keyward (chown, never through a symlink): $CACHE/keys"* ]] \
     || fail "--dry-run does not show the group-only owner repair"
 [[ $HOST_OUT == *"would remove group and world write from 1 cache directory (chmod go-w, never through a symlink): $CACHE/users"* ]] \
     || fail "--dry-run does not show the mode repair"
@@ -86,3 +99,15 @@ host_cmd install --scheduler cron || fail "the repairing install failed (exit $?
     || fail "install did not give keys/ back to keyward's group: $(stat -c '%U %G' "$CACHE/keys")"
 host_cmd install --scheduler cron || fail "the third install failed (exit $?)"
 [[ $HOST_OUT == *"already installed; nothing changed"* ]] || fail "a repaired cache is planned again: $HOST_OUT"
+
+step "a hard link planted in keyward's cache: doctor names it; install removes it, never chowns it"
+ln "$SECRET" "$CACHE/users/zz-hardlink"
+doctor_out=$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$KEYWARD" doctor 2>&1) || true
+grep -qF "$CACHE/users/zz-hardlink is a hard link (2 names)" <<<"$doctor_out" \
+    || fail "doctor does not name the hard link; it said: $doctor_out"
+grep -qF "fix: rm $CACHE/users/zz-hardlink (keyward fetches it again from IAM)" <<<"$doctor_out" \
+    || fail "doctor does not give the fix for the hard link; it said: $doctor_out"
+host_cmd install --scheduler cron || fail "the install after the hard link failed (exit $?)"
+[[ ! -e $CACHE/users/zz-hardlink ]] || fail "install left the hard link"
+[[ $(stat -c '%U %G %h' "$SECRET") == "root root 1" ]] \
+    || fail "the hard-linked file changed: $(stat -c '%U %G %h' "$SECRET")"
