@@ -279,6 +279,11 @@ impl PublicKey {
         &self.blob
     }
 
+    /// The key as the `ssh-key` crate decoded it, for building certificates.
+    pub(crate) fn key_data(&self) -> &KeyData {
+        &self.key
+    }
+
     /// The sanitized comment; may be empty.
     pub fn comment(&self) -> &str {
         &self.comment
@@ -698,7 +703,7 @@ fn is_comment_char(c: char) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
     use std::process::Command;
@@ -770,7 +775,7 @@ mod tests {
         assert_eq!(key.to_line(), text.trim_end());
     }
 
-    fn wire(fields: &[&[u8]]) -> Vec<u8> {
+    pub(in crate::keys) fn wire(fields: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for field in fields {
             out.extend_from_slice(&u32::try_from(field.len()).unwrap().to_be_bytes());
@@ -779,7 +784,7 @@ mod tests {
         out
     }
 
-    fn line(name: &str, blob: &[u8]) -> String {
+    pub(in crate::keys) fn line(name: &str, blob: &[u8]) -> String {
         format!("{name} {}", STANDARD.encode(blob))
     }
 
@@ -792,7 +797,7 @@ mod tests {
     }
 
     /// An mpint for a modulus of exactly `bits` bits, odd, with the sign byte when needed.
-    fn modulus_mpint(bits: usize) -> Vec<u8> {
+    pub(in crate::keys) fn modulus_mpint(bits: usize) -> Vec<u8> {
         let len = bits.div_ceil(8);
         let top_bits = bits - 8 * (len - 1);
         let mut magnitude = vec![0xA5; len];
@@ -804,11 +809,11 @@ mod tests {
         magnitude
     }
 
-    fn rsa_blob(exponent: &[u8], modulus: &[u8]) -> Vec<u8> {
+    pub(in crate::keys) fn rsa_blob(exponent: &[u8], modulus: &[u8]) -> Vec<u8> {
         wire(&[b"ssh-rsa", exponent, modulus])
     }
 
-    const E_65537: &[u8] = &[0x01, 0x00, 0x01];
+    pub(in crate::keys) const E_65537: &[u8] = &[0x01, 0x00, 0x01];
 
     fn ecdsa_p256_blob(point: &[u8]) -> Vec<u8> {
         wire(&[b"ecdsa-sha2-nistp256", b"nistp256", point])
@@ -821,11 +826,11 @@ mod tests {
     }
 
     /// Splits a blob into its wire strings, to borrow real key material from generated keys.
-    fn fields(blob: &[u8]) -> Vec<Vec<u8>> {
+    pub(in crate::keys) fn fields(blob: &[u8]) -> Vec<Vec<u8>> {
         wire_strings(blob).unwrap()
     }
 
-    fn generated_key(type_args: &[&str]) -> PublicKey {
+    pub(in crate::keys) fn generated_key(type_args: &[&str]) -> PublicKey {
         let dir = tempfile::tempdir().unwrap();
         let private = generate(dir.path(), "k", type_args);
         PublicKey::parse(&std::fs::read_to_string(pub_path(&private)).unwrap()).unwrap()
