@@ -474,8 +474,9 @@ struct Decoded {
 ///
 /// The type name is read first (with the crate's wire reader) so that DSA keys, certificates
 /// and unknown types are refused by name before any key material is decoded. The crate bounds
-/// every length prefix (at most 1 MiB, and never past the end of the 16 KiB blob), so a hostile
-/// length is an error, never a panic or an unbounded allocation.
+/// every length prefix (ssh-encoding caps one at 1 MiB, and reads never pass the end of the
+/// 16 KiB blob), so a hostile length costs at most a 1 MiB allocation before it is refused,
+/// never a panic or an unbounded allocation.
 fn decode_blob(blob: &[u8], declared: Option<KeyType>) -> Result<Decoded, KeyError> {
     if blob.starts_with(OPENSSH_PRIVATE_MAGIC) {
         return Err(KeyError::PrivateKey);
@@ -621,22 +622,24 @@ fn diagnose(blob: &[u8], key_type: KeyType) -> KeyError {
                 KeyError::InvalidEd25519Key { len: key.len() }
             }
             // Only the application (not UTF-8) is left to fail.
-            Some(_) if fields.len() >= 3 => KeyError::InvalidApplication,
+            Some(_) if key_type == KeyType::SkEd25519 && fields.len() >= 3 => {
+                KeyError::InvalidApplication
+            }
             _ => KeyError::Truncated,
         },
         KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 | KeyType::SkEcdsaP256 => {
-            let curve_name = curve_of(key_type).map(|(curve, _, _)| curve.as_str().as_bytes());
+            let Some((curve, point_len, _)) = curve_of(key_type) else {
+                return KeyError::CurveMismatch;
+            };
+            let well_formed =
+                |point: &[u8]| point.len() == point_len && point.first() == Some(&0x04);
             match (field(1), field(2)) {
-                (Some(curve), _) if Some(curve) != curve_name => KeyError::CurveMismatch,
-                (Some(_), Some(point)) => match curve_of(key_type) {
-                    Some((_, point_len, _))
-                        if point.len() == point_len && point.first() == Some(&0x04) =>
-                    {
-                        // The point is well formed, so only the application is left to fail.
-                        KeyError::InvalidApplication
-                    }
-                    _ => KeyError::InvalidPoint,
-                },
+                (Some(name), _) if name != curve.as_str().as_bytes() => KeyError::CurveMismatch,
+                (Some(_), Some(point)) if !well_formed(point) => KeyError::InvalidPoint,
+                // Only a security key's application (not UTF-8) is left to fail.
+                (Some(_), Some(_)) if key_type == KeyType::SkEcdsaP256 && fields.len() >= 4 => {
+                    KeyError::InvalidApplication
+                }
                 _ => KeyError::Truncated,
             }
         }
@@ -1470,6 +1473,25 @@ pub(super) mod tests {
             PublicKey::parse(&line("sk-ssh-ed25519@openssh.com", &missing)),
             Err(KeyError::Truncated)
         );
+        let ec_name = b"sk-ecdsa-sha2-nistp256@openssh.com";
+        let missing = wire(&[ec_name, b"nistp256", &fake_point(65)]);
+        assert_eq!(
+            PublicKey::from_blob_base64(&STANDARD.encode(&missing)),
+            Err(KeyError::Truncated)
+        );
+    }
+
+    #[test]
+    fn sk_ecdsa_application_must_be_utf8_and_printable() {
+        let ec_name = b"sk-ecdsa-sha2-nistp256@openssh.com";
+        for application in [&b"ssh:\xff"[..], b"ssh:\x1b[31m", b""] {
+            let blob = wire(&[ec_name, b"nistp256", &fake_point(65), application]);
+            assert_eq!(
+                PublicKey::from_blob_base64(&STANDARD.encode(&blob)),
+                Err(KeyError::InvalidApplication),
+                "{application:?}"
+            );
+        }
     }
 
     #[test]
