@@ -1,16 +1,21 @@
 //! Parsing and validation of OpenSSH public keys.
 //!
 //! Key text reaches keyward from IAM, from files and from sshd's `%k`, and none of it is trusted:
-//! whatever this module accepts ends up in front of sshd and decides who gets a shell. So a key is
-//! decoded down to its wire format and checked field by field against what OpenSSH itself would
-//! accept, private keys and authorized_keys options are refused outright, and the only text that
-//! survives is a rebuilt `TYPE BASE64` plus a scrubbed comment. This module must never echo
+//! whatever this module accepts ends up in front of sshd and decides who gets a shell. The line
+//! itself (one line, no options, no control characters, strict base64) is checked here; the wire
+//! blob is decoded by the RustCrypto `ssh-key` crate, and keyward's own policy (allowed types,
+//! RSA size floor and cap, canonical integers, uncompressed points, printable security-key
+//! applications) is applied to the decoded key. Private keys and authorized_keys options are
+//! refused outright, and the only text that survives is `TYPE BASE64` re-encoded from the
+//! decoded key plus a scrubbed comment. This module must never echo
 //! unvalidated bytes: error messages carry at most a truncated, scrubbed type token, never key
 //! data, options or comments, so a hostile key cannot smuggle text into logs or terminals.
 
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
+use ssh_encoding::{Decode as _, Encode as _};
+use ssh_key::public::KeyData;
+use ssh_key::{EcdsaCurve, HashAlg, Mpint};
 
 /// A 16384-bit RSA key needs about 2 KiB; a blob near this bound can only be hostile.
 const MAX_BLOB_LEN: usize = 16 * 1024;
@@ -168,6 +173,8 @@ pub enum KeyError {
     Truncated,
     #[error("the key data has extra bytes after the key; it was corrupted or tampered with")]
     TrailingBytes,
+    #[error("the key data is not in the one canonical encoding OpenSSH writes")]
+    NotCanonical,
     #[error("a number in the RSA key is not canonically encoded (negative or zero-padded)")]
     NonCanonicalInteger,
     #[error(
@@ -206,6 +213,8 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
     key_type: KeyType,
+    key: KeyData,
+    /// The crate's encoding of `key`, kept because fingerprints and key lines are made from it.
     blob: Vec<u8>,
     comment: String,
     bits: u32,
@@ -236,14 +245,8 @@ impl PublicKey {
         if comment.split(is_blank).any(is_key_type_name) {
             return Err(KeyError::SeveralKeys);
         }
-        let blob = decode_base64(base64_token)?;
-        let (key_type, bits) = inspect_blob(&blob, Some(declared))?;
-        Ok(PublicKey {
-            key_type,
-            blob,
-            comment: clean_comment(comment),
-            bits,
-        })
+        let decoded = decode_blob(&decode_base64(base64_token)?, Some(declared))?;
+        Ok(PublicKey::from_decoded(decoded, clean_comment(comment)))
     }
 
     /// Parses only the base64 blob (what sshd passes as `%k`) with no type or comment around it.
@@ -253,23 +256,32 @@ impl PublicKey {
         if has_control(token) {
             return Err(KeyError::ControlCharacter);
         }
-        let blob = decode_base64(token)?;
-        let (key_type, bits) = inspect_blob(&blob, None)?;
-        Ok(PublicKey {
-            key_type,
-            blob,
-            comment: String::new(),
-            bits,
-        })
+        let decoded = decode_blob(&decode_base64(token)?, None)?;
+        Ok(PublicKey::from_decoded(decoded, String::new()))
+    }
+
+    fn from_decoded(decoded: Decoded, comment: String) -> PublicKey {
+        PublicKey {
+            key_type: decoded.key_type,
+            key: decoded.key,
+            blob: decoded.blob,
+            comment,
+            bits: decoded.bits,
+        }
     }
 
     pub fn key_type(&self) -> KeyType {
         self.key_type
     }
 
-    /// The decoded SSH wire blob, exactly as it was validated.
+    /// The SSH wire blob, re-encoded from the decoded key (and equal to the validated input).
     pub fn blob(&self) -> &[u8] {
         &self.blob
+    }
+
+    /// The key as the `ssh-key` crate decoded it, for building certificates.
+    pub(crate) fn key_data(&self) -> &KeyData {
+        &self.key
     }
 
     /// The sanitized comment; may be empty.
@@ -299,10 +311,7 @@ impl PublicKey {
 
     /// `SHA256:` fingerprint, identical to `ssh-keygen -lf`.
     pub fn fingerprint(&self) -> String {
-        format!(
-            "SHA256:{}",
-            STANDARD_NO_PAD.encode(Sha256::digest(&self.blob))
-        )
+        self.key.fingerprint(HashAlg::Sha256).to_string()
     }
 
     /// The key line rebuilt from validated parts, without a trailing newline.
@@ -451,75 +460,108 @@ fn decode_base64(token: &str) -> Result<Vec<u8>, KeyError> {
     Ok(blob)
 }
 
-/// Validates a whole wire blob and returns its type and size in bits. With `declared`, the
-/// blob must be of that type; without it the blob's own type name is used.
-fn inspect_blob(blob: &[u8], declared: Option<KeyType>) -> Result<(KeyType, u32), KeyError> {
+/// A blob that passed every check: the key as the `ssh-key` crate decoded it, and the wire
+/// bytes re-encoded from that decoded key (never the input bytes).
+struct Decoded {
+    key_type: KeyType,
+    key: KeyData,
+    blob: Vec<u8>,
+    bits: u32,
+}
+
+/// Decodes a whole wire blob with the `ssh-key` crate, then applies keyward's policy on top.
+/// With `declared`, the blob must be of that type; without it the blob's own type name is used.
+///
+/// The type name is read first (with the crate's wire reader) so that DSA keys, certificates
+/// and unknown types are refused by name before any key material is decoded. The crate bounds
+/// every length prefix (ssh-encoding caps one at 1 MiB, and reads never pass the end of the
+/// 16 KiB blob), so a hostile length costs at most a 1 MiB allocation before it is refused,
+/// never a panic or an unbounded allocation.
+fn decode_blob(blob: &[u8], declared: Option<KeyType>) -> Result<Decoded, KeyError> {
     if blob.starts_with(OPENSSH_PRIVATE_MAGIC) {
         return Err(KeyError::PrivateKey);
     }
-    let mut reader = WireReader::new(blob);
-    let name = reader.string()?;
+    let name = Vec::<u8>::decode(&mut &blob[..]).map_err(|_| KeyError::Truncated)?;
     let key_type = match declared {
         Some(declared) if name == declared.name().as_bytes() => declared,
         Some(declared) => {
             return Err(KeyError::TypeMismatch {
                 declared,
-                found: echo(&String::from_utf8_lossy(name)),
+                found: echo(&String::from_utf8_lossy(&name)),
             })
         }
-        None => type_from_name(&String::from_utf8_lossy(name))?,
+        None => type_from_name(&String::from_utf8_lossy(&name))?,
     };
-    let bits = read_key_body(&mut reader, key_type)?;
-    reader.finish()?;
-    Ok((key_type, bits))
+    let mut reader = blob;
+    let key = KeyData::decode(&mut reader).map_err(|_| diagnose(blob, key_type))?;
+    if !reader.is_empty() {
+        return Err(KeyError::TrailingBytes);
+    }
+    let bits = check_key(&key, key_type)?;
+    // What keyward serves is the crate's encoding of the decoded key. It must equal the input,
+    // so that the fingerprint keyward logs is the one sshd computes from the same key.
+    let mut rebuilt = Vec::with_capacity(blob.len());
+    key.encode(&mut rebuilt)
+        .map_err(|_| KeyError::NotCanonical)?;
+    if rebuilt != blob {
+        return Err(KeyError::NotCanonical);
+    }
+    Ok(Decoded {
+        key_type,
+        key,
+        blob: rebuilt,
+        bits,
+    })
 }
 
-struct Curve {
-    name: &'static [u8],
-    point_len: usize,
-    bits: u32,
-}
-
-/// Uncompressed point sizes: one 0x04 byte plus two coordinates.
-const NISTP256: Curve = Curve {
-    name: b"nistp256",
-    point_len: 65,
-    bits: 256,
-};
-const NISTP384: Curve = Curve {
-    name: b"nistp384",
-    point_len: 97,
-    bits: 384,
-};
-const NISTP521: Curve = Curve {
-    name: b"nistp521",
-    point_len: 133,
-    bits: 521,
-};
-
-fn read_key_body(reader: &mut WireReader<'_>, key_type: KeyType) -> Result<u32, KeyError> {
+/// Uncompressed SEC1 point sizes: one 0x04 byte plus two coordinates.
+fn curve_of(key_type: KeyType) -> Option<(EcdsaCurve, usize, u32)> {
     match key_type {
-        KeyType::Rsa => read_rsa(reader),
-        KeyType::Ed25519 => read_ed25519(reader),
-        KeyType::EcdsaP256 => read_ecdsa(reader, &NISTP256),
-        KeyType::EcdsaP384 => read_ecdsa(reader, &NISTP384),
-        KeyType::EcdsaP521 => read_ecdsa(reader, &NISTP521),
-        KeyType::SkEd25519 => {
-            let bits = read_ed25519(reader)?;
-            read_application(reader)?;
-            Ok(bits)
-        }
-        KeyType::SkEcdsaP256 => {
-            let bits = read_ecdsa(reader, &NISTP256)?;
-            read_application(reader)?;
-            Ok(bits)
-        }
+        KeyType::EcdsaP256 | KeyType::SkEcdsaP256 => Some((EcdsaCurve::NistP256, 65, 256)),
+        KeyType::EcdsaP384 => Some((EcdsaCurve::NistP384, 97, 384)),
+        KeyType::EcdsaP521 => Some((EcdsaCurve::NistP521, 133, 521)),
+        KeyType::Rsa | KeyType::Ed25519 | KeyType::SkEd25519 => None,
     }
 }
 
-fn read_rsa(reader: &mut WireReader<'_>) -> Result<u32, KeyError> {
-    let exponent = reader.mpint()?;
-    let modulus = reader.mpint()?;
+/// keyward's policy on a key the crate decoded: the crate checks the wire structure, this
+/// checks what OpenSSH (and keyward) additionally demand. Returns the size in bits.
+fn check_key(key: &KeyData, key_type: KeyType) -> Result<u32, KeyError> {
+    match (key_type, key) {
+        (KeyType::Rsa, KeyData::Rsa(rsa)) => check_rsa(magnitude(&rsa.e)?, magnitude(&rsa.n)?),
+        (KeyType::Ed25519, KeyData::Ed25519(_)) => Ok(256),
+        (KeyType::SkEd25519, KeyData::SkEd25519(sk)) => {
+            check_application(sk.application())?;
+            Ok(256)
+        }
+        (KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521, KeyData::Ecdsa(ec)) => {
+            check_point(key_type, ec.curve(), ec.as_sec1_bytes())
+        }
+        (KeyType::SkEcdsaP256, KeyData::SkEcdsaSha2NistP256(sk)) => {
+            let bits = check_point(key_type, EcdsaCurve::NistP256, sk.ec_point().as_bytes())?;
+            check_application(sk.application())?;
+            Ok(bits)
+        }
+        // The type name was checked before decoding; a different variant cannot come back.
+        _ => Err(KeyError::TypeMismatch {
+            declared: key_type,
+            found: echo(key.algorithm().as_str()),
+        }),
+    }
+}
+
+/// The magnitude of a non-negative mpint. The crate refuses superfluous leading zeros; a
+/// negative number is refused here. An empty mpint is zero.
+fn magnitude(mpint: &Mpint) -> Result<&[u8], KeyError> {
+    if mpint.as_bytes().is_empty() {
+        return Ok(&[]);
+    }
+    mpint
+        .as_positive_bytes()
+        .ok_or(KeyError::NonCanonicalInteger)
+}
+
+fn check_rsa(exponent: &[u8], modulus: &[u8]) -> Result<u32, KeyError> {
     let bits = bit_length(modulus);
     if bits < MIN_RSA_BITS {
         return Err(KeyError::WeakKey { bits });
@@ -539,34 +581,81 @@ fn read_rsa(reader: &mut WireReader<'_>) -> Result<u32, KeyError> {
     Ok(bits)
 }
 
-fn read_ed25519(reader: &mut WireReader<'_>) -> Result<u32, KeyError> {
-    let key = reader.string()?;
-    if key.len() != ED25519_KEY_LEN {
-        return Err(KeyError::InvalidEd25519Key { len: key.len() });
-    }
-    Ok(256)
-}
-
-/// Only the encoding is checked here; the point is not verified to lie on the curve.
-fn read_ecdsa(reader: &mut WireReader<'_>, curve: &Curve) -> Result<u32, KeyError> {
-    if reader.string()? != curve.name {
+/// OpenSSH accepts only uncompressed points; the crate also takes compressed ones. The point is
+/// not verified to lie on the curve (keyward verifies no signature with it).
+fn check_point(key_type: KeyType, curve: EcdsaCurve, point: &[u8]) -> Result<u32, KeyError> {
+    let Some((expected, point_len, bits)) = curve_of(key_type) else {
+        return Err(KeyError::CurveMismatch);
+    };
+    if curve != expected {
         return Err(KeyError::CurveMismatch);
     }
-    let point = reader.string()?;
-    if point.len() != curve.point_len || point.first() != Some(&0x04) {
+    if point.len() != point_len || point.first() != Some(&0x04) {
         return Err(KeyError::InvalidPoint);
     }
-    Ok(curve.bits)
+    Ok(bits)
 }
 
 /// The FIDO application id ends up in sshd's logs, so it must be short and printable.
-fn read_application(reader: &mut WireReader<'_>) -> Result<(), KeyError> {
-    let application = reader.string()?;
-    let printable = application.iter().all(|byte| (0x20..=0x7e).contains(byte));
+fn check_application(application: &str) -> Result<(), KeyError> {
+    let printable = application
+        .bytes()
+        .all(|byte| (0x20..=0x7e).contains(&byte));
     if application.is_empty() || application.len() > MAX_APPLICATION_LEN || !printable {
         return Err(KeyError::InvalidApplication);
     }
     Ok(())
+}
+
+/// The crate only says that a blob does not decode; this names the field at fault, for the
+/// person who uploaded the key. It runs only on blobs the crate already refused, so it can
+/// refine an error but never let a key through.
+fn diagnose(blob: &[u8], key_type: KeyType) -> KeyError {
+    let Some(fields) = wire_strings(blob) else {
+        return KeyError::Truncated;
+    };
+    let field = |index: usize| fields.get(index).map(Vec::as_slice);
+    match key_type {
+        KeyType::Rsa if fields.len() >= 3 => KeyError::NonCanonicalInteger,
+        KeyType::Ed25519 | KeyType::SkEd25519 => match field(1) {
+            Some(key) if key.len() != ED25519_KEY_LEN => {
+                KeyError::InvalidEd25519Key { len: key.len() }
+            }
+            // Only the application (not UTF-8) is left to fail.
+            Some(_) if key_type == KeyType::SkEd25519 && fields.len() >= 3 => {
+                KeyError::InvalidApplication
+            }
+            _ => KeyError::Truncated,
+        },
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 | KeyType::EcdsaP521 | KeyType::SkEcdsaP256 => {
+            let Some((curve, point_len, _)) = curve_of(key_type) else {
+                return KeyError::CurveMismatch;
+            };
+            let well_formed =
+                |point: &[u8]| point.len() == point_len && point.first() == Some(&0x04);
+            match (field(1), field(2)) {
+                (Some(name), _) if name != curve.as_str().as_bytes() => KeyError::CurveMismatch,
+                (Some(_), Some(point)) if !well_formed(point) => KeyError::InvalidPoint,
+                // Only a security key's application (not UTF-8) is left to fail.
+                (Some(_), Some(_)) if key_type == KeyType::SkEcdsaP256 && fields.len() >= 4 => {
+                    KeyError::InvalidApplication
+                }
+                _ => KeyError::Truncated,
+            }
+        }
+        KeyType::Rsa => KeyError::Truncated,
+    }
+}
+
+/// The blob as a sequence of length-prefixed strings (read with the crate's wire reader), or
+/// `None` if it is not one. Every key type's wire form is such a sequence.
+fn wire_strings(blob: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut reader = blob;
+    let mut fields = Vec::new();
+    while !reader.is_empty() {
+        fields.push(Vec::<u8>::decode(&mut reader).ok()?);
+    }
+    Some(fields)
 }
 
 fn is_odd(magnitude: &[u8]) -> bool {
@@ -583,55 +672,6 @@ fn bit_length(magnitude: &[u8]) -> u32 {
         .saturating_sub(1)
         .saturating_mul(8)
         .saturating_add(8 - first.leading_zeros())
-}
-
-/// Reads the SSH wire format (RFC 4251 §5). Every length is checked against what is left, so a
-/// hostile length can only produce [`KeyError::Truncated`], never a panic or a huge allocation.
-struct WireReader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> WireReader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        WireReader { rest: buf }
-    }
-
-    fn u32(&mut self) -> Result<u32, KeyError> {
-        let (head, tail) = self
-            .rest
-            .split_first_chunk::<4>()
-            .ok_or(KeyError::Truncated)?;
-        self.rest = tail;
-        Ok(u32::from_be_bytes(*head))
-    }
-
-    fn string(&mut self) -> Result<&'a [u8], KeyError> {
-        let len = usize::try_from(self.u32()?).map_err(|_| KeyError::Truncated)?;
-        let (value, tail) = self.rest.split_at_checked(len).ok_or(KeyError::Truncated)?;
-        self.rest = tail;
-        Ok(value)
-    }
-
-    /// Returns the magnitude of a non-negative mpint. RFC 4251 forbids unnecessary leading
-    /// zeros, so they are refused to keep a single encoding per key.
-    fn mpint(&mut self) -> Result<&'a [u8], KeyError> {
-        let bytes = self.string()?;
-        match bytes {
-            [] => Ok(bytes),
-            [first, ..] if first & 0x80 != 0 => Err(KeyError::NonCanonicalInteger),
-            [0, rest @ ..] if rest.first().is_some_and(|byte| byte & 0x80 != 0) => Ok(rest),
-            [0, ..] => Err(KeyError::NonCanonicalInteger),
-            _ => Ok(bytes),
-        }
-    }
-
-    fn finish(self) -> Result<(), KeyError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(KeyError::TrailingBytes)
-        }
-    }
 }
 
 /// Comments are shown to admins and written into authorized_keys output, so only a small, inert
@@ -666,7 +706,7 @@ fn is_comment_char(c: char) -> bool {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::path::{Path, PathBuf};
     use std::process::Command;
@@ -738,7 +778,7 @@ mod tests {
         assert_eq!(key.to_line(), text.trim_end());
     }
 
-    fn wire(fields: &[&[u8]]) -> Vec<u8> {
+    pub(in crate::keys) fn wire(fields: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for field in fields {
             out.extend_from_slice(&u32::try_from(field.len()).unwrap().to_be_bytes());
@@ -747,7 +787,7 @@ mod tests {
         out
     }
 
-    fn line(name: &str, blob: &[u8]) -> String {
+    pub(in crate::keys) fn line(name: &str, blob: &[u8]) -> String {
         format!("{name} {}", STANDARD.encode(blob))
     }
 
@@ -760,7 +800,7 @@ mod tests {
     }
 
     /// An mpint for a modulus of exactly `bits` bits, odd, with the sign byte when needed.
-    fn modulus_mpint(bits: usize) -> Vec<u8> {
+    pub(in crate::keys) fn modulus_mpint(bits: usize) -> Vec<u8> {
         let len = bits.div_ceil(8);
         let top_bits = bits - 8 * (len - 1);
         let mut magnitude = vec![0xA5; len];
@@ -772,11 +812,11 @@ mod tests {
         magnitude
     }
 
-    fn rsa_blob(exponent: &[u8], modulus: &[u8]) -> Vec<u8> {
+    pub(in crate::keys) fn rsa_blob(exponent: &[u8], modulus: &[u8]) -> Vec<u8> {
         wire(&[b"ssh-rsa", exponent, modulus])
     }
 
-    const E_65537: &[u8] = &[0x01, 0x00, 0x01];
+    pub(in crate::keys) const E_65537: &[u8] = &[0x01, 0x00, 0x01];
 
     fn ecdsa_p256_blob(point: &[u8]) -> Vec<u8> {
         wire(&[b"ecdsa-sha2-nistp256", b"nistp256", point])
@@ -789,16 +829,11 @@ mod tests {
     }
 
     /// Splits a blob into its wire strings, to borrow real key material from generated keys.
-    fn fields(blob: &[u8]) -> Vec<Vec<u8>> {
-        let mut reader = WireReader::new(blob);
-        let mut out = Vec::new();
-        while !reader.rest.is_empty() {
-            out.push(reader.string().unwrap().to_vec());
-        }
-        out
+    pub(in crate::keys) fn fields(blob: &[u8]) -> Vec<Vec<u8>> {
+        wire_strings(blob).unwrap()
     }
 
-    fn generated_key(type_args: &[&str]) -> PublicKey {
+    pub(in crate::keys) fn generated_key(type_args: &[&str]) -> PublicKey {
         let dir = tempfile::tempdir().unwrap();
         let private = generate(dir.path(), "k", type_args);
         PublicKey::parse(&std::fs::read_to_string(pub_path(&private)).unwrap()).unwrap()
@@ -1438,6 +1473,25 @@ mod tests {
             PublicKey::parse(&line("sk-ssh-ed25519@openssh.com", &missing)),
             Err(KeyError::Truncated)
         );
+        let ec_name = b"sk-ecdsa-sha2-nistp256@openssh.com";
+        let missing = wire(&[ec_name, b"nistp256", &fake_point(65)]);
+        assert_eq!(
+            PublicKey::from_blob_base64(&STANDARD.encode(&missing)),
+            Err(KeyError::Truncated)
+        );
+    }
+
+    #[test]
+    fn sk_ecdsa_application_must_be_utf8_and_printable() {
+        let ec_name = b"sk-ecdsa-sha2-nistp256@openssh.com";
+        for application in [&b"ssh:\xff"[..], b"ssh:\x1b[31m", b""] {
+            let blob = wire(&[ec_name, b"nistp256", &fake_point(65), application]);
+            assert_eq!(
+                PublicKey::from_blob_base64(&STANDARD.encode(&blob)),
+                Err(KeyError::InvalidApplication),
+                "{application:?}"
+            );
+        }
     }
 
     #[test]
