@@ -8,8 +8,9 @@
 //! directory (its path too) and files stay as they are.
 //!
 //! It must never rename an account it cannot tie to one IAM identity: only keymaker's account
-//! of an *allowed* IAM user qualifies (`plan::keymaker_account`: the IAM name and the UID
-//! keymaker hashed from that user's UserId), never one keyward owns, never a reserved name,
+//! of an *allowed* IAM user qualifies (`plan::keymaker_account`: the IAM name, the UID
+//! keymaker hashed from that user's UserId, and an IAM user created no later than the account,
+//! or listed in `adopt_keymaker_user_ids`), never one keyward owns, never a reserved name,
 //! and never onto a name an account or group already has. Pure decision (`plan`), thin
 //! adapter (`Shadow`); running it twice changes nothing the second time.
 
@@ -18,7 +19,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::local::LocalState;
-use super::plan::keymaker_account;
+use super::plan::{keymaker_account, unproven_keymaker_account};
 use super::read::IamSnapshot;
 use crate::accounts::create::{run, shadow, CommandError};
 use crate::accounts::ids::UidScheme;
@@ -85,7 +86,7 @@ pub fn plan(
     }
     let mut p = RenamePlan::default();
     for u in iam.allowed.values() {
-        let Some(lu) = keymaker_account(config, local, u) else {
+        let Some((lu, evidence)) = keymaker_account(config, local, u) else {
             continue;
         };
         let refuse = |reason: String| Refused {
@@ -93,7 +94,15 @@ pub fn plan(
             reason,
         };
         let to = match config.name_mapping.to_linux(&u.name) {
-            Ok(to) if to == lu.name => continue, // already keyward's name: sync adopts it
+            // Already keyward's name: sync adopts it, or says why not.
+            Ok(to) if to == lu.name => continue,
+            _ if evidence.is_err() => {
+                if let Err(why) = evidence {
+                    p.refused
+                        .push(refuse(unproven_keymaker_account(lu, u, why)));
+                }
+                continue;
+            }
             Ok(to) => to,
             Err(e) => {
                 p.refused.push(refuse(format!(
@@ -185,6 +194,11 @@ mod tests {
     use crate::sync::local::{LocalGroup, LocalUser};
     use crate::sync::read::IamUser;
 
+    use crate::sync::read::fake::CREATED_AT;
+
+    /// The day each account here was made: after its IAM user's CreateDate.
+    const ACCOUNT_DAY: u64 = CREATED_AT / 86_400 + 30;
+
     fn config() -> Config {
         Config {
             allowed_groups: vec!["ops".into()],
@@ -209,6 +223,7 @@ mod tests {
                     uid: *uid,
                     gid: *uid,
                     expired: Some(false),
+                    last_change_day: Some(ACCOUNT_DAY),
                 },
             );
             s.groups.insert(
@@ -233,6 +248,7 @@ mod tests {
                         IamUser {
                             name: n.to_string(),
                             id: id.to_string(),
+                            created_at: Some(CREATED_AT),
                         },
                     )
                 })
@@ -387,6 +403,50 @@ mod tests {
             plan(&cfg, &iam(&[]), &local).unwrap(),
             RenamePlan::default()
         );
+    }
+
+    #[test]
+    fn c2_a_userid_ground_to_keymakers_uid_does_not_rename_an_older_account() {
+        // Erin left; her account stays. A new IAM user `Erin` was created (and deleted and
+        // created again) until its UserId hashed to her account's UID, a year after it was made.
+        let ground = "AIDAGROUND0000000001";
+        let local = host(&[("Erin", uid(ground))]);
+        let mut snap = iam(&[("Erin", ground)]);
+        let later = (ACCOUNT_DAY + 365) * 86_400;
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(later);
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
+        assert_eq!(p.refused[0].subject, "Erin");
+        let reason = &p.refused[0].reason;
+        for part in [
+            "IAM user Erin was created on 2021-10-13, after the account (2020-10-13",
+            "not renamed or adopted",
+            &format!("adopt_keymaker_user_ids = [\"{ground}\"]"),
+        ] {
+            assert!(reason.contains(part), "{part:?} not in {reason}");
+        }
+
+        // No CreateDate, or no day in /etc/shadow: no evidence, no rename.
+        snap.allowed.get_mut(ground).unwrap().created_at = None;
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (0, 1), "{p:#?}");
+        assert!(p.refused[0].reason.contains("no CreateDate"), "{p:#?}");
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(CREATED_AT);
+        let mut undated = local.clone();
+        undated.users.get_mut("Erin").unwrap().last_change_day = None;
+        let p = plan(&config(), &snap, &undated).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (0, 1), "{p:#?}");
+        assert!(p.refused[0].reason.contains("last-change"), "{p:#?}");
+
+        // The admin who checked who it is adopts it deliberately, by UserId.
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(later);
+        let cfg = Config {
+            adopt_keymaker_user_ids: vec![ground.into()],
+            ..config()
+        };
+        let p = plan(&cfg, &snap, &local).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (1, 0), "{p:#?}");
     }
 
     #[test]
