@@ -387,7 +387,11 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
             Err(e) => match keymakers {
                 Some(lu) => {
                     misnamed.insert(&lu.name);
-                    p.skip(&lu.name, true, unmappable_keymaker_account(lu, u, &e));
+                    p.skip(
+                        &lu.name,
+                        config.adopt_keymaker_accounts,
+                        unmappable_keymaker_account(config, lu, u, &e),
+                    );
                 }
                 None => p.skip(&u.name, false, format!("IAM user name not mappable: {e}")),
             },
@@ -401,10 +405,10 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                     misnamed.insert(&lu.name);
                     p.skip(
                         &lu.name,
-                        true,
+                        config.adopt_keymaker_accounts,
                         format!(
-                            "keymaker account {} (uid {}) of IAM user {}: keyward names it {linux}, so it is not adopted and {} cannot log in through keyward until it is renamed: `keyward rename-keymaker --dry-run`, then `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)",
-                            lu.name, lu.uid, u.name, u.name
+                            "keymaker account {} (uid {}) of IAM user {}: keyward names it {linux}, so it is not adopted and {} cannot log in through keyward until it is renamed: {}",
+                            lu.name, lu.uid, u.name, u.name, rename_path(config)
                         ),
                     );
                 }
@@ -1051,6 +1055,16 @@ fn date_of_day(day: u64) -> String {
     text.get(..10).unwrap_or(&text).to_owned()
 }
 
+/// How the admin gets keymaker's misnamed account renamed (rename-keymaker renames only what
+/// sync may adopt, so adoption comes first).
+fn rename_path(config: &Config) -> &'static str {
+    if config.adopt_keymaker_accounts {
+        "`keyward rename-keymaker --dry-run`, then `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"
+    } else {
+        "set adopt_keymaker_accounts = true in keyward.toml (rename-keymaker renames only accounts sync may adopt), then `keyward rename-keymaker --dry-run` and `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"
+    }
+}
+
 fn keymaker_uid(config: &Config, user_id: &str) -> u32 {
     ids::id_for(UidScheme::Keymaker, user_id, config.uid_range)
 }
@@ -1059,13 +1073,14 @@ fn keymaker_uid(config: &Config, user_id: &str) -> u32 {
 const KEYMAKER_IDS: std::ops::RangeInclusive<u32> = 2000..=34767;
 
 fn unmappable_keymaker_account(
+    config: &Config,
     lu: &LocalUser,
     u: &IamUser,
     why: &crate::accounts::names::NameError,
 ) -> String {
     let escaped = crate::accounts::names::NameMapping::Escape.to_linux(&u.name);
     let path = match escaped {
-        Ok(name) => format!("keep names canonical: set name_mapping = \"escape\" (keyward's name for it: {name}), then `keyward rename-keymaker --dry-run` and `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"),
+        Ok(name) => format!("keep names canonical: set name_mapping = \"escape\" (keyward's name for it: {name}), then {}", rename_path(config)),
         Err(_) => "no name mapping can name it: rename the IAM user, or lock or remove the account".into(),
     };
     format!(

@@ -1217,3 +1217,39 @@ fn c2_a_userid_ground_to_keymakers_uid_does_not_adopt_an_older_account() {
     assert_eq!(names(&p, "adopt_user"), ["erin"], "{p:#?}");
     assert!(skip_of(&p, "Gina").error);
 }
+
+#[test]
+fn i1_with_adoption_off_sync_does_not_send_the_admin_to_a_rename_that_refuses() {
+    for mapping in [
+        crate::accounts::names::NameMapping::Escape,
+        crate::accounts::names::NameMapping::Identity {
+            suffix: String::new(),
+        },
+    ] {
+        let cfg = Config {
+            name_mapping: mapping,
+            adopt_keymaker_accounts: false,
+            ..km_config()
+        };
+        let mut local = host();
+        keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+        let snap = allowed(&[iam_user("Erin", "AIDAERIN0000000000001")]);
+        assert_eq!(
+            super::rename::plan(&cfg, &snap, &local),
+            Err(super::rename::NotMigrating::NotKeymakerConfig)
+        );
+        let p = plan(&cfg, &snap, &local, T0);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        let e = skip_of(&p, "Erin");
+        // Adoption off is the admin's choice: no error every hour, and the advice starts with
+        // the setting rename-keymaker needs.
+        assert!(!e.error, "{e:?}");
+        assert!(
+            e.reason.contains("set adopt_keymaker_accounts = true"),
+            "{e:?}"
+        );
+        let flag = e.reason.find("adopt_keymaker_accounts = true").unwrap();
+        let rename = e.reason.find("keyward rename-keymaker").unwrap();
+        assert!(flag < rename, "{e:?}");
+    }
+}
