@@ -11,7 +11,8 @@
 //! of an *allowed* IAM user qualifies (`plan::keymaker_account`: the IAM name, the UID
 //! keymaker hashed from that user's UserId, and an IAM user created no later than the account,
 //! or listed in `adopt_keymaker_user_ids`), never one keyward owns, never a reserved name,
-//! and never onto a name an account or group already has. Pure decision (`plan`), thin
+//! and never onto a name an account or group already has (a group named like the target is
+//! taken only for the account's own private group, renamed by a run that stopped half way). Pure decision (`plan`), thin
 //! adapter (`Shadow`); running it twice changes nothing the second time.
 
 use std::fmt;
@@ -119,13 +120,15 @@ pub fn plan(
             p.refused.push(refuse(format!(
                 "an account named {to} exists already: not renamed (find out whose it is first)"
             )));
-        } else if local.groups.get(&to).is_some_and(|g| g.gid != lu.gid) {
+        } else if local
+            .groups
+            .get(&to)
+            .is_some_and(|g| !is_half_renamed_private_group(config, local, g, &lu.name, lu.gid))
+        {
             p.refused.push(refuse(format!(
                 "a group named {to} exists already: not renamed"
             )));
         } else {
-            // A group `to` with the account's own GID is its private group, renamed by a run
-            // that stopped before `usermod -l`: only the account is left to rename.
             p.renames.push(Rename {
                 from: lu.name.clone(),
                 to,
@@ -139,6 +142,24 @@ pub fn plan(
     p.renames.sort_by(|a, b| a.from.cmp(&b.from));
     p.refused.sort_by(|a, b| a.subject.cmp(&b.subject));
     Ok(p)
+}
+
+/// Whether group `g` (named like the rename's target) is account `from`'s private group, renamed
+/// by a run that stopped before `usermod -l`: only the account is left to rename then. It has
+/// the account's GID, keyward does not manage it (a group keyward made or adopted for an IAM
+/// group is never someone's private group), and no group is still named `from` (else `g` is
+/// another group that happens to share the GID).
+fn is_half_renamed_private_group(
+    config: &Config,
+    local: &LocalState,
+    g: &super::local::LocalGroup,
+    from: &str,
+    gid: u32,
+) -> bool {
+    g.gid == gid
+        && !local.group_records.contains_key(&g.name)
+        && !config.adopt_groups.contains(&g.name)
+        && !local.groups.contains_key(from)
 }
 
 /// The account database as renames change it.
@@ -447,6 +468,51 @@ mod tests {
         };
         let p = plan(&cfg, &snap, &local).unwrap();
         assert_eq!((p.renames.len(), p.refused.len()), (1, 0), "{p:#?}");
+    }
+
+    #[test]
+    fn k1_a_keyward_managed_group_with_the_accounts_gid_is_not_taken_for_a_half_rename() {
+        let erin = uid("AIDAERIN0000000000001");
+        let snap = iam(&[("Erin", "AIDAERIN0000000000001")]);
+        // A group `_erin` with Erin's GID that keyward manages (made for IAM group
+        // keymaker__erin): not Erin's private group renamed by a stopped run.
+        let mut local = host(&[("Erin", erin)]);
+        let mut g = local.groups.remove("Erin").unwrap();
+        g.name = "_erin".into();
+        local.groups.insert("_erin".into(), g);
+        local.group_records.insert(
+            "_erin".into(),
+            crate::sync::local::GroupRecord {
+                iam_group: "keymaker__erin".into(),
+                iam_group_id: "AGPAERIN".into(),
+                gid: erin,
+                created_at: 0,
+            },
+        );
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
+        assert!(
+            p.refused[0]
+                .reason
+                .contains("a group named _erin exists already"),
+            "{p:#?}"
+        );
+
+        // Nor while a group named like the account is still there (the stop was not after
+        // groupmod: two groups share the GID).
+        let mut local = host(&[("Erin", erin)]);
+        local.groups.insert(
+            "_erin".into(),
+            LocalGroup {
+                name: "_erin".into(),
+                gid: erin,
+                members: vec![],
+            },
+        );
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
     }
 
     #[test]
