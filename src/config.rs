@@ -123,6 +123,11 @@ pub struct Config {
     /// With `uid_scheme = "keymaker"`: existing local accounts (and groups) whose id is the
     /// keymaker hash of their IAM user (group) become keyward's, so `sync` manages them.
     pub adopt_keymaker_accounts: bool,
+    /// IAM UserIds whose keymaker account is adopted (or renamed) without the date evidence
+    /// (`sync::plan::keymaker_evidence`): for an account /etc/shadow gives no day for, or one
+    /// older than its IAM user, after the admin checked that this IAM identity is the person
+    /// the account was made for. Name and UID must still match.
+    pub adopt_keymaker_user_ids: Vec<String>,
     /// RSA keys with fewer bits are not served, uploaded or rotated to; never below 2048
     /// (`PublicKey::MIN_RSA_BITS`), which every parsed key already meets.
     #[serde(deserialize_with = "deserialize_min_rsa_bits")]
@@ -167,6 +172,7 @@ impl Default for Config {
             // in allowed_groups, stops for a human instead of locking the team out.
             max_removals: 10,
             adopt_keymaker_accounts: false,
+            adopt_keymaker_user_ids: Vec::new(),
             min_rsa_bits: PublicKey::MIN_RSA_BITS,
             // Overlaps the round trips (a no-op sync is little else) while staying far from
             // IAM's per-account request rate when a fleet syncs at once.
@@ -392,6 +398,22 @@ impl Config {
             return Err(invalid(
                 "adopt_keymaker_accounts",
                 "only meaningful with uid_scheme = \"keymaker\"",
+            ));
+        }
+        if !self.adopt_keymaker_user_ids.is_empty() && !self.adopt_keymaker_accounts {
+            return Err(invalid(
+                "adopt_keymaker_user_ids",
+                "only meaningful with adopt_keymaker_accounts = true",
+            ));
+        }
+        if let Some(id) = self
+            .adopt_keymaker_user_ids
+            .iter()
+            .find(|id| !crate::accounts::ownership::is_plausible_user_id(id))
+        {
+            return Err(invalid(
+                "adopt_keymaker_user_ids",
+                format!("{id:?} is not an IAM UserId (AIDA…)"),
             ));
         }
         if let Some(arn) = &self.iam_role_arn {
@@ -688,6 +710,22 @@ mod tests {
         assert_eq!(c.max_stale, MAX_MAX_STALE);
         assert_eq!(c.group_cache_ttl, MAX_GROUP_CACHE_TTL);
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
+    }
+
+    #[test]
+    fn adopt_keymaker_user_ids_are_user_ids_and_need_adoption() {
+        let km = "uid_scheme = \"keymaker\"\nadopt_keymaker_accounts = true\n";
+        let c = parse(&format!("{km}adopt_keymaker_user_ids = [\"AIDAERIN0001\"]")).unwrap();
+        assert_eq!(c.adopt_keymaker_user_ids, ["AIDAERIN0001"]);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        for bad in [
+            format!("{km}adopt_keymaker_user_ids = [\"dave@example.com\"]"),
+            format!("{km}adopt_keymaker_user_ids = [\"\"]"),
+            "uid_scheme = \"keymaker\"\nadopt_keymaker_user_ids = [\"AIDAERIN0001\"]".into(),
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains("adopt_keymaker_user_ids"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use aws_sdk_iam::types::{EncodingType, StatusType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::answer::{self, Malformed};
-use super::{Directory, IamError, Identity, KeyMeta};
+use super::{Directory, IamError, IamUser, Identity, KeyMeta};
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -217,11 +217,8 @@ impl AwsIam {
         .await
     }
 
-    /// One group's GroupId and its members as (UserName, UserId), all pages (GetGroup).
-    pub async fn get_group(
-        &self,
-        group: &str,
-    ) -> Result<(String, Vec<(String, String)>), IamError> {
+    /// One group's GroupId and its members, all pages (GetGroup).
+    pub async fn get_group(&self, group: &str) -> Result<(String, Vec<IamUser>), IamError> {
         let mut group_id = String::new();
         let mut members = Vec::new();
         let mut marker = None;
@@ -238,7 +235,7 @@ impl AwsIam {
             if let Some(g) = out.group {
                 group_id = g.group_id;
             }
-            members.extend(out.users.into_iter().map(|u| (u.user_name, u.user_id)));
+            members.extend(out.users.into_iter().map(listed_user));
             marker = next_page("GetGroup", out.is_truncated, out.marker)?;
             if marker.is_none() {
                 if group_id.is_empty() {
@@ -251,8 +248,8 @@ impl AwsIam {
         }
     }
 
-    /// Every IAM user as (UserName, UserId), all pages (ListUsers).
-    pub async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+    /// Every IAM user, all pages (ListUsers).
+    pub async fn list_users(&self) -> Result<Vec<IamUser>, IamError> {
         self.all_pages("ListUsers", |marker| async move {
             let out = self
                 .client
@@ -261,7 +258,7 @@ impl AwsIam {
                 .send()
                 .await
                 .map_err(|e| classify("iam:ListUsers", e))?;
-            let users = out.users.into_iter().map(|u| (u.user_name, u.user_id));
+            let users = out.users.into_iter().map(listed_user);
             Ok((users.collect(), out.is_truncated, out.marker))
         })
         .await
@@ -577,6 +574,16 @@ fn next_page(
 }
 
 /// Upload times to the second, as people read them ("2026-11-23T12:56:25Z").
+/// An SDK user as keyward reads it. The SDK fills a missing CreateDate with the epoch: any
+/// date not after it counts as none.
+fn listed_user(u: aws_sdk_iam::types::User) -> IamUser {
+    IamUser {
+        created_at: u64::try_from(u.create_date.secs()).ok().filter(|s| *s > 0),
+        name: u.user_name,
+        id: u.user_id,
+    }
+}
+
 fn whole_seconds(t: &aws_smithy_types::DateTime) -> String {
     aws_smithy_types::DateTime::from_secs(t.secs())
         .fmt(aws_smithy_types::date_time::Format::DateTime)

@@ -21,6 +21,19 @@ pub struct KeyMeta {
     pub uploaded: String,
 }
 
+/// An IAM user as ListUsers and GetGroup list it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct IamUser {
+    pub name: String,
+    /// The immutable UserId (`AIDA…`) that UIDs are hashed from.
+    pub id: String,
+    /// CreateDate, unix seconds; `None` when the answer had none (the SDK reads a missing
+    /// CreateDate as the epoch, which is taken for "none" too). Evidence in keymaker's
+    /// adoption (`sync::plan::keymaker_evidence`): an IAM user created after a local account
+    /// is not the person that account was made for.
+    pub created_at: Option<u64>,
+}
+
 /// Who an IAM user name stands for right now (GetUser): IAM's own spelling of the name (IAM
 /// names are case-insensitive) and the immutable UserId, which changes when a user is deleted
 /// and re-created under the same name.

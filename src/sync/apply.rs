@@ -546,6 +546,7 @@ pub mod fake {
                             uid: account.uid,
                             gid: account.uid,
                             expired: Some(false),
+                            last_change_day: Some(now / 86_400),
                         },
                     );
                 }

@@ -31,6 +31,11 @@ pub struct LocalUser {
     /// From /etc/shadow: the account has expired (`usermod --expiredate 1`); `None` when
     /// shadow could not be read (not root).
     pub expired: Option<bool>,
+    /// From /etc/shadow: the day of the last password change (days since the epoch), which
+    /// `useradd` sets to the day it made the account and only a password change moves later.
+    /// `None` when shadow could not be read, has no line for the account, or the field is empty
+    /// or 0 (`chage -d 0`). Evidence in keymaker's adoption (`plan::keymaker_evidence`).
+    pub last_change_day: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,7 @@ pub fn parse_passwd(text: &str) -> Vec<LocalUser> {
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
                 expired: None,
+                last_change_day: None,
             })
         })
         .filter(|u| !u.name.is_empty() && !u.name.starts_with(['+', '-']))
@@ -105,17 +111,29 @@ pub fn parse_group(text: &str) -> Vec<LocalGroup> {
         .collect()
 }
 
-/// `/etc/shadow` lines → (name, expired today). `today` is days since the epoch.
-pub fn parse_shadow_expiry(text: &str, today: u64) -> BTreeMap<String, bool> {
+/// What keyward reads of an account's /etc/shadow line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowFacts {
+    /// Expired today (`usermod --expiredate 1`).
+    pub expired: bool,
+    /// The last-change field (days since the epoch); `None` when empty, 0 or not a number.
+    pub last_change_day: Option<u64>,
+}
+
+/// `/etc/shadow` lines → facts by name. `today` is days since the epoch.
+pub fn parse_shadow(text: &str, today: u64) -> BTreeMap<String, ShadowFacts> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
             let name = (*f.first()?).to_owned();
-            let expired = f
-                .get(7)
-                .and_then(|e| e.parse::<u64>().ok())
-                .is_some_and(|day| day <= today);
-            Some((name, expired))
+            let day = |i: usize| f.get(i).and_then(|e| e.parse::<u64>().ok());
+            Some((
+                name,
+                ShadowFacts {
+                    expired: day(7).is_some_and(|day| day <= today),
+                    last_change_day: day(2).filter(|d| *d > 0),
+                },
+            ))
         })
         .collect()
 }
@@ -142,15 +160,13 @@ impl SystemState {
             let path = self.etc.join(name);
             fs::read_to_string(&path).map_err(IoError::at("read", &path))
         };
-        let expiry = read("shadow")
-            .ok()
-            .map(|t| parse_shadow_expiry(&t, now / 86_400));
+        let shadow = read("shadow").ok().map(|t| parse_shadow(&t, now / 86_400));
         let users = parse_passwd(&read("passwd")?)
             .into_iter()
             .map(|mut u| {
-                u.expired = expiry
-                    .as_ref()
-                    .map(|e| e.get(&u.name).copied().unwrap_or(false));
+                let facts = shadow.as_ref().map(|s| s.get(&u.name).copied());
+                u.expired = facts.map(|f| f.is_some_and(|f| f.expired));
+                u.last_change_day = facts.flatten().and_then(|f| f.last_change_day);
                 (u.name.clone(), u)
             })
             .collect();
@@ -196,13 +212,25 @@ mod tests {
 
     #[test]
     fn shadow_expiry_counts_only_past_or_today() {
-        let e = parse_shadow_expiry(
+        let e = parse_shadow(
             "a:!:19000:0:99999:7::1:\nb:!:19000:0:99999:7:::\nc:!:1:0:99999:7::99999:\n",
             20000,
         );
-        assert!(e["a"]);
-        assert!(!e["b"]);
-        assert!(!e["c"]);
+        assert!(e["a"].expired);
+        assert!(!e["b"].expired);
+        assert!(!e["c"].expired);
+    }
+
+    #[test]
+    fn shadow_last_change_is_a_day_and_empty_or_zero_is_none() {
+        let s = parse_shadow(
+            "a:!:19000:0:99999:7:::\nb:!::0:99999:7:::\nc:!:0::::::\nd:!:x::::::\ne\n",
+            20000,
+        );
+        assert_eq!(s["a"].last_change_day, Some(19000));
+        for name in ["b", "c", "d", "e"] {
+            assert_eq!(s[name].last_change_day, None, "{name}");
+        }
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! Rules it must never break, whatever IAM says:
 //! - accounts and groups keyward did not create (no record, or a record whose id no longer
 //!   matches) are never changed; reserved names are never touched;
+//! - keymaker's accounts are adopted only on three pieces of evidence: the IAM user's name,
+//!   keymaker's UID for its UserId, and an IAM CreateDate no later than the account's day in
+//!   /etc/shadow (`keymaker_evidence`; a 15-bit UID can be ground by re-creating IAM users);
 //! - a prefixed IAM group never becomes, fills or empties a group named like a reserved user
 //!   (root, keyward, reserved_users) or a system group (GID up to login.defs' SYS_GID_MAX);
 //!   only `adopt_groups` may name a system group, on purpose;
@@ -366,12 +369,29 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
     // keymaker's accounts whose name is not keyward's name for their IAM user.
     let mut misnamed: BTreeSet<&str> = BTreeSet::new();
     for u in iam.allowed.values() {
-        let keymakers = keymaker_account(config, local, u);
+        let keymakers = match keymaker_account(config, local, u) {
+            // M1: named and numbered like keymaker's account of `u`, but the dates say it was
+            // made for someone else (or cannot say): neither adopted nor offered for renaming.
+            Some((lu, Err(why))) => {
+                misnamed.insert(&lu.name);
+                p.skip(
+                    &lu.name,
+                    config.adopt_keymaker_accounts,
+                    unproven_keymaker_account(lu, u, why),
+                );
+                continue;
+            }
+            found => found.map(|(lu, _)| lu),
+        };
         match config.name_mapping.to_linux(&u.name) {
             Err(e) => match keymakers {
                 Some(lu) => {
                     misnamed.insert(&lu.name);
-                    p.skip(&lu.name, true, unmappable_keymaker_account(lu, u, &e));
+                    p.skip(
+                        &lu.name,
+                        config.adopt_keymaker_accounts,
+                        unmappable_keymaker_account(config, lu, u, &e),
+                    );
                 }
                 None => p.skip(&u.name, false, format!("IAM user name not mappable: {e}")),
             },
@@ -385,10 +405,10 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                     misnamed.insert(&lu.name);
                     p.skip(
                         &lu.name,
-                        true,
+                        config.adopt_keymaker_accounts,
                         format!(
-                            "keymaker account {} (uid {}) of IAM user {}: keyward names it {linux}, so it is not adopted and {} cannot log in through keyward until it is renamed: `keyward rename-keymaker --dry-run`, then `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)",
-                            lu.name, lu.uid, u.name, u.name
+                            "keymaker account {} (uid {}) of IAM user {}: keyward names it {linux}, so it is not adopted and {} cannot log in through keyward until it is renamed: {}",
+                            lu.name, lu.uid, u.name, u.name, rename_path(config)
                         ),
                     );
                 }
@@ -403,6 +423,13 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
     let mut new_users: Vec<(NewAccount, bool)> = Vec::new();
     for (linux, (u, uid)) in &wanted {
         let record = local.user_records.get(linux);
+        // keymaker's account under keyward's name for `u` (never renamed, or renamed by
+        // rename-keymaker), adopted only when asked to.
+        let keymakers = local
+            .users
+            .get(linux)
+            .filter(|_| config.adopt_keymaker_accounts)
+            .and_then(|lu| keymaker_match(config, local, lu, u));
         match local.users.get(linux) {
             Some(_) if owned(linux) => match record {
                 Some(r) if r.iam_user_id == u.id => {
@@ -424,7 +451,7 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 ),
                 None => {}
             },
-            Some(lu) if is_keymaker_account(config, lu, *uid) => {
+            Some(lu) if keymakers == Some(Ok(())) => {
                 p.actions.push(Action::AdoptUser {
                     linux_user: linux.clone(),
                     iam_user: u.name.clone(),
@@ -432,6 +459,11 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                     uid: lu.uid,
                 });
                 managed.insert(linux.clone(), Managed { iam: u });
+            }
+            Some(lu) if keymakers.is_some_and(|k| k.is_err()) => {
+                if let Some(Err(why)) = keymakers {
+                    p.skip(linux, true, unproven_keymaker_account(lu, u, why));
+                }
             }
             Some(lu) => {
                 let hint = if config.uid_scheme != UidScheme::Keymaker {
@@ -441,7 +473,8 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                         .into()
                 } else {
                     // C2: the account belongs to whichever IAM identity its UID was hashed
-                    // from; a name alone never hands it over.
+                    // from; a name alone never hands it over (nor name and UID without the
+                    // dates, M1: `keymaker_evidence`).
                     format!(
                         "; its UID {} is not keymaker's UID for IAM user {}'s UserId {} ({uid}): it was made for another IAM identity (was {} deleted and re-created? a new UserId is a new person) or by hand, so it is not adopted and {} cannot log in through keyward until that account is renamed or removed",
                         lu.uid, u.name, u.id, u.name, u.name
@@ -903,22 +936,133 @@ pub fn adopt_groups_line(config: &Config, more: &[String]) -> String {
 }
 
 /// keymaker 1.1's account for IAM user `u`: named exactly like the IAM user (keymaker had no
-/// Linux-side name mapping) with the UID keymaker hashed from the UserId. Name and UID
-/// together are what ties an account keyward did not create to one IAM identity (C2): an IAM
-/// user deleted and re-created under the same name has another UserId, hence another UID.
-/// Never an account keyward owns or a reserved one.
+/// Linux-side name mapping), with the UID keymaker hashed from the UserId, and the evidence of
+/// `keymaker_evidence` (`Err` when name and UID match but the evidence does not: not keymaker's
+/// account of `u`, and the reason). Name and UID tie an account keyward did not create to one
+/// IAM identity (C2): an IAM user deleted and re-created under the same name has another
+/// UserId, hence (almost always) another UID. Never an account keyward owns or a reserved one.
 pub fn keymaker_account<'l>(
     config: &Config,
     local: &'l LocalState,
     u: &IamUser,
-) -> Option<&'l LocalUser> {
-    if config.uid_scheme != UidScheme::Keymaker || config.is_reserved(&u.name) {
+) -> Option<(&'l LocalUser, Result<(), Unproven>)> {
+    if config.is_reserved(&u.name) {
         return None;
     }
-    local
-        .users
-        .get(&u.name)
-        .filter(|lu| lu.uid == keymaker_uid(config, &u.id) && !owns_user(local, &lu.name))
+    let lu = local.users.get(&u.name)?;
+    keymaker_match(config, local, lu, u).map(|evidence| (lu, evidence))
+}
+
+/// Whether `lu`, whatever its name, is keymaker's account of `u`: `None` when its UID is not
+/// keymaker's for `u`'s UserId (or keyward owns it, or the scheme is not keymaker's), else the
+/// verdict of `keymaker_evidence`.
+fn keymaker_match(
+    config: &Config,
+    local: &LocalState,
+    lu: &LocalUser,
+    u: &IamUser,
+) -> Option<Result<(), Unproven>> {
+    (config.uid_scheme == UidScheme::Keymaker
+        && lu.uid == keymaker_uid(config, &u.id)
+        && !owns_user(local, &lu.name))
+    .then(|| keymaker_evidence(config, lu, u))
+}
+
+/// Why an account with the name and keymaker's UID of an IAM user is still not taken for that
+/// user's (M1). keymaker's UID is 15 bits of the UserId: someone who may create IAM users can
+/// create, delete and create again a departed person's name until the UserId hashes to the
+/// old account's UID. What they cannot make is an IAM user older than the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unproven {
+    /// /etc/shadow could not be read (not root).
+    ShadowUnread,
+    /// The account's last-change field in /etc/shadow is empty or 0.
+    NoAccountDay,
+    /// IAM gave no CreateDate for the user.
+    NoCreateDate,
+    /// The IAM user was created after the account (days since the epoch).
+    IamUserNewer { iam_day: u64, account_day: u64 },
+}
+
+/// The second piece of evidence that an account named and numbered like keymaker's account of
+/// `u` is that: the IAM user was created no later than the day the account was (/etc/shadow's
+/// last change, which useradd set when keymaker made the account; a later password change
+/// moves it later). Same day counts. Waived only for the UserIds the admin lists in
+/// `adopt_keymaker_user_ids`.
+pub fn keymaker_evidence(config: &Config, lu: &LocalUser, u: &IamUser) -> Result<(), Unproven> {
+    if config.adopt_keymaker_user_ids.contains(&u.id) {
+        return Ok(());
+    }
+    let account_day = match lu.last_change_day {
+        Some(day) => day,
+        None if lu.expired.is_none() => return Err(Unproven::ShadowUnread),
+        None => return Err(Unproven::NoAccountDay),
+    };
+    let iam_day = u.created_at.ok_or(Unproven::NoCreateDate)? / 86_400;
+    if iam_day <= account_day {
+        Ok(())
+    } else {
+        Err(Unproven::IamUserNewer {
+            iam_day,
+            account_day,
+        })
+    }
+}
+
+/// The plan's line (and rename-keymaker's refusal) for an account `keymaker_evidence` does
+/// not take for `u`'s.
+pub fn unproven_keymaker_account(lu: &LocalUser, u: &IamUser, why: Unproven) -> String {
+    let because = match why {
+        Unproven::ShadowUnread => {
+            "/etc/shadow could not be read to tell when the account was made (run as root)".into()
+        }
+        Unproven::NoAccountDay => {
+            "/etc/shadow gives no day the account was made (its last-change field is empty or 0)"
+                .into()
+        }
+        Unproven::NoCreateDate => format!("IAM gave no CreateDate for IAM user {}", u.name),
+        Unproven::IamUserNewer {
+            iam_day,
+            account_day,
+        } => format!(
+            "IAM user {} was created on {}, after the account ({}, /etc/shadow's last change)",
+            u.name,
+            date_of_day(iam_day),
+            date_of_day(account_day)
+        ),
+    };
+    let fix = match why {
+        Unproven::ShadowUnread => String::new(),
+        _ => format!(
+            " If you have checked that IAM user {} ({}) is the person this account was made for, add to keyward.toml: adopt_keymaker_user_ids = [\"{}\"] (with any ids listed already)",
+            u.name, u.id, u.id
+        ),
+    };
+    format!(
+        "account {} (uid {}) has the name and keymaker's UID of IAM user {} ({}), but {because}: a 15-bit UID is no proof (a new IAM user given a departed person's name can be re-created until its UserId hashes to the UID), so it is not renamed or adopted and {} cannot log in through keyward.{fix}",
+        lu.name, lu.uid, u.name, u.id, u.name
+    )
+}
+
+/// `YYYY-MM-DD` of a day since the epoch (`day N` past year 9999).
+fn date_of_day(day: u64) -> String {
+    const LAST: u64 = 2_932_896; // 9999-12-31
+    if day > LAST {
+        return format!("day {day}");
+    }
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(day * 86_400);
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    text.get(..10).unwrap_or(&text).to_owned()
+}
+
+/// How the admin gets keymaker's misnamed account renamed (rename-keymaker renames only what
+/// sync may adopt, so adoption comes first).
+fn rename_path(config: &Config) -> &'static str {
+    if config.adopt_keymaker_accounts {
+        "`keyward rename-keymaker --dry-run`, then `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"
+    } else {
+        "set adopt_keymaker_accounts = true in keyward.toml (rename-keymaker renames only accounts sync may adopt), then `keyward rename-keymaker --dry-run` and `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"
+    }
 }
 
 fn keymaker_uid(config: &Config, user_id: &str) -> u32 {
@@ -929,13 +1073,14 @@ fn keymaker_uid(config: &Config, user_id: &str) -> u32 {
 const KEYMAKER_IDS: std::ops::RangeInclusive<u32> = 2000..=34767;
 
 fn unmappable_keymaker_account(
+    config: &Config,
     lu: &LocalUser,
     u: &IamUser,
     why: &crate::accounts::names::NameError,
 ) -> String {
     let escaped = crate::accounts::names::NameMapping::Escape.to_linux(&u.name);
     let path = match escaped {
-        Ok(name) => format!("keep names canonical: set name_mapping = \"escape\" (keyward's name for it: {name}), then `keyward rename-keymaker --dry-run` and `keyward rename-keymaker` (UID, home and files kept; the next sync adopts it)"),
+        Ok(name) => format!("keep names canonical: set name_mapping = \"escape\" (keyward's name for it: {name}), then {}", rename_path(config)),
         Err(_) => "no name mapping can name it: rename the IAM user, or lock or remove the account".into(),
     };
     format!(
@@ -981,10 +1126,19 @@ fn report_other_keymaker_accounts(
                     u.name, lu.uid, lu.name, lu.name
                 )
             }
-            Some(u) if lu.uid == keymaker_uid(config, &u.id) => format!(
-                "keymaker account of IAM user {} (uid {}), who is not in allowed_groups ({allowed_groups}): not adopted, not locked, not removed; it can no longer log in (keyward serves keys only to allowed users): add the IAM user to an allowed group, or lock the account (usermod --lock --expiredate 1 {}) or remove it yourself",
-                u.name, lu.uid, lu.name
-            ),
+            Some(u) if lu.uid == keymaker_uid(config, &u.id) => {
+                match keymaker_evidence(config, lu, u) {
+                    Ok(()) => format!(
+                        "keymaker account of IAM user {} (uid {}), who is not in allowed_groups ({allowed_groups}): not adopted, not locked, not removed; it can no longer log in (keyward serves keys only to allowed users): add the IAM user to an allowed group, or lock the account (usermod --lock --expiredate 1 {}) or remove it yourself",
+                        u.name, lu.uid, lu.name
+                    ),
+                    Err(why) => format!(
+                        "IAM user {} is not in allowed_groups ({allowed_groups}); not touched: {}",
+                        u.name,
+                        unproven_keymaker_account(lu, u, why)
+                    ),
+                }
+            }
             Some(u) if KEYMAKER_IDS.contains(&lu.uid) => format!(
                 "local account (uid {}) named like IAM user {}, whose UserId {} gives keymaker's UID {}: made for another IAM identity (deleted and re-created?) or by hand: not adopted, not touched",
                 lu.uid, u.name, u.id, keymaker_uid(config, &u.id)
@@ -997,10 +1151,6 @@ fn report_other_keymaker_accounts(
         };
         p.skip(&lu.name, false, reason);
     }
-}
-
-fn is_keymaker_account(config: &Config, lu: &LocalUser, uid: u32) -> bool {
-    config.uid_scheme == UidScheme::Keymaker && config.adopt_keymaker_accounts && lu.uid == uid
 }
 
 fn is_keymaker_group(config: &Config, local_gid: u32, gid: u32) -> bool {
@@ -1202,6 +1352,61 @@ mod guard_tests {
     }
 }
 
+#[cfg(test)]
+mod evidence_tests {
+    use super::*;
+
+    #[test]
+    fn days_print_as_dates_and_absurd_ones_as_days() {
+        assert_eq!(date_of_day(0), "1970-01-01");
+        assert_eq!(date_of_day(20_422), "2025-11-30");
+        assert_eq!(date_of_day(2_932_896), "9999-12-31");
+        assert_eq!(date_of_day(u64::MAX), format!("day {}", u64::MAX));
+    }
+
+    #[test]
+    fn m1_evidence_compares_days_and_a_missing_date_is_no_evidence() {
+        let cfg = Config::default();
+        let account = |day: Option<u64>, shadow_read: bool| LocalUser {
+            name: "erin".into(),
+            uid: 3000,
+            gid: 3000,
+            expired: shadow_read.then_some(false),
+            last_change_day: day,
+        };
+        let user = |secs: Option<u64>| IamUser {
+            name: "erin".into(),
+            id: "AIDAERIN".into(),
+            created_at: secs,
+        };
+        let day = 20_000;
+        let ok = |d, s| keymaker_evidence(&cfg, &account(d, true), &user(s));
+        assert_eq!(ok(Some(day), Some(day * 86_400 + 86_399)), Ok(()));
+        assert_eq!(ok(Some(day), Some(1)), Ok(()));
+        assert_eq!(
+            ok(Some(day), Some((day + 1) * 86_400)),
+            Err(Unproven::IamUserNewer {
+                iam_day: day + 1,
+                account_day: day
+            })
+        );
+        assert_eq!(ok(Some(day), None), Err(Unproven::NoCreateDate));
+        assert_eq!(ok(None, Some(1)), Err(Unproven::NoAccountDay));
+        assert_eq!(
+            keymaker_evidence(&cfg, &account(None, false), &user(Some(1))),
+            Err(Unproven::ShadowUnread)
+        );
+        let listed = Config {
+            adopt_keymaker_user_ids: vec!["AIDAERIN".into()],
+            ..Config::default()
+        };
+        assert_eq!(
+            keymaker_evidence(&listed, &account(None, false), &user(None)),
+            Ok(())
+        );
+    }
+}
+
 /// M2: reserved and system group names, through the plan alone (the whole sync is tested in
 /// `sync::tests` and the namespace harness).
 #[cfg(test)]
@@ -1215,6 +1420,7 @@ mod m2_tests {
         IamUser {
             name: "alice".into(),
             id: "AIDAALICE".into(),
+            created_at: Some(1),
         }
     }
 
@@ -1355,6 +1561,7 @@ mod m2_tests {
                 uid,
                 gid: uid,
                 expired: Some(false),
+                last_change_day: Some(1),
             },
         );
         local.user_records.insert(

@@ -13,12 +13,7 @@ use std::future::Future;
 use crate::config::Config;
 use crate::iam::{AwsIam, IamError};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct IamUser {
-    pub name: String,
-    /// The immutable UserId (`AIDA…`) that UIDs are hashed from.
-    pub id: String,
-}
+pub use crate::iam::IamUser;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IamGroup {
@@ -47,13 +42,13 @@ pub struct IamSnapshot {
 pub trait SyncDirectory {
     /// (GroupName, GroupId) of every group.
     fn list_groups(&self) -> impl Future<Output = Result<Vec<(String, String)>, IamError>>;
-    /// (GroupId, members as (UserName, UserId)).
+    /// (GroupId, members).
     fn get_group(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<(String, Vec<(String, String)>), IamError>>;
-    /// (UserName, UserId) of every user.
-    fn list_users(&self) -> impl Future<Output = Result<Vec<(String, String)>, IamError>>;
+    ) -> impl Future<Output = Result<(String, Vec<IamUser>), IamError>>;
+    /// Every user.
+    fn list_users(&self) -> impl Future<Output = Result<Vec<IamUser>, IamError>>;
 }
 
 impl SyncDirectory for AwsIam {
@@ -61,27 +56,28 @@ impl SyncDirectory for AwsIam {
         AwsIam::list_groups(self).await
     }
 
-    async fn get_group(&self, name: &str) -> Result<(String, Vec<(String, String)>), IamError> {
+    async fn get_group(&self, name: &str) -> Result<(String, Vec<IamUser>), IamError> {
         AwsIam::get_group(self, name).await
     }
 
-    async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+    async fn list_users(&self) -> Result<Vec<IamUser>, IamError> {
         AwsIam::list_users(self).await
     }
 }
 
-fn users(pairs: Vec<(String, String)>) -> Vec<IamUser> {
-    pairs
-        .into_iter()
-        .map(|(name, id)| IamUser { name, id })
-        .collect()
+/// (name, id) of each user, for `check_names`.
+fn pairs(users: &[IamUser]) -> impl Iterator<Item = (&str, &str)> {
+    users.iter().map(|u| (u.name.as_str(), u.id.as_str()))
 }
 
 /// IAM names are `[\w+=,.@-]` (users at most 64, groups 128) and ids `[\w]`: anything else
 /// did not come from IAM as it is, so the whole answer is treated as malformed (an outage),
 /// never acted on or echoed into a log line.
-fn check_names(what: &str, pairs: &[(String, String)]) -> Result<(), IamError> {
-    let bad = pairs.iter().find(|(name, id)| {
+fn check_names<'a>(
+    what: &str,
+    mut pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Result<(), IamError> {
+    let bad = pairs.find(|(name, id)| {
         !crate::config::is_valid_iam_group_name(name)
             || !crate::accounts::ownership::is_plausible_user_id(id)
     });
@@ -103,7 +99,10 @@ fn check_names(what: &str, pairs: &[(String, String)]) -> Result<(), IamError> {
 /// still failing fails the read, and the calls in flight are dropped unanswered.
 pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapshot, IamError> {
     let listed = iam.list_groups().await?;
-    check_names("ListGroups", &listed)?;
+    check_names(
+        "ListGroups",
+        listed.iter().map(|(n, i)| (n.as_str(), i.as_str())),
+    )?;
     let prefixed_names: BTreeSet<String> = listed
         .into_iter()
         .map(|(name, _)| name)
@@ -125,12 +124,12 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
     let reads = wanted.into_iter().map(|name| async move {
         let group = match iam.get_group(&name).await {
             Ok((id, members)) => {
-                check_names("GetGroup", &members)?;
-                check_names("GetGroup", &[(name.clone(), id.clone())])?;
+                check_names("GetGroup", pairs(&members))?;
+                check_names("GetGroup", [(name.as_str(), id.as_str())].into_iter())?;
                 Some(IamGroup {
                     name: name.clone(),
                     id,
-                    members: users(members),
+                    members,
                 })
             }
             // Deleted (or never created): an authoritative answer about this group only.
@@ -157,8 +156,8 @@ pub async fn read(config: &Config, iam: &impl SyncDirectory) -> Result<IamSnapsh
     };
     let listed = if config.allows_everyone() || config.adopt_keymaker_accounts {
         let listed = iam.list_users().await?;
-        check_names("ListUsers", &listed)?;
-        Some(users(listed))
+        check_names("ListUsers", pairs(&listed))?;
+        Some(listed)
     } else {
         None
     };
@@ -245,11 +244,14 @@ pub mod fake {
 
     use super::*;
 
+    /// The CreateDate every fake IAM user has (2020-09-13), before any fake account.
+    pub const CREATED_AT: u64 = 1_600_000_000;
+
     #[derive(Default)]
     pub struct FakeIam {
-        /// name → (GroupId, members (UserName, UserId)).
-        pub groups: BTreeMap<String, (String, Vec<(String, String)>)>,
-        pub users: Vec<(String, String)>,
+        /// name → (GroupId, members).
+        pub groups: BTreeMap<String, (String, Vec<IamUser>)>,
+        pub users: Vec<IamUser>,
         pub calls: Cell<usize>,
         /// The call (1-based) that fails, and how.
         pub fail_at: Option<(usize, IamError)>,
@@ -259,10 +261,15 @@ pub mod fake {
     }
 
     impl FakeIam {
+        /// A group with members (UserName, UserId), each created at `CREATED_AT`.
         pub fn group(mut self, name: &str, id: &str, members: &[(&str, &str)]) -> FakeIam {
-            let members: Vec<(String, String)> = members
+            let members: Vec<IamUser> = members
                 .iter()
-                .map(|(n, i)| (n.to_string(), i.to_string()))
+                .map(|(n, i)| IamUser {
+                    name: n.to_string(),
+                    id: i.to_string(),
+                    created_at: Some(CREATED_AT),
+                })
                 .collect();
             for m in &members {
                 if !self.users.contains(m) {
@@ -292,7 +299,7 @@ pub mod fake {
                 .collect())
         }
 
-        async fn get_group(&self, name: &str) -> Result<(String, Vec<(String, String)>), IamError> {
+        async fn get_group(&self, name: &str) -> Result<(String, Vec<IamUser>), IamError> {
             self.call()?;
             // Answered only after the caller had a chance to start other calls.
             self.in_flight.set(self.in_flight.get() + 1);
@@ -306,7 +313,7 @@ pub mod fake {
                 .ok_or_else(|| IamError::NotFound(name.into()))
         }
 
-        async fn list_users(&self) -> Result<Vec<(String, String)>, IamError> {
+        async fn list_users(&self) -> Result<Vec<IamUser>, IamError> {
             self.call()?;
             Ok(self.users.clone())
         }
@@ -418,6 +425,12 @@ mod tests {
         let snap = block(read(&cfg, &iam)).unwrap();
         // ListGroups + 3 groups + one ListUsers.
         assert_eq!(iam.calls.get(), 1 + 3 + 1);
+        // CreateDate, the evidence of keymaker's adoption, comes along from both reads.
+        assert!(snap
+            .allowed
+            .values()
+            .chain(snap.others.values())
+            .all(|u| u.created_at == Some(super::fake::CREATED_AT)));
         assert_eq!(
             snap.others.values().map(|u| &u.name).collect::<Vec<_>>(),
             ["carol", "dave"]

@@ -8,9 +8,11 @@
 //! directory (its path too) and files stay as they are.
 //!
 //! It must never rename an account it cannot tie to one IAM identity: only keymaker's account
-//! of an *allowed* IAM user qualifies (`plan::keymaker_account`: the IAM name and the UID
-//! keymaker hashed from that user's UserId), never one keyward owns, never a reserved name,
-//! and never onto a name an account or group already has. Pure decision (`plan`), thin
+//! of an *allowed* IAM user qualifies (`plan::keymaker_account`: the IAM name, the UID
+//! keymaker hashed from that user's UserId, and an IAM user created no later than the account,
+//! or listed in `adopt_keymaker_user_ids`), never one keyward owns, never a reserved name,
+//! and never onto a name an account or group already has (a group named like the target is
+//! taken only for the account's own private group, renamed by a run that stopped half way). Pure decision (`plan`), thin
 //! adapter (`Shadow`); running it twice changes nothing the second time.
 
 use std::fmt;
@@ -18,7 +20,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::local::LocalState;
-use super::plan::keymaker_account;
+use super::plan::{keymaker_account, unproven_keymaker_account};
 use super::read::IamSnapshot;
 use crate::accounts::create::{run, shadow, CommandError};
 use crate::accounts::ids::UidScheme;
@@ -85,7 +87,7 @@ pub fn plan(
     }
     let mut p = RenamePlan::default();
     for u in iam.allowed.values() {
-        let Some(lu) = keymaker_account(config, local, u) else {
+        let Some((lu, evidence)) = keymaker_account(config, local, u) else {
             continue;
         };
         let refuse = |reason: String| Refused {
@@ -93,7 +95,15 @@ pub fn plan(
             reason,
         };
         let to = match config.name_mapping.to_linux(&u.name) {
-            Ok(to) if to == lu.name => continue, // already keyward's name: sync adopts it
+            // Already keyward's name: sync adopts it, or says why not.
+            Ok(to) if to == lu.name => continue,
+            _ if evidence.is_err() => {
+                if let Err(why) = evidence {
+                    p.refused
+                        .push(refuse(unproven_keymaker_account(lu, u, why)));
+                }
+                continue;
+            }
             Ok(to) => to,
             Err(e) => {
                 p.refused.push(refuse(format!(
@@ -110,13 +120,15 @@ pub fn plan(
             p.refused.push(refuse(format!(
                 "an account named {to} exists already: not renamed (find out whose it is first)"
             )));
-        } else if local.groups.get(&to).is_some_and(|g| g.gid != lu.gid) {
+        } else if local
+            .groups
+            .get(&to)
+            .is_some_and(|g| !is_half_renamed_private_group(config, local, g, &lu.name, lu.gid))
+        {
             p.refused.push(refuse(format!(
                 "a group named {to} exists already: not renamed"
             )));
         } else {
-            // A group `to` with the account's own GID is its private group, renamed by a run
-            // that stopped before `usermod -l`: only the account is left to rename.
             p.renames.push(Rename {
                 from: lu.name.clone(),
                 to,
@@ -130,6 +142,24 @@ pub fn plan(
     p.renames.sort_by(|a, b| a.from.cmp(&b.from));
     p.refused.sort_by(|a, b| a.subject.cmp(&b.subject));
     Ok(p)
+}
+
+/// Whether group `g` (named like the rename's target) is account `from`'s private group, renamed
+/// by a run that stopped before `usermod -l`: only the account is left to rename then. It has
+/// the account's GID, keyward does not manage it (a group keyward made or adopted for an IAM
+/// group is never someone's private group), and no group is still named `from` (else `g` is
+/// another group that happens to share the GID).
+fn is_half_renamed_private_group(
+    config: &Config,
+    local: &LocalState,
+    g: &super::local::LocalGroup,
+    from: &str,
+    gid: u32,
+) -> bool {
+    g.gid == gid
+        && !local.group_records.contains_key(&g.name)
+        && !config.adopt_groups.contains(&g.name)
+        && !local.groups.contains_key(from)
 }
 
 /// The account database as renames change it.
@@ -185,6 +215,11 @@ mod tests {
     use crate::sync::local::{LocalGroup, LocalUser};
     use crate::sync::read::IamUser;
 
+    use crate::sync::read::fake::CREATED_AT;
+
+    /// The day each account here was made: after its IAM user's CreateDate.
+    const ACCOUNT_DAY: u64 = CREATED_AT / 86_400 + 30;
+
     fn config() -> Config {
         Config {
             allowed_groups: vec!["ops".into()],
@@ -209,6 +244,7 @@ mod tests {
                     uid: *uid,
                     gid: *uid,
                     expired: Some(false),
+                    last_change_day: Some(ACCOUNT_DAY),
                 },
             );
             s.groups.insert(
@@ -233,6 +269,7 @@ mod tests {
                         IamUser {
                             name: n.to_string(),
                             id: id.to_string(),
+                            created_at: Some(CREATED_AT),
                         },
                     )
                 })
@@ -387,6 +424,95 @@ mod tests {
             plan(&cfg, &iam(&[]), &local).unwrap(),
             RenamePlan::default()
         );
+    }
+
+    #[test]
+    fn c2_a_userid_ground_to_keymakers_uid_does_not_rename_an_older_account() {
+        // Erin left; her account stays. A new IAM user `Erin` was created (and deleted and
+        // created again) until its UserId hashed to her account's UID, a year after it was made.
+        let ground = "AIDAGROUND0000000001";
+        let local = host(&[("Erin", uid(ground))]);
+        let mut snap = iam(&[("Erin", ground)]);
+        let later = (ACCOUNT_DAY + 365) * 86_400;
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(later);
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
+        assert_eq!(p.refused[0].subject, "Erin");
+        let reason = &p.refused[0].reason;
+        for part in [
+            "IAM user Erin was created on 2021-10-13, after the account (2020-10-13",
+            "not renamed or adopted",
+            &format!("adopt_keymaker_user_ids = [\"{ground}\"]"),
+        ] {
+            assert!(reason.contains(part), "{part:?} not in {reason}");
+        }
+
+        // No CreateDate, or no day in /etc/shadow: no evidence, no rename.
+        snap.allowed.get_mut(ground).unwrap().created_at = None;
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (0, 1), "{p:#?}");
+        assert!(p.refused[0].reason.contains("no CreateDate"), "{p:#?}");
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(CREATED_AT);
+        let mut undated = local.clone();
+        undated.users.get_mut("Erin").unwrap().last_change_day = None;
+        let p = plan(&config(), &snap, &undated).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (0, 1), "{p:#?}");
+        assert!(p.refused[0].reason.contains("last-change"), "{p:#?}");
+
+        // The admin who checked who it is adopts it deliberately, by UserId.
+        snap.allowed.get_mut(ground).unwrap().created_at = Some(later);
+        let cfg = Config {
+            adopt_keymaker_user_ids: vec![ground.into()],
+            ..config()
+        };
+        let p = plan(&cfg, &snap, &local).unwrap();
+        assert_eq!((p.renames.len(), p.refused.len()), (1, 0), "{p:#?}");
+    }
+
+    #[test]
+    fn k1_a_keyward_managed_group_with_the_accounts_gid_is_not_taken_for_a_half_rename() {
+        let erin = uid("AIDAERIN0000000000001");
+        let snap = iam(&[("Erin", "AIDAERIN0000000000001")]);
+        // A group `_erin` with Erin's GID that keyward manages (made for IAM group
+        // keymaker__erin): not Erin's private group renamed by a stopped run.
+        let mut local = host(&[("Erin", erin)]);
+        let mut g = local.groups.remove("Erin").unwrap();
+        g.name = "_erin".into();
+        local.groups.insert("_erin".into(), g);
+        local.group_records.insert(
+            "_erin".into(),
+            crate::sync::local::GroupRecord {
+                iam_group: "keymaker__erin".into(),
+                iam_group_id: "AGPAERIN".into(),
+                gid: erin,
+                created_at: 0,
+            },
+        );
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
+        assert!(
+            p.refused[0]
+                .reason
+                .contains("a group named _erin exists already"),
+            "{p:#?}"
+        );
+
+        // Nor while a group named like the account is still there (the stop was not after
+        // groupmod: two groups share the GID).
+        let mut local = host(&[("Erin", erin)]);
+        local.groups.insert(
+            "_erin".into(),
+            LocalGroup {
+                name: "_erin".into(),
+                gid: erin,
+                members: vec![],
+            },
+        );
+        let p = plan(&config(), &snap, &local).unwrap();
+        assert_eq!(p.renames, []);
+        assert_eq!(p.refused.len(), 1, "{p:#?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::apply::{apply, fake::FakeAccounts};
 use super::local::{LocalGroup, LocalState, LocalUser, LockRecord};
 use super::plan::{plan, Action, Plan};
+use super::read::fake::CREATED_AT;
 use super::read::{IamGroup, IamSnapshot, IamUser};
 use crate::accounts::create::{uid_for, OwnershipRecord};
 use crate::accounts::ids::{self, IdRange, UidScheme};
@@ -15,6 +16,9 @@ use crate::config::Config;
 
 const DAY: u64 = 86_400;
 const T0: u64 = 1_800_000_000;
+/// The day every local account in these tests was made (/etc/shadow's last change): after
+/// its IAM user's CreateDate (`CREATED_AT`), before `T0`.
+const ACCOUNT_DAY: u64 = T0 / DAY - 100;
 
 fn config() -> Config {
     Config {
@@ -28,6 +32,7 @@ fn user(name: &str) -> IamUser {
     IamUser {
         name: name.into(),
         id: format!("AIDA{}", name.to_uppercase()),
+        created_at: Some(CREATED_AT),
     }
 }
 
@@ -79,6 +84,7 @@ fn local_user(s: &mut LocalState, name: &str, uid: u32) {
             uid,
             gid: uid,
             expired: Some(false),
+            last_change_day: Some(ACCOUNT_DAY),
         },
     );
 }
@@ -371,6 +377,7 @@ fn local_accounts_keyward_did_not_create_are_never_touched() {
             uid: 1001,
             gid: 1001,
             expired: Some(false),
+            last_change_day: Some(ACCOUNT_DAY),
         },
     );
     local
@@ -549,6 +556,7 @@ fn two_iam_users_with_one_uid_create_only_the_smaller_id_and_name_both() {
             IamUser {
                 name: name.into(),
                 id: id.clone(),
+                created_at: Some(CREATED_AT),
             },
         );
     }
@@ -577,6 +585,7 @@ fn uid_or_gid_held_by_someone_else_is_never_reused() {
             uid,
             gid: 100,
             expired: None,
+            last_change_day: Some(ACCOUNT_DAY),
         },
     );
     let gid = ids::id_for(cfg.uid_scheme, "AGPAKEYWARD_DEV", cfg.uid_range);
@@ -623,6 +632,7 @@ fn iam_user_recreated_under_the_same_name_does_not_inherit_the_account() {
     let new_bob = IamUser {
         name: "bob".into(),
         id: "AIDANEWBOB".into(),
+        created_at: Some(T0),
     };
     snap.allowed.insert(new_bob.id.clone(), new_bob);
     let p = plan(&cfg, &snap, &db.state, T0 + 1);
@@ -656,6 +666,7 @@ fn keymaker_accounts_are_adopted_only_when_asked() {
             uid,
             gid: uid,
             expired: Some(false),
+            last_change_day: Some(ACCOUNT_DAY),
         },
     );
     local.groups.insert(
@@ -986,6 +997,7 @@ fn iam_user(name: &str, id: &str) -> IamUser {
     IamUser {
         name: name.into(),
         id: id.into(),
+        created_at: Some(CREATED_AT),
     }
 }
 
@@ -1141,4 +1153,103 @@ fn k1_a_keymaker_account_whose_keyward_name_is_taken_still_gets_a_line() {
         "{e:?}"
     );
     assert!(skip_of(&p, "_erin").reason.contains("not touched"));
+}
+
+#[test]
+fn c2_a_userid_ground_to_keymakers_uid_does_not_adopt_an_older_account() {
+    // erin and Gina left; their accounts stay. New IAM users were given their names and
+    // re-created until each UserId hashed to the old account's UID, long after the accounts
+    // were made. `erin` is already keyward's name (adopted without rename); `Gina` is not.
+    let cfg = Config {
+        name_mapping: crate::accounts::names::NameMapping::Escape,
+        ..km_config()
+    };
+    let (erin_id, gina_id) = ("AIDAGROUNDERIN000001", "AIDAGROUNDGINA000001");
+    let mut local = host();
+    keymaker_account(&mut local, "erin", erin_id);
+    keymaker_account(&mut local, "Gina", gina_id);
+    let mut erin = iam_user("erin", erin_id);
+    let mut gina = iam_user("Gina", gina_id);
+    erin.created_at = Some(T0);
+    gina.created_at = Some(T0);
+    let p = plan(&cfg, &allowed(&[erin.clone(), gina.clone()]), &local, T0);
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    for (name, iam) in [("erin", &erin), ("Gina", &gina)] {
+        let s = skip_of(&p, name);
+        assert!(s.error, "{s:?}");
+        for part in [
+            format!(
+                "IAM user {} was created on 2027-01-15, after the account (2026-10-07",
+                iam.name
+            ),
+            "not renamed or adopted".into(),
+            format!("adopt_keymaker_user_ids = [\"{}\"]", iam.id),
+        ] {
+            assert!(s.reason.contains(&part), "{part:?} not in {s:?}");
+        }
+        assert!(!s.reason.contains("keyward rename-keymaker"), "{s:?}");
+    }
+
+    // No CreateDate, or no day in /etc/shadow (empty or 0), is no evidence either.
+    let mut undated = iam_user("erin", erin_id);
+    undated.created_at = None;
+    let p = plan(&cfg, &allowed(&[undated]), &local, T0);
+    assert_eq!(p.count("adopt_user"), 0, "{p:#?}");
+    assert!(skip_of(&p, "erin").reason.contains("no CreateDate"));
+    let mut no_day = local.clone();
+    no_day.users.get_mut("erin").unwrap().last_change_day = None;
+    let p = plan(&cfg, &allowed(&[iam_user("erin", erin_id)]), &no_day, T0);
+    assert_eq!(p.count("adopt_user"), 0, "{p:#?}");
+    assert!(skip_of(&p, "erin").reason.contains("last-change"));
+
+    // An IAM user created the day the account was made (keymaker's first login) is its owner.
+    erin.created_at = Some(ACCOUNT_DAY * DAY + DAY - 1);
+    let p = plan(&cfg, &allowed(&[erin.clone()]), &local, T0);
+    assert_eq!(names(&p, "adopt_user"), ["erin"], "{p:#?}");
+
+    // And an admin who checked who it is adopts it deliberately, by UserId.
+    erin.created_at = Some(T0);
+    let listed = Config {
+        adopt_keymaker_user_ids: vec![erin_id.into()],
+        ..cfg
+    };
+    let p = plan(&listed, &allowed(&[erin, gina]), &local, T0);
+    assert_eq!(names(&p, "adopt_user"), ["erin"], "{p:#?}");
+    assert!(skip_of(&p, "Gina").error);
+}
+
+#[test]
+fn i1_with_adoption_off_sync_does_not_send_the_admin_to_a_rename_that_refuses() {
+    for mapping in [
+        crate::accounts::names::NameMapping::Escape,
+        crate::accounts::names::NameMapping::Identity {
+            suffix: String::new(),
+        },
+    ] {
+        let cfg = Config {
+            name_mapping: mapping,
+            adopt_keymaker_accounts: false,
+            ..km_config()
+        };
+        let mut local = host();
+        keymaker_account(&mut local, "Erin", "AIDAERIN0000000000001");
+        let snap = allowed(&[iam_user("Erin", "AIDAERIN0000000000001")]);
+        assert_eq!(
+            super::rename::plan(&cfg, &snap, &local),
+            Err(super::rename::NotMigrating::NotKeymakerConfig)
+        );
+        let p = plan(&cfg, &snap, &local, T0);
+        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        let e = skip_of(&p, "Erin");
+        // Adoption off is the admin's choice: no error every hour, and the advice starts with
+        // the setting rename-keymaker needs.
+        assert!(!e.error, "{e:?}");
+        assert!(
+            e.reason.contains("set adopt_keymaker_accounts = true"),
+            "{e:?}"
+        );
+        let flag = e.reason.find("adopt_keymaker_accounts = true").unwrap();
+        let rename = e.reason.find("keyward rename-keymaker").unwrap();
+        assert!(flag < rename, "{e:?}");
+    }
 }

@@ -12,7 +12,9 @@
 #      with reasons and not let in;
 #   4. keymaker's remnants are named by doctor and removed as the guide says;
 #   5. off EC2, aws-config exists (root:root 0600) before the first `sync --dry-run`, and
-#      becomes root:keyward 0640 after install.
+#      becomes root:keyward 0640 after install;
+# and security issue M1: an account `Frank` from 2020 whose UID the IAM user Frank's UserId
+# hashes to (as if ground to it), created today: neither adopted nor renamed.
 # Needs E2E_OVERLAY_USR=1 (keymaker writes /usr/sbin/keymaker-get-public-keys).
 # shellcheck source=tests/e2e/lib.sh
 . "$E2E_LIB"
@@ -105,6 +107,16 @@ iam.create_user(UserName=u)
 iam.add_user_to_group(GroupName="ops", UserName=u)' bob
 iam key bob "$E2E_WORK/bob.pub" >/dev/null
 
+step "M1: Frank's account is from 2020; IAM user Frank, created today, has a UserId that hashes to its UID"
+# keymaker makes the account with the UID of today's IAM user Frank; its /etc/shadow day then
+# says 2020, as for a departed Frank's account whose UID a new IAM user Frank was ground to.
+iam user Frank
+iam member ops Frank
+PAM_USER=Frank keymaker-create-account-for-iam-user >/dev/null || fail "keymaker could not create Frank"
+chage -d 2020-01-01 Frank
+km_uid[Frank]=$(uid_of Frank)
+[[ ${km_uid[Frank]} == "$(keymaker get_uid Frank)" ]] || fail "Frank has no account with keymaker's UID"
+
 # ---------------------------------------------------------------------------
 # docs/keymaker-migration.md, "Step by step". The binary is already at $KEYWARD.
 
@@ -134,6 +146,9 @@ said 'add to keyward.toml: adopt_groups = ["web"]'
 said "skipped: carol: keymaker account of IAM user carol (uid ${km_uid[carol]}), who is not in allowed_groups (ops)"
 said "skipped: bob: local account exists and keyward did not create it: not touched; its UID ${km_uid[bob]} is not keymaker's UID for IAM user bob's UserId"
 said "deleted and re-created?"
+said "error: Frank: account Frank (uid ${km_uid[Frank]}) has the name and keymaker's UID of IAM user Frank ("
+said "IAM user Frank was created on $(date -u +%Y)-"
+said "after the account (2020-01-01, /etc/shadow's last change)"
 grep -q "already held" "$E2E_WORK/out" && fail "the dry run still says 'already held'"
 grep -q "create user" "$E2E_WORK/out" && fail "the dry run would create accounts"
 rc=0
@@ -153,12 +168,18 @@ step "guide 4: adopt the group keymaker reused (the line the message gives)"
 echo 'adopt_groups = ["web"]' >>/etc/keyward/keyward.toml
 kw config || fail "keyward config refused adopt_groups"
 
-step "guide 5: rename the accounts keymaker named unlike keyward"
+step "guide 5: rename the accounts keymaker named unlike keyward (Frank's is refused)"
 before=$(snapshot /home/Erin /etc/passwd /etc/group)
-kw rename-keymaker --dry-run || fail "rename-keymaker --dry-run failed"
+rc=0
+kw rename-keymaker --dry-run || rc=$?
+((rc == 1)) || fail "rename-keymaker --dry-run exited $rc, expected 1 (Frank is refused)"
 said "rename user   Erin to _erin (uid ${km_uid[Erin]}, made by keymaker for IAM user Erin; home and files kept), and its group"
 said "rename user   dave@example.com to dave_0example.com"
+said "refused: Frank: account Frank (uid ${km_uid[Frank]}) has the name and keymaker's UID of IAM user Frank ("
+grep -q "rename user   Frank" "$E2E_WORK/out" && fail "rename-keymaker would rename Frank"
 same_snapshot "rename-keymaker --dry-run changed something" "$before" "$(snapshot /home/Erin /etc/passwd /etc/group)"
+# The admin finds that account Frank was not made for today's IAM user Frank, and removes it.
+userdel -r Frank 2>/dev/null || fail "userdel Frank failed"
 kw rename-keymaker || fail "rename-keymaker failed"
 [[ $(uid_of _erin) == "${km_uid[Erin]}" && $(home_of _erin) == /home/Erin ]] || fail "_erin: $(getent passwd _erin)"
 [[ $(uid_of dave_0example.com) == "${km_uid[dave@example.com]}" ]] || fail "dave_0example.com: $(getent passwd dave_0example.com)"
