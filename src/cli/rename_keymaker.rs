@@ -17,7 +17,8 @@ use crate::sync::{read, rename};
 
 #[derive(Debug, clap::Args)]
 pub struct RenameKeymaker {
-    /// Print the renames and change nothing (needs no root)
+    /// Print the renames and change nothing (run it as root: the evidence that an account is
+    /// keymaker's is in /etc/shadow)
     #[arg(long)]
     dry_run: bool,
 }

@@ -21,7 +21,8 @@ use crate::sync::read;
 
 #[derive(Debug, clap::Args)]
 pub struct Sync {
-    /// Print the plan and change nothing (needs no root)
+    /// Print the plan and change nothing (runs without root, but keymaker adoption reads
+    /// /etc/shadow: without root those accounts are refused with "run as root")
     #[arg(long)]
     dry_run: bool,
     /// Print the plan and the outcome as JSON on stdout
