@@ -2,12 +2,21 @@
 # The demo's story, run by scripts/demo inside a throwaway namespace (tests/e2e/ns): a host
 # with the real OpenSSH server on 127.0.0.1, a local IAM emulator, and keyward wired in by
 # `keyward install`. Never run it on a host directly (tests/e2e/lib.sh refuses).
+# kw_quote only; sourced first, so that tests/e2e/lib.sh's helpers (iam, ...) win.
+# shellcheck source=scripts/lib.sh
+. "$E2E_REPO/scripts/lib.sh"
 # shellcheck source=tests/e2e/lib.sh
 . "$E2E_LIB"
 
+# show CMD ARGS...: echo the command, quoted so that it can be pasted, then run it.
 show() {
-    printf '   $ %s\n' "$*" >&2
+    printf '   $ %s\n' "$(kw_quote "$@")" >&2
     "$@" 2>&1 | sed 's/^/   | /' >&2
+}
+# show_sh 'PIPELINE': echo a shell pipeline as written, then run it with bash.
+show_sh() {
+    printf '   $ %s\n' "$1" >&2
+    bash -c "$1" 2>&1 | sed 's/^/   | /' >&2
 }
 
 step "IAM (an admin, once): user alice in group ops"
@@ -25,7 +34,7 @@ step "the host: a config, then keyward install"
 write_config 'allowed_groups = ["ops"]'
 show cat /etc/keyward/keyward.toml
 host_cmd install --scheduler cron || fail "keyward install failed"
-show sh -c "sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser|kbdinteractiveauthentication) '"
+show_sh "sshd -T | grep -E '^(authorizedkeyscommand|authorizedkeyscommanduser|kbdinteractiveauthentication) '"
 show grep -A1 'BEGIN keyward' /etc/pam.d/sshd
 
 step "alice's first connection: no account yet, so it is created and she is asked to connect again"
@@ -33,7 +42,10 @@ getent passwd alice >/dev/null && fail "alice already has an account"
 askpass=$E2E_WORK/askpass-empty
 printf '#!/bin/sh\nprintf "%%s\\n" "$1" >&2\necho\n' >"$askpass"
 chmod 0755 "$askpass"
-printf '   $ ssh -i %s alice@127.0.0.1\n' "$key" >&2
+note 'expected below: ssh asks "Password:" (keyward'"'"'s PAM hook runs in that keyboard-interactive round;'
+note 'the demo answers with nothing) and ends with "Permission denied": this first attempt only'
+note 'creates the account, and alice'"'"'s next connection gets in with her key.'
+printf '   $ %s\n' "$(kw_quote ssh -i "$key" alice@127.0.0.1)" >&2
 SSH_ASKPASS=$askpass SSH_ASKPASS_REQUIRE=force DISPLAY='' timeout 20 setsid -w \
     ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
     -o IdentityAgent=none -o IdentitiesOnly=yes -o NumberOfPasswordPrompts=1 \
@@ -43,7 +55,9 @@ getent passwd alice >/dev/null || fail "no account was created for alice"
 show getent passwd alice
 
 step "alice connects again: in, with her IAM key"
-show ssh_key alice "$key" 'echo "logged in as $(id -un) (uid $(id -u)) on $(hostname)"'
+login='echo "logged in as $(id -un) (uid $(id -u)) on $(hostname)"'
+printf '   $ %s\n' "$(kw_quote ssh -i "$key" alice@127.0.0.1 "$login")" >&2
+ssh_key alice "$key" "$login" 2>&1 | sed 's/^/   | /' >&2
 
 step "her key disabled in IAM: refused at once"
 key_id=$(iam py 'print(iam.list_ssh_public_keys(UserName="alice")["SSHPublicKeys"][0]["SSHPublicKeyId"])')

@@ -102,9 +102,11 @@ venv_ensure() {
             kw_log "creating venv $dir"
             "$KEYWARD_PYTHON" -m venv "$dir" >&2 || kw_die "python3 -m venv $dir failed"
         fi
-        kw_log "installing into $dir: $*"
+        kw_log "pip install into $dir: $* (with their dependencies)"
         rm -f -- "$marker"
-        PIP_DISABLE_PIP_VERSION_CHECK=1 "$dir/bin/python" -m pip install -q "$@" </dev/null >&2 \
+        # What pip fetches and installs, one line each, and its errors; not its progress bars.
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$dir/bin/python" -m pip install --progress-bar off "$@" </dev/null 2>&1 \
+            | sed -nE 's/^(Collecting |Installing collected|Successfully installed|ERROR|WARNING)/    &/p' >&2 \
             || kw_die "pip install into $dir failed: $*"
         printf '%s\n' "$want" >"$marker"
     ) || exit $?
@@ -279,11 +281,63 @@ ensure_host_packages() {
     fi
 }
 
-# ensure_cargo_deb: cargo-deb (scripts/package builds the .deb with it), pinned and --locked,
-# installed into ~/.cargo/bin when missing: ~4 minutes once on 2 cores, then nothing.
+# ---------------------------------------------------------------------------
+# Packaging tools (scripts/package). Pinned: a newer release can package differently, and the
+# portable build is sensitive to the zig version (aws-lc-sys, the TLS crypto, is built by zig cc).
+
 KEYWARD_CARGO_DEB_VERSION=3.8.0
-ensure_cargo_deb() {
-    cargo deb --version >/dev/null 2>&1 && return 0
-    kw_log "installing cargo-deb $KEYWARD_CARGO_DEB_VERSION (once; ~4 min on 2 cores)"
-    cargo install cargo-deb --locked --version "$KEYWARD_CARGO_DEB_VERSION"
+KEYWARD_CARGO_GENERATE_RPM_VERSION=0.21.1
+KEYWARD_CARGO_ZIGBUILD_VERSION=0.24.1
+# Verified with aws-lc-sys 0.47 (Cargo.lock). zig 0.16.0's `zig ar` cannot create archives,
+# which breaks every crate built by cc-rs; check a new version with scripts/package before
+# raising this.
+KEYWARD_ZIG_VERSION=0.15.2
+# The venv holding the `ziglang` PyPI package (zig itself, ~50 MB); under target/ like the
+# build it serves.
+KEYWARD_ZIG_VENV="$REPO/target/tools/zig-venv"
+
+# ensure_cargo_tool CRATE VERSION: CRATE at exactly VERSION, `cargo install --locked` into
+# ~/.cargo/bin when it is missing or another version: minutes once on 2 cores (compiled from
+# crates.io), then only `cargo install --list`. ~/.cargo/bin rather than target/: CI runs in a
+# fresh clone, whose target/ is empty, on a machine that keeps ~/.cargo.
+ensure_cargo_tool() {
+    local crate=$1 version=$2
+    cargo install --list 2>/dev/null | grep -qxF "$crate v$version:" && return 0
+    kw_log "installing $crate $version with cargo install (once; minutes on 2 cores)"
+    cargo install --locked --force "$crate" --version "$version" >&2 \
+        || kw_die "cargo install $crate $version failed"
+}
+
+# ensure_cargo_deb: cargo-deb (the .deb).
+ensure_cargo_deb() { ensure_cargo_tool cargo-deb "$KEYWARD_CARGO_DEB_VERSION"; }
+
+# ensure_packaging_tools: cargo-deb, cargo-generate-rpm (the .rpm), cargo-zigbuild (links against
+# an old glibc) and zig from PyPI's `ziglang` in $KEYWARD_ZIG_VENV. Exports
+# CARGO_ZIGBUILD_PYTHON_PATH, so cargo-zigbuild runs exactly that zig (`python -m ziglang`).
+ensure_packaging_tools() {
+    ensure_cargo_deb
+    ensure_cargo_tool cargo-generate-rpm "$KEYWARD_CARGO_GENERATE_RPM_VERSION"
+    ensure_cargo_tool cargo-zigbuild "$KEYWARD_CARGO_ZIGBUILD_VERSION"
+    venv_ensure "$KEYWARD_ZIG_VENV" "ziglang==$KEYWARD_ZIG_VERSION"
+    local have
+    have=$("$KEYWARD_ZIG_VENV/bin/python" -m ziglang version) || kw_die "zig from $KEYWARD_ZIG_VENV does not run"
+    [[ $have == "$KEYWARD_ZIG_VERSION" ]] || kw_die "zig in $KEYWARD_ZIG_VENV is $have, not the pinned $KEYWARD_ZIG_VERSION"
+    export CARGO_ZIGBUILD_PYTHON_PATH="$KEYWARD_ZIG_VENV/bin/python"
+}
+
+# glibc_needed BINARY: the newest GLIBC_ symbol version BINARY needs (from `objdump -T`, e.g.
+# 2.17), or nothing when it names none.
+glibc_needed() {
+    { objdump -T -- "$1" || true; } | { grep -o 'GLIBC_[0-9][0-9.]*' || true; } \
+        | sed 's/^GLIBC_//' | sort -uV | tail -n 1
+}
+
+# kw_quote WORD...: the words as one line a shell reads back as the same words (for echoing
+# commands a reader may paste): plain words as they are, the others in single quotes.
+kw_quote() {
+    local w out=()
+    for w in "$@"; do
+        if [[ $w =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then out+=("$w"); else out+=("${w@Q}"); fi
+    done
+    printf '%s\n' "${out[*]}"
 }
