@@ -352,3 +352,48 @@ fn help_lists_exit_codes_and_hides_keymaker_aliases() {
         "{help}"
     );
 }
+
+#[test]
+fn a_key_keyward_refuses_is_still_listed_by_fingerprint_and_can_be_deleted_by_it() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    iam.user("alice");
+    let tmp = tempfile::tempdir().unwrap();
+    // A 1024-bit RSA key uploaded before keyward refused them (IAM itself accepts it).
+    let private = tmp.path().join("old");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-C", "old", "-f"])
+        .arg(&private)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let old = KeyPair {
+        public: private.with_extension("pub"),
+        private,
+    };
+    let id = iam.key("alice", &old.line(), true);
+    let fp = old.fingerprint();
+
+    let table = keyward(&moto, tmp.path(), &["list-keys", "--user", "alice"]).ok();
+    let row = table.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        row.contains(&fp),
+        "the refused key's row shows its fingerprint: {row}"
+    );
+    assert!(row.contains("unusable"), "{row}");
+    let json = keyward(
+        &moto,
+        tmp.path(),
+        &["list-keys", "--user", "alice", "--json"],
+    )
+    .ok();
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows[0]["fingerprint"], fp.as_str());
+
+    // "-" names no key, even one whose fingerprint is unknown.
+    let dash = keyward(&moto, tmp.path(), &["delete-key", "-", "--user", "alice"]);
+    assert_eq!(dash.code, 1, "{}", dash.stderr);
+    assert_eq!(iam.keys("alice").len(), 1);
+    keyward(&moto, tmp.path(), &["delete-key", &fp, "--user", "alice"]).ok();
+    assert!(iam.keys("alice").is_empty());
+}

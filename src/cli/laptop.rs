@@ -115,6 +115,8 @@ fn parse_public_key_file(path: &Path) -> anyhow::Result<PublicKey> {
 pub struct KeyInfo {
     pub meta: KeyMeta,
     pub key: Result<PublicKey, BodyError>,
+    /// The body's fingerprint even when keyward refuses the key (see `fingerprint`).
+    pub line_fingerprint: Option<String>,
 }
 
 /// Why a key's body is not at hand.
@@ -138,10 +140,23 @@ impl KeyInfo {
         }
     }
 
+    /// As `ssh-keygen -lf` prints it, also for a key keyward refuses (so it can be named for
+    /// `rotate-key --old` or `delete-key`); `-` when the body was not read.
     pub fn fingerprint(&self) -> String {
-        self.key
-            .as_ref()
-            .map_or_else(|_| "-".into(), |k| k.fingerprint())
+        self.known_fingerprint().unwrap_or_else(|| "-".into())
+    }
+
+    pub fn known_fingerprint(&self) -> Option<String> {
+        match &self.key {
+            Ok(k) => Some(k.fingerprint()),
+            Err(_) => self.line_fingerprint.clone(),
+        }
+    }
+
+    /// Whether `spec` names this key: its IAM key id, or its `SHA256:` fingerprint.
+    pub fn is_named(&self, spec: &str) -> bool {
+        self.meta.id == spec
+            || (spec.starts_with("SHA256:") && self.known_fingerprint().as_deref() == Some(spec))
     }
 }
 
@@ -155,6 +170,10 @@ pub async fn keys_with_bodies(iam: &AwsIam, user: &str) -> anyhow::Result<Vec<Ke
         .zip(bodies)
         .map(|(meta, body)| KeyInfo {
             meta,
+            line_fingerprint: body
+                .as_ref()
+                .ok()
+                .and_then(|b| PublicKey::fingerprint_of_line(b)),
             key: body
                 .map_err(BodyError::from)
                 .and_then(|b| Ok(PublicKey::parse(&b)?)),
@@ -173,12 +192,11 @@ pub async fn find_key(iam: &AwsIam, user: &str, spec: &str) -> anyhow::Result<Ke
             .map(|meta| KeyInfo {
                 meta,
                 key: Err(BodyError::NotFetched),
+                line_fingerprint: None,
             })
             .collect()
     };
-    keys.into_iter()
-        .find(|k| k.meta.id == spec || k.key.as_ref().is_ok_and(|p| p.fingerprint() == spec))
-        .ok_or_else(|| {
-            anyhow!("IAM user {user} has no key {spec}: see `keyward list-keys --user {user}`")
-        })
+    keys.into_iter().find(|k| k.is_named(spec)).ok_or_else(|| {
+        anyhow!("IAM user {user} has no key {spec}: see `keyward list-keys --user {user}`")
+    })
 }

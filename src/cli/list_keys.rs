@@ -27,7 +27,7 @@ impl ListKeys {
                         "id": k.meta.id,
                         "status": k.status(),
                         "uploaded": k.meta.uploaded,
-                        "fingerprint": key.map(|p| p.fingerprint()),
+                        "fingerprint": k.known_fingerprint(),
                         "type": key.map(|p| p.key_type().name()),
                         "bits": key.map(|p| p.bits()),
                         "comment": key.map(|p| p.comment()),

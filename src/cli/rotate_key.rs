@@ -34,12 +34,9 @@ impl RotateKey {
         let present = keys.iter().find(|k| is_new(k));
 
         let old = match &self.old {
-            Some(spec) => keys
-                .iter()
-                .find(|k| k.meta.id == *spec || k.fingerprint() == *spec)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("IAM user {user} has no key {spec}: see `keyward list-keys`")
-                })?,
+            Some(spec) => keys.iter().find(|k| k.is_named(spec)).ok_or_else(|| {
+                anyhow::anyhow!("IAM user {user} has no key {spec}: see `keyward list-keys`")
+            })?,
             None => {
                 let others: Vec<&laptop::KeyInfo> = keys
                     .iter()

@@ -309,6 +309,24 @@ impl PublicKey {
         }
     }
 
+    /// The `SHA256:` fingerprint of a key line keyward may refuse (an RSA key under 2048 bits,
+    /// a type it does not serve), as `ssh-keygen -lf` prints it, so that a person can still
+    /// name that key (`rotate-key --old`, `delete-key`). Only the base64 field is decoded, nothing
+    /// in it is trusted or served; `None` when there is no such field.
+    pub fn fingerprint_of_line(text: &str) -> Option<String> {
+        use sha2::Digest as _;
+        let encoded = text.split_ascii_whitespace().nth(1)?;
+        if encoded.len() > MAX_BASE64_LEN {
+            return None;
+        }
+        let blob = STANDARD.decode(encoded).ok()?;
+        let digest = sha2::Sha256::digest(&blob);
+        Some(format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+        ))
+    }
+
     /// `SHA256:` fingerprint, identical to `ssh-keygen -lf`.
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
@@ -1312,6 +1330,33 @@ pub(super) mod tests {
             PublicKey::parse(&text),
             Err(KeyError::WeakKey { bits: 1024 })
         );
+    }
+
+    #[test]
+    fn a_refused_key_still_has_the_fingerprint_ssh_keygen_gives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-C", "old", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        assert!(PublicKey::parse(&line).is_err(), "1024-bit RSA is refused");
+        let keygen = Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(path.with_extension("pub"))
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(keygen.stdout).unwrap();
+        let expected = printed.split_whitespace().nth(1).unwrap();
+        assert_eq!(
+            PublicKey::fingerprint_of_line(&line).as_deref(),
+            Some(expected)
+        );
+        assert_eq!(PublicKey::fingerprint_of_line("ssh-rsa"), None);
+        assert_eq!(PublicKey::fingerprint_of_line("ssh-rsa !!!"), None);
     }
 
     #[test]
