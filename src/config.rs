@@ -24,6 +24,27 @@ pub const ENV_VAR: &str = "KEYWARD_CONFIG";
 /// service group that may read the AWS credentials file.
 pub const BUILTIN_RESERVED: &[&str] = &["root", "keyward"];
 
+/// Group names that sudoers files, polkit or distributions give privileges to (Ubuntu's
+/// `%admin` and `%sudo`, RHEL's `%wheel`, `docker`, `lxd`, `disk`, `shadow`, ...). Where such a
+/// group does not exist, keyward never creates it: not from an IAM group (`keyward_admin`) and
+/// not as a new account's private group (so no account gets one of these names). An existing
+/// one is a system group, managed only when `adopt_groups` names it.
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "admin",
+    "adm",
+    "disk",
+    "docker",
+    "kvm",
+    "libvirt",
+    "lxd",
+    "shadow",
+    "staff",
+    "sudo",
+    "sys",
+    "systemd-journal",
+    "wheel",
+];
+
 /// The longest `max_stale`. While IAM is unreachable a revoked key keeps working for up to
 /// `max_stale`; a week rides out any IAM or network incident seen so far (hours) and a long
 /// weekend of a cut-off site, and a host cut off for longer must stop honouring keys that may
@@ -295,15 +316,18 @@ impl Config {
             || groups.is_some_and(|gs| gs.iter().any(|g| self.allowed_groups.contains(g)))
     }
 
+    /// Account names keyward never maps: root, keyward, `reserved_users`, and the privileged
+    /// group names (an account's private group carries its name).
     pub fn is_reserved(&self, linux_name: &str) -> bool {
-        BUILTIN_RESERVED.contains(&linux_name)
-            || self.reserved_users.iter().any(|r| r == linux_name)
+        self.is_reserved_group(linux_name) || PRIVILEGED_GROUPS.contains(&linux_name)
     }
 
-    /// Group names keyward never creates, fills or adopts: the reserved user names (a user's
-    /// private group carries its name; `keyward` is keyward's own service group).
+    /// Group names keyward never creates, fills or adopts: root, keyward (its own service
+    /// group) and `reserved_users` (a user's private group carries its name). The privileged
+    /// names ([`PRIVILEGED_GROUPS`]) are never created but may be adopted.
     pub fn is_reserved_group(&self, linux_name: &str) -> bool {
-        self.is_reserved(linux_name)
+        BUILTIN_RESERVED.contains(&linux_name)
+            || self.reserved_users.iter().any(|r| r == linux_name)
     }
 
     pub fn to_toml(&self) -> String {

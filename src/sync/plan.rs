@@ -7,8 +7,10 @@
 //!   keymaker's UID for its UserId, and an IAM CreateDate no later than the account's day in
 //!   /etc/shadow (`keymaker_evidence`; a 15-bit UID can be ground by re-creating IAM users);
 //! - a prefixed IAM group never becomes, fills or empties a group named like a reserved user
-//!   (root, keyward, reserved_users) or a system group (GID up to login.defs' SYS_GID_MAX);
-//!   only `adopt_groups` may name a system group, on purpose;
+//!   (root, keyward, reserved_users) or a system group (GID up to login.defs' SYS_GID_MAX),
+//!   and never creates a group with a privileged name (`config::PRIVILEGED_GROUPS`: admin,
+//!   sudo, wheel, docker, ...) where none exists; only `adopt_groups` may name a system or
+//!   privileged group, on purpose;
 //! - only keyward's own accounts are added to or removed from groups, adopted groups included;
 //! - a UID or GID held by someone else, or hashed from two IAM ids, is never shared: the
 //!   newcomer (or, between two newcomers, the larger IAM id, so every host agrees) is skipped;
@@ -398,7 +400,7 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
             Ok(linux) if config.is_reserved(&linux) => p.skip(
                 &linux,
                 false,
-                format!("reserved name (IAM user {})", u.name),
+                format!("reserved name (IAM user {}): root, keyward, reserved_users and the privileged group names (admin, sudo, wheel, docker, ...) are never accounts", u.name),
             ),
             Ok(linux) => match keymakers {
                 Some(lu) if lu.name != linux && !local.users.contains_key(&linux) => {
@@ -702,7 +704,9 @@ pub fn plan(config: &Config, iam: &IamSnapshot, local: &LocalState, now: u64) ->
                 unadopted.push((linux, g.name.clone(), whose));
             }
             (None, _) => {
-                if local.system_gids.contains(gid) {
+                if crate::config::PRIVILEGED_GROUPS.contains(&linux.as_str()) {
+                    p.skip(&linux, true, format!("IAM group {} maps to {linux}, a group name sudoers files and distributions give privileges to: never created (to manage it, create it yourself and list it in adopt_groups)", g.name));
+                } else if local.system_gids.contains(gid) {
                     p.skip(&linux, true, format!("GID {gid} of IAM group {} is a system GID (SYS_GID_MAX {}): not created; move uid_range above it", g.name, local.system_gids.max));
                 } else if let Some(holder) = gid_holder.get(&gid) {
                     p.skip(&linux, true, format!("GID {gid} of IAM group {} is held by local group {holder}: not created", g.name));
@@ -1501,6 +1505,46 @@ mod m2_tests {
             .unwrap_or_else(|| panic!("{subject} not skipped: {p:#?}"));
         assert!(s.error, "{s:?}");
         s.reason.clone()
+    }
+
+    #[test]
+    fn m2_a_missing_privileged_group_is_never_created_and_no_account_is_named_after_one() {
+        // Ubuntu's sudoers grants %admin and %sudo, RHEL's %wheel: a host without such a group
+        // must not get one from IAM (keyward_admin -> admin) or from a user's private group.
+        let local = LocalState::default();
+        let mut snap = iam(&["keyward_admin", "keyward_wheel", "keyward_dev"]);
+        let admin = IamUser {
+            name: "admin".into(),
+            id: "AIDAADMIN".into(),
+            created_at: Some(1),
+        };
+        snap.allowed.insert(admin.id.clone(), admin);
+        let p = plan(&config(), &snap, &local, 1);
+        assert!(
+            !touched(&p).iter().any(|g| g == "admin" || g == "wheel"),
+            "{:#?}",
+            p.actions
+        );
+        assert!(
+            skipped_with_error(&p, "wheel").contains("privileges"),
+            "{p:#?}"
+        );
+        assert!(
+            !p.actions.iter().any(
+                |a| matches!(a, Action::CreateUser { account, .. } if account.linux_name == "admin")
+            ),
+            "{:#?}",
+            p.actions
+        );
+        // An existing one may still be adopted on purpose.
+        let mut local = LocalState::default();
+        group(&mut local, "wheel", 10, &[]);
+        let adopting = Config {
+            adopt_groups: vec!["wheel".into()],
+            ..config()
+        };
+        let p = plan(&adopting, &iam(&["keyward_wheel"]), &local, 1);
+        assert!(touched(&p).contains(&"wheel".to_string()), "{:#?}", p);
     }
 
     #[test]
