@@ -20,7 +20,16 @@
 . "$E2E_LIB"
 
 [[ ${E2E_OVERLAY_USR:-} == 1 ]] || fail "run with E2E_OVERLAY_USR=1: keymaker install writes /usr/sbin"
-KM=${E2E_KEYMAKER_VENV:?set E2E_KEYMAKER_VENV (scripts/lib.sh keymaker_venv)}/bin
+KMV=${E2E_KEYMAKER_VENV:?set E2E_KEYMAKER_VENV (scripts/lib.sh keymaker_venv)}
+# The venv's scripts name its python by the host path, which may not exist in here (a checkout
+# under /tmp or /home: empty tmpfs in this namespace). The repository is at $E2E_REPO; put the
+# venv back at its host path, in this namespace only.
+if [[ ! -e $KMV/bin/python ]]; then
+    [[ $KMV == */target/e2e-keymaker-venv ]] || fail "E2E_KEYMAKER_VENV=$KMV is not the repository's target/e2e-keymaker-venv"
+    mkdir -p -- "$KMV"
+    mount -n --bind -o ro "$E2E_REPO/target/e2e-keymaker-venv" "$KMV" || fail "cannot bind the keymaker venv at $KMV"
+fi
+KM=$KMV/bin
 [[ -x $KM/keymaker ]] || fail "no keymaker in $KM: run scripts/lib.sh's keymaker_venv"
 
 uid_of() { getent passwd "$1" | cut -d: -f3; }
