@@ -316,17 +316,7 @@ pub async fn init<K: Kms>(
                     "another `ca init` took {alias} first; the unused key could not be scheduled for deletion: {err}"
                 );
             }
-            let info = kms
-                .describe(alias)
-                .await?
-                .ok_or_else(|| CaError::NoSuchCa {
-                    alias: alias.to_owned(),
-                })?;
-            let curve = judge(alias, &info, wanted)?;
-            Ok((
-                Ca::load(kms, alias, info.key_id, curve).await?,
-                Origin::Adopted,
-            ))
+            Ok((adopt(kms, alias, wanted).await?, Origin::Adopted))
         }
         Err(err) => Err(err.into()),
     }
@@ -335,13 +325,18 @@ pub async fn init<K: Kms>(
 /// The CA an alias names, checked as [`init`] checks an adopted key.
 pub async fn open<K: Kms>(kms: K, alias: &str) -> Result<Ca<K>, CaError> {
     check_alias(alias)?;
+    adopt(kms, alias, None).await
+}
+
+/// The existing key `alias` names, if it can be a CA (on `wanted`, when given).
+async fn adopt<K: Kms>(kms: K, alias: &str, wanted: Option<Curve>) -> Result<Ca<K>, CaError> {
     let info = kms
         .describe(alias)
         .await?
         .ok_or_else(|| CaError::NoSuchCa {
             alias: alias.to_owned(),
         })?;
-    let curve = judge(alias, &info, None)?;
+    let curve = judge(alias, &info, wanted)?;
     Ca::load(kms, alias, info.key_id, curve).await
 }
 

@@ -704,6 +704,30 @@ pub(crate) fn is_credentials_failure(text: &str) -> bool {
 mod tests {
     use super::printable;
 
+    /// IAM and KMS clients are built from `sdk_config`: with `role_arn`, both sign with the
+    /// assumed role's credentials, not the chain's.
+    #[test]
+    fn sdk_config_signs_with_the_role_when_one_is_set() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let provider = |role_arn: Option<&str>| {
+            let options = super::ClientOptions {
+                timeout: None,
+                role_arn: role_arn.map(str::to_owned),
+                aws_config_file: Some("/dev/null".into()),
+            };
+            format!(
+                "{:?}",
+                rt.block_on(super::sdk_config(&options))
+                    .credentials_provider()
+            )
+        };
+        assert!(provider(Some("arn:aws:iam::111122223333:role/r")).contains("AssumeRoleProvider"));
+        assert!(!provider(None).contains("AssumeRoleProvider"));
+    }
+
     #[test]
     fn m1_endpoint_error_text_cannot_start_a_log_line() {
         let forged = "Rate exceeded\n INFO key served message_id=\"x\" iam_user=\"alice\"";
