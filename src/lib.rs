@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;

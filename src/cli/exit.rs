@@ -7,6 +7,7 @@
 
 use std::process::ExitCode;
 
+use crate::ca::{CaError, KmsError};
 use crate::iam::IamError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,12 +60,13 @@ impl Exit {
                  incompletely (a 200 missing an element IAM always sends, or cut short: treated \
                  as no answer), and no usable cache; `authorized-keys` exits 0 whenever it \
                  printed keys (sshd ignores the output of a command that fails), e.g. a chained \
-                 command's during an outage"
+                 command's during an outage; for `ca`: likewise, of KMS"
             }
             Exit::IamCredentials => {
                 "AWS credentials missing or rejected, or IAM access denied (the message names \
                  the action), in every command; `authorized-keys` too, when no cached key set \
-                 could stand in (with one, it serves it and exits 0, logging why)"
+                 could stand in (with one, it serves it and exits 0, logging why); for `ca`: \
+                 KMS access denied, by IAM or the key policy"
             }
         }
     }
@@ -82,11 +84,31 @@ impl Exit {
         }
     }
 
-    /// The code of an error that ended a command: an IAM failure anywhere in its chain decides.
+    /// The code a KMS failure gets (`ca`): the same as the IAM failure it resembles.
+    pub fn of_kms(err: &KmsError) -> Exit {
+        match err {
+            KmsError::Unreachable(_) => Exit::IamUnreachable,
+            KmsError::NoCredentials(_) | KmsError::AccessDenied { .. } => Exit::IamCredentials,
+            KmsError::NoRegion
+            | KmsError::NotFound(_)
+            | KmsError::AlreadyExists(_)
+            | KmsError::Other(_) => Exit::Failure,
+        }
+    }
+
+    /// The code of an error that ended a command: an IAM (or KMS) failure anywhere in its
+    /// chain decides.
     pub fn of_error(err: &anyhow::Error) -> Exit {
         err.chain()
-            .find_map(|e| e.downcast_ref::<IamError>())
-            .map_or(Exit::Failure, Exit::of_iam)
+            .find_map(|e| {
+                e.downcast_ref::<IamError>().map(Exit::of_iam).or_else(|| {
+                    match e.downcast_ref::<CaError>() {
+                        Some(CaError::Kms(kms)) => Some(Exit::of_kms(kms)),
+                        _ => e.downcast_ref::<KmsError>().map(Exit::of_kms),
+                    }
+                })
+            })
+            .unwrap_or(Exit::Failure)
     }
 
     /// The table as `--help` prints it (after_help).

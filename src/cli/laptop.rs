@@ -17,12 +17,17 @@ use crate::keys::{KeyError, PublicKey};
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn client() -> AwsIam {
-    AwsIam::new(&ClientOptions {
+    AwsIam::new(&interactive_options()).await
+}
+
+/// The AWS client options of commands a person runs (the laptop commands, `ca`): the standard
+/// credential chain, with a laptop's patience.
+pub fn interactive_options() -> ClientOptions {
+    ClientOptions {
         timeout: Some(TIMEOUT),
         role_arn: None,
         aws_config_file: None,
-    })
-    .await
+    }
 }
 
 /// `--user` or, by default, the IAM user the credentials belong to.

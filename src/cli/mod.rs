@@ -5,6 +5,7 @@
 
 mod audit;
 mod authorized_keys;
+mod ca;
 mod config_cmd;
 mod delete_key;
 mod doctor;
@@ -86,6 +87,9 @@ pub enum Command {
     Doctor(doctor::Doctor),
     /// Print the least-privilege IAM policy for hosts (--host) or for people (--user)
     Policy(policy::Policy),
+    /// SSH certificate authority whose key stays in KMS (init, public-key; in progress)
+    #[command(subcommand_required = true)]
+    Ca(ca::Ca),
 }
 
 /// Options every command may need.
@@ -133,6 +137,7 @@ impl Cli {
             Command::Config(c) => c.run(&ctx),
             Command::Doctor(c) => c.run(&ctx).await,
             Command::Policy(c) => c.run(&ctx),
+            Command::Ca(c) => c.run(&ctx).await,
         }
     }
 }

@@ -200,6 +200,9 @@ mod tests {
         for f in files {
             all.extend(classified_actions(&std::fs::read_to_string(f).unwrap()));
         }
+        // KMS actions (src/ca) belong to the CA admin's and the issuer's policies (issue 11),
+        // not to these two.
+        all.retain(|action| !action.starts_with("kms:"));
         assert!(all.contains("iam:UploadSSHPublicKey"), "{all:?}");
         for action in &all {
             assert!(

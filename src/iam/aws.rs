@@ -75,15 +75,12 @@ pub struct AwsIam {
 
 impl AwsIam {
     pub async fn new(options: &ClientOptions) -> AwsIam {
-        let shared = shared_config(options).await;
+        let shared = sdk_config(options).await;
         let mut config = aws_sdk_iam::config::Builder::from(&shared);
         if shared.region().is_none() {
             // IAM is a global service: any region reaches it, so a laptop without a configured
             // region still works.
             config = config.region(aws_sdk_iam::config::Region::new("us-east-1"));
-        }
-        if let Some(arn) = &options.role_arn {
-            config = config.credentials_provider(role_provider(arn, &shared).await);
         }
         config = config.interceptor(CompleteAnswers);
         AwsIam {
@@ -358,6 +355,23 @@ async fn shared_config(options: &ClientOptions) -> aws_config::SdkConfig {
         );
     }
     loader.load().await
+}
+
+/// The SDK config every keyward AWS client is built from (IAM here, KMS in `ca`): region,
+/// endpoint, retries and timeouts from [`shared_config`], and with `role_arn` the credentials
+/// of that role, assumed with the chain's.
+pub(crate) async fn sdk_config(options: &ClientOptions) -> aws_config::SdkConfig {
+    let shared = shared_config(options).await;
+    match &options.role_arn {
+        Some(arn) => {
+            let role = role_provider(arn, &shared).await;
+            shared
+                .into_builder()
+                .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(role))
+                .build()
+        }
+        None => shared,
+    }
 }
 
 /// Credentials of `arn`, assumed with the chain's.
@@ -656,7 +670,7 @@ where
 
 /// `text` with control characters escaped and cut after 2,000 characters: error text from the
 /// endpoint is untrusted, but admins need more of it than a name (`logging::untrusted`).
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     crate::logging::capped(text, 2000, |c, out| {
         if c.is_control() {
             out.extend(c.escape_default());
@@ -667,7 +681,7 @@ fn printable(text: &str) -> String {
 }
 
 /// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
-fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {
@@ -681,7 +695,7 @@ fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-fn is_credentials_failure(text: &str) -> bool {
+pub(crate) fn is_credentials_failure(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     lower.contains("credential") || lower.contains("identity")
 }
@@ -689,6 +703,30 @@ fn is_credentials_failure(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::printable;
+
+    /// IAM and KMS clients are built from `sdk_config`: with `role_arn`, both sign with the
+    /// assumed role's credentials, not the chain's.
+    #[test]
+    fn sdk_config_signs_with_the_role_when_one_is_set() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let provider = |role_arn: Option<&str>| {
+            let options = super::ClientOptions {
+                timeout: None,
+                role_arn: role_arn.map(str::to_owned),
+                aws_config_file: Some("/dev/null".into()),
+            };
+            format!(
+                "{:?}",
+                rt.block_on(super::sdk_config(&options))
+                    .credentials_provider()
+            )
+        };
+        assert!(provider(Some("arn:aws:iam::111122223333:role/r")).contains("AssumeRoleProvider"));
+        assert!(!provider(None).contains("AssumeRoleProvider"));
+    }
 
     #[test]
     fn m1_endpoint_error_text_cannot_start_a_log_line() {
