@@ -8,10 +8,9 @@ use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::{Curve, KeyInfo, Kms, KmsError};
-use crate::iam::{cause_chain, is_credentials_failure, printable, ClientOptions};
+use crate::iam::{printable, sdk_failure, ClientOptions, SdkFailure};
 
 /// KMS's shortest waiting period; the key was never used.
 const DELETION_WINDOW_DAYS: i32 = 7;
@@ -148,48 +147,40 @@ fn key_info(operation: &str, metadata: Option<KeyMetadata>) -> Result<KeyInfo, K
     })
 }
 
-/// Turns an SDK error into the variant that decides what the caller does.
+/// Turns an SDK error into the variant that decides what the caller does (the shared part:
+/// `iam::sdk_failure`).
 fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    tracing::debug!(
-        action,
-        "KMS error: {}",
-        printable(&DisplayErrorContext(&err).to_string())
-    );
-    let text = printable(&cause_chain(&err));
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            if is_credentials_failure(&text) {
-                KmsError::NoCredentials(text)
-            } else {
-                KmsError::Unreachable(text)
-            }
+    let (code, message, text, status) = match sdk_failure("KMS", action, &err) {
+        SdkFailure::Unreachable(text) => return KmsError::Unreachable(text),
+        SdkFailure::NoCredentials(text) => return KmsError::NoCredentials(text),
+        SdkFailure::Other(text) => return KmsError::Other(text),
+        SdkFailure::Service {
+            code,
+            message,
+            text,
+            status,
+        } => (code, message, text, status),
+    };
+    match code.as_str() {
+        "NotFoundException" => KmsError::NotFound(message),
+        "AlreadyExistsException" => KmsError::AlreadyExists(message),
+        "AccessDeniedException" => KmsError::AccessDenied { action, message },
+        "ThrottlingException"
+        | "LimitExceededException"
+        | "KMSInternalException"
+        | "DependencyTimeoutException"
+        | "KeyUnavailableException" => KmsError::Unreachable(text),
+        "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "ExpiredTokenException"
+        | "MissingAuthenticationToken" => {
+            KmsError::NoCredentials(format!("KMS rejected the credentials: {message}"))
         }
-        SdkError::ServiceError(service) => {
-            let message = printable(err.message().unwrap_or_default());
-            match err.code().unwrap_or_default() {
-                "NotFoundException" => KmsError::NotFound(message),
-                "AlreadyExistsException" => KmsError::AlreadyExists(message),
-                "AccessDeniedException" => KmsError::AccessDenied { action, message },
-                "ThrottlingException"
-                | "LimitExceededException"
-                | "KMSInternalException"
-                | "DependencyTimeoutException"
-                | "KeyUnavailableException" => KmsError::Unreachable(text),
-                "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "IncompleteSignature"
-                | "ExpiredTokenException"
-                | "MissingAuthenticationToken" => {
-                    KmsError::NoCredentials(format!("KMS rejected the credentials: {message}"))
-                }
-                _ if service.raw().status().is_server_error() => KmsError::Unreachable(text),
-                _ => KmsError::Other(text),
-            }
-        }
-        _ if is_credentials_failure(&text) => KmsError::NoCredentials(text),
+        _ if status >= 500 => KmsError::Unreachable(text),
         _ => KmsError::Other(text),
     }
 }

@@ -604,66 +604,105 @@ fn whole_seconds(t: &aws_smithy_types::DateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// Turns an SDK error into the variant that decides what the caller does.
-fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
+/// What an SDK error means, the part every AWS service keyward calls shares (IAM here, KMS in
+/// `ca::kms`): a transport failure is an outage unless it is about credentials; a service error
+/// goes back to the service's own mapping with its code, message and HTTP status. Error text
+/// comes from the endpoint: it reaches log lines and the terminal only with its control
+/// characters (a newline could forge a log line) escaped, and bounded.
+pub(crate) enum SdkFailure {
+    Unreachable(String),
+    NoCredentials(String),
+    Service {
+        code: String,
+        message: String,
+        /// The whole cause chain, printable.
+        text: String,
+        status: u16,
+    },
+    Other(String),
+}
+
+pub(crate) fn sdk_failure<E>(
+    service: &str,
+    action: &str,
+    err: &SdkError<E, HttpResponse>,
+) -> SdkFailure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     tracing::debug!(
         action,
-        "IAM error: {}",
-        printable(&DisplayErrorContext(&err).to_string())
+        "{service} error: {}",
+        printable(&DisplayErrorContext(err).to_string())
     );
+    let text = printable(&cause_chain(err));
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            if is_credentials_failure(&text) {
+                SdkFailure::NoCredentials(text)
+            } else {
+                SdkFailure::Unreachable(text)
+            }
+        }
+        SdkError::ServiceError(service_error) => SdkFailure::Service {
+            code: err.code().unwrap_or_default().to_owned(),
+            message: printable(err.message().unwrap_or_default()),
+            status: service_error.raw().status().as_u16(),
+            text,
+        },
+        _ if is_credentials_failure(&text) => SdkFailure::NoCredentials(text),
+        _ => SdkFailure::Other(text),
+    }
+}
+
+/// Turns an SDK error into the variant that decides what the caller does.
+fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let failure = sdk_failure("IAM", action, &err);
     if let Some(malformed) = malformed_in(&err) {
         return IamError::Unreachable(malformed.to_string());
     }
-    // Error text comes from the endpoint: it reaches log lines and the terminal only with its
-    // control characters (a newline could forge a log line) escaped, and bounded.
-    let text = printable(&cause_chain(&err));
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            if is_credentials_failure(&text) {
-                IamError::NoCredentials(text)
-            } else {
-                IamError::Unreachable(text)
-            }
+    let (code, message, text, status) = match failure {
+        SdkFailure::Unreachable(text) => return IamError::Unreachable(text),
+        SdkFailure::NoCredentials(text) => return IamError::NoCredentials(text),
+        SdkFailure::Other(text) => return IamError::Other(text),
+        SdkFailure::Service {
+            code,
+            message,
+            text,
+            status,
+        } => (code, message, text, status),
+    };
+    match code.as_str() {
+        "NoSuchEntity" => IamError::NotFound(message),
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            IamError::AccessDenied { action, message }
         }
-        SdkError::ServiceError(service) => {
-            let message = printable(err.message().unwrap_or_default());
-            match err.code().unwrap_or_default() {
-                "NoSuchEntity" => IamError::NotFound(message),
-                "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
-                    IamError::AccessDenied { action, message }
-                }
-                "Throttling"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "ServiceFailure"
-                | "ServiceUnavailable"
-                | "InternalFailure" => IamError::Unreachable(text),
-                "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken"
-                | "MissingAuthenticationToken"
-                | "UnrecognizedClientException" => {
-                    IamError::NoCredentials(format!("IAM rejected the credentials: {message}"))
-                }
-                "LimitExceeded" => IamError::LimitExceeded(message),
-                "DuplicateSSHPublicKey" => IamError::Duplicate(message),
-                "InvalidPublicKey" | "UnrecognizedPublicKeyEncoding" => {
-                    IamError::InvalidKey(message)
-                }
-                _ if service.raw().status().is_server_error() => IamError::Unreachable(text),
-                // An error body the SDK could not read (moto's auth errors nest <Errors>):
-                // HTTP 403 from IAM is a refusal all the same.
-                "" if service.raw().status().as_u16() == 403 => IamError::AccessDenied {
-                    action,
-                    message: "HTTP 403".into(),
-                },
-                _ => IamError::Other(text),
-            }
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "ServiceFailure"
+        | "ServiceUnavailable"
+        | "InternalFailure" => IamError::Unreachable(text),
+        "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "MissingAuthenticationToken"
+        | "UnrecognizedClientException" => {
+            IamError::NoCredentials(format!("IAM rejected the credentials: {message}"))
         }
-        _ if is_credentials_failure(&text) => IamError::NoCredentials(text),
+        "LimitExceeded" => IamError::LimitExceeded(message),
+        "DuplicateSSHPublicKey" => IamError::Duplicate(message),
+        "InvalidPublicKey" | "UnrecognizedPublicKeyEncoding" => IamError::InvalidKey(message),
+        _ if status >= 500 => IamError::Unreachable(text),
+        // An error body the SDK could not read (moto's auth errors nest <Errors>): HTTP 403
+        // from IAM is a refusal all the same.
+        "" if status == 403 => IamError::AccessDenied {
+            action,
+            message: "HTTP 403".into(),
+        },
         _ => IamError::Other(text),
     }
 }
