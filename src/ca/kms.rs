@@ -10,7 +10,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 
 use super::{Curve, KeyInfo, Kms, KmsError};
-use crate::iam::{printable, sdk_failure, ClientOptions, SdkFailure};
+use crate::iam::{cause_chain, classify_sdk, printable, ClientOptions, SdkErrorKinds};
 
 /// KMS's shortest waiting period; the key was never used.
 const DELETION_WINDOW_DAYS: i32 = 7;
@@ -148,39 +148,43 @@ fn key_info(operation: &str, metadata: Option<KeyMetadata>) -> Result<KeyInfo, K
 }
 
 /// Turns an SDK error into the variant that decides what the caller does (the shared part:
-/// `iam::sdk_failure`).
+/// `iam::classify_sdk`).
 fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let (code, message, text, status) = match sdk_failure("KMS", action, &err) {
-        SdkFailure::Unreachable(text) => return KmsError::Unreachable(text),
-        SdkFailure::NoCredentials(text) => return KmsError::NoCredentials(text),
-        SdkFailure::Other(text) => return KmsError::Other(text),
-        SdkFailure::Service {
-            code,
-            message,
-            text,
-            status,
-        } => (code, message, text, status),
-    };
-    match code.as_str() {
-        "NotFoundException" => KmsError::NotFound(message),
-        "AlreadyExistsException" => KmsError::AlreadyExists(message),
-        "AccessDeniedException" => KmsError::AccessDenied { action, message },
-        "ThrottlingException"
-        | "LimitExceededException"
-        | "KMSInternalException"
-        | "DependencyTimeoutException"
-        | "KeyUnavailableException" => KmsError::Unreachable(text),
-        "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "IncompleteSignature"
-        | "ExpiredTokenException"
-        | "MissingAuthenticationToken" => {
-            KmsError::NoCredentials(format!("KMS rejected the credentials: {message}"))
-        }
-        _ if status >= 500 => KmsError::Unreachable(text),
-        _ => KmsError::Other(text),
+    let text = || printable(&cause_chain(&err));
+    classify_sdk("KMS", action, &err, |e| {
+        let message = e.message.clone();
+        Some(match e.code.as_str() {
+            "NotFoundException" => KmsError::NotFound(message),
+            "AlreadyExistsException" => KmsError::AlreadyExists(message),
+            "AccessDeniedException" => KmsError::AccessDenied { action, message },
+            "ThrottlingException"
+            | "LimitExceededException"
+            | "KMSInternalException"
+            | "DependencyTimeoutException"
+            | "KeyUnavailableException" => KmsError::Unreachable(text()),
+            "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "IncompleteSignature"
+            | "ExpiredTokenException"
+            | "MissingAuthenticationToken" => {
+                KmsError::NoCredentials(format!("KMS rejected the credentials: {message}"))
+            }
+            _ => return None,
+        })
+    })
+}
+
+impl SdkErrorKinds for KmsError {
+    fn unreachable(text: String) -> Self {
+        KmsError::Unreachable(text)
+    }
+    fn no_credentials(text: String) -> Self {
+        KmsError::NoCredentials(text)
+    }
+    fn other(text: String) -> Self {
+        KmsError::Other(text)
     }
 }

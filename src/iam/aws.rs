@@ -604,30 +604,46 @@ fn whole_seconds(t: &aws_smithy_types::DateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// What an SDK error means, the part every AWS service keyward calls shares (IAM here, KMS in
-/// `ca::kms`): a transport failure is an outage unless it is about credentials; a service error
-/// goes back to the service's own mapping with its code, message and HTTP status. Error text
-/// comes from the endpoint: it reaches log lines and the terminal only with its control
-/// characters (a newline could forge a log line) escaped, and bounded.
-pub(crate) enum SdkFailure {
-    Unreachable(String),
-    NoCredentials(String),
-    Service {
-        code: String,
-        message: String,
-        /// The whole cause chain, printable.
-        text: String,
-        status: u16,
-    },
-    Other(String),
+/// The error kinds every AWS service's error type has, for [`classify_sdk`].
+pub(crate) trait SdkErrorKinds {
+    fn unreachable(text: String) -> Self;
+    fn no_credentials(text: String) -> Self;
+    fn other(text: String) -> Self;
 }
 
-pub(crate) fn sdk_failure<E>(
+impl SdkErrorKinds for IamError {
+    fn unreachable(text: String) -> Self {
+        IamError::Unreachable(text)
+    }
+    fn no_credentials(text: String) -> Self {
+        IamError::NoCredentials(text)
+    }
+    fn other(text: String) -> Self {
+        IamError::Other(text)
+    }
+}
+
+/// A service's error answer, for its own mapping in [`classify_sdk`].
+pub(crate) struct ServiceError {
+    pub code: String,
+    pub message: String,
+    pub status: u16,
+}
+
+/// What an SDK error means, the part every AWS service keyward calls shares (IAM here, KMS in
+/// `ca::kms`): a transport failure is an outage unless it is about credentials; a service
+/// error goes to the service's own `codes` mapping, and one it does not know is an outage when
+/// the status is 5xx, else "other". Error text comes from the endpoint: it reaches log lines
+/// and the terminal only with its control characters (a newline could forge a log line)
+/// escaped, and bounded.
+pub(crate) fn classify_sdk<T, E>(
     service: &str,
     action: &str,
     err: &SdkError<E, HttpResponse>,
-) -> SdkFailure
+    codes: impl FnOnce(&ServiceError) -> Option<T>,
+) -> T
 where
+    T: SdkErrorKinds,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     tracing::debug!(
@@ -639,19 +655,25 @@ where
     match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             if is_credentials_failure(&text) {
-                SdkFailure::NoCredentials(text)
+                T::no_credentials(text)
             } else {
-                SdkFailure::Unreachable(text)
+                T::unreachable(text)
             }
         }
-        SdkError::ServiceError(service_error) => SdkFailure::Service {
-            code: err.code().unwrap_or_default().to_owned(),
-            message: printable(err.message().unwrap_or_default()),
-            status: service_error.raw().status().as_u16(),
-            text,
-        },
-        _ if is_credentials_failure(&text) => SdkFailure::NoCredentials(text),
-        _ => SdkFailure::Other(text),
+        SdkError::ServiceError(raw) => {
+            let answer = ServiceError {
+                code: err.code().unwrap_or_default().to_owned(),
+                message: printable(err.message().unwrap_or_default()),
+                status: raw.raw().status().as_u16(),
+            };
+            match codes(&answer) {
+                Some(t) => t,
+                None if answer.status >= 500 => T::unreachable(text),
+                None => T::other(text),
+            }
+        }
+        _ if is_credentials_failure(&text) => T::no_credentials(text),
+        _ => T::other(text),
     }
 }
 
@@ -660,51 +682,43 @@ fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> IamError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let failure = sdk_failure("IAM", action, &err);
     if let Some(malformed) = malformed_in(&err) {
+        tracing::debug!(action, "IAM answer malformed: {malformed}");
         return IamError::Unreachable(malformed.to_string());
     }
-    let (code, message, text, status) = match failure {
-        SdkFailure::Unreachable(text) => return IamError::Unreachable(text),
-        SdkFailure::NoCredentials(text) => return IamError::NoCredentials(text),
-        SdkFailure::Other(text) => return IamError::Other(text),
-        SdkFailure::Service {
-            code,
-            message,
-            text,
-            status,
-        } => (code, message, text, status),
-    };
-    match code.as_str() {
-        "NoSuchEntity" => IamError::NotFound(message),
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
-            IamError::AccessDenied { action, message }
-        }
-        "Throttling"
-        | "ThrottlingException"
-        | "RequestLimitExceeded"
-        | "ServiceFailure"
-        | "ServiceUnavailable"
-        | "InternalFailure" => IamError::Unreachable(text),
-        "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "ExpiredToken"
-        | "MissingAuthenticationToken"
-        | "UnrecognizedClientException" => {
-            IamError::NoCredentials(format!("IAM rejected the credentials: {message}"))
-        }
-        "LimitExceeded" => IamError::LimitExceeded(message),
-        "DuplicateSSHPublicKey" => IamError::Duplicate(message),
-        "InvalidPublicKey" | "UnrecognizedPublicKeyEncoding" => IamError::InvalidKey(message),
-        _ if status >= 500 => IamError::Unreachable(text),
-        // An error body the SDK could not read (moto's auth errors nest <Errors>): HTTP 403
-        // from IAM is a refusal all the same.
-        "" if status == 403 => IamError::AccessDenied {
-            action,
-            message: "HTTP 403".into(),
-        },
-        _ => IamError::Other(text),
-    }
+    let text = || printable(&cause_chain(&err));
+    classify_sdk("IAM", action, &err, |e| {
+        let message = e.message.clone();
+        Some(match e.code.as_str() {
+            "NoSuchEntity" => IamError::NotFound(message),
+            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+                IamError::AccessDenied { action, message }
+            }
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "ServiceFailure"
+            | "ServiceUnavailable"
+            | "InternalFailure" => IamError::Unreachable(text()),
+            "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "ExpiredToken"
+            | "MissingAuthenticationToken"
+            | "UnrecognizedClientException" => {
+                IamError::NoCredentials(format!("IAM rejected the credentials: {message}"))
+            }
+            "LimitExceeded" => IamError::LimitExceeded(message),
+            "DuplicateSSHPublicKey" => IamError::Duplicate(message),
+            "InvalidPublicKey" | "UnrecognizedPublicKeyEncoding" => IamError::InvalidKey(message),
+            // An error body the SDK could not read (moto's auth errors nest <Errors>): HTTP 403
+            // from IAM is a refusal all the same.
+            "" if e.status == 403 => IamError::AccessDenied {
+                action,
+                message: "HTTP 403".into(),
+            },
+            _ => return None,
+        })
+    })
 }
 
 /// `text` with control characters escaped and cut after 2,000 characters: error text from the
