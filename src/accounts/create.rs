@@ -15,7 +15,7 @@ use super::ids;
 use super::ownership::{RecordError, Records};
 use crate::config::Config;
 use crate::files;
-pub use crate::process::{run, CommandError};
+use crate::process::{run, CommandError};
 
 /// What IAM says about the user.
 #[derive(Debug, Clone, PartialEq, Eq)]

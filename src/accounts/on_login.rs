@@ -313,8 +313,8 @@ mod tests {
         }
     }
 
-    fn useradd_failed() -> create::CommandError {
-        create::CommandError::Spawn {
+    fn useradd_failed() -> crate::process::CommandError {
+        crate::process::CommandError::Spawn {
             program: "/usr/sbin/useradd".into(),
             source: std::io::ErrorKind::NotFound.into(),
         }

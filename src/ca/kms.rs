@@ -10,7 +10,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 
 use super::{Curve, KeyInfo, Kms, KmsError};
-use crate::iam::{cause_chain, classify_sdk, printable, ClientOptions, SdkErrorKinds};
+use crate::iam::{classify_sdk, printable, ClientOptions, SdkErrorKinds};
 
 /// KMS's shortest waiting period; the key was never used.
 const DELETION_WINDOW_DAYS: i32 = 7;
@@ -153,7 +153,6 @@ fn classify<E>(action: &'static str, err: SdkError<E, HttpResponse>) -> KmsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = || printable(&cause_chain(&err));
     classify_sdk("KMS", action, &err, |e| {
         let message = e.message.clone();
         Some(match e.code.as_str() {
@@ -164,7 +163,7 @@ where
             | "LimitExceededException"
             | "KMSInternalException"
             | "DependencyTimeoutException"
-            | "KeyUnavailableException" => KmsError::Unreachable(text()),
+            | "KeyUnavailableException" => KmsError::Unreachable(e.text.clone()),
             "UnrecognizedClientException"
             | "InvalidSignatureException"
             | "IncompleteSignature"

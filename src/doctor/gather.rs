@@ -13,8 +13,9 @@ use super::checks::{self, CacheFacts, CredentialFacts, ScheduleFacts, SshdDump, 
 use super::Check;
 use crate::config::Config;
 use crate::iam::{AwsIam, Directory, IamError};
-use crate::install::system::{find_sshd, run_checked, CommandError, RealSystem, System};
+use crate::install::system::{find_sshd, run_checked, RealSystem, System};
 use crate::install::{self, host, manifest::Manifest, pam, schedule};
+use crate::process::CommandError;
 
 /// Names no IAM user, group or key has (IAM key ids are upper-case alphanumerics).
 pub const PROBE_USER: &str = "keyward-doctor-probe";

@@ -627,6 +627,8 @@ impl SdkErrorKinds for IamError {
 pub(crate) struct ServiceError {
     pub code: String,
     pub message: String,
+    /// The whole cause chain, printable: what an outage or an unknown error reports.
+    pub text: String,
     pub status: u16,
 }
 
@@ -665,11 +667,12 @@ where
                 code: err.code().unwrap_or_default().to_owned(),
                 message: printable(err.message().unwrap_or_default()),
                 status: raw.raw().status().as_u16(),
+                text,
             };
             match codes(&answer) {
                 Some(t) => t,
-                None if answer.status >= 500 => T::unreachable(text),
-                None => T::other(text),
+                None if answer.status >= 500 => T::unreachable(answer.text),
+                None => T::other(answer.text),
             }
         }
         _ if is_credentials_failure(&text) => T::no_credentials(text),
@@ -686,7 +689,6 @@ where
         tracing::debug!(action, "IAM answer malformed: {malformed}");
         return IamError::Unreachable(malformed.to_string());
     }
-    let text = || printable(&cause_chain(&err));
     classify_sdk("IAM", action, &err, |e| {
         let message = e.message.clone();
         Some(match e.code.as_str() {
@@ -699,7 +701,7 @@ where
             | "RequestLimitExceeded"
             | "ServiceFailure"
             | "ServiceUnavailable"
-            | "InternalFailure" => IamError::Unreachable(text()),
+            | "InternalFailure" => IamError::Unreachable(e.text.clone()),
             "InvalidClientTokenId"
             | "SignatureDoesNotMatch"
             | "ExpiredToken"
@@ -734,7 +736,7 @@ pub(crate) fn printable(text: &str) -> String {
 }
 
 /// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
-pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {
@@ -748,7 +750,7 @@ pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-pub(crate) fn is_credentials_failure(text: &str) -> bool {
+fn is_credentials_failure(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     lower.contains("credential") || lower.contains("identity")
 }

@@ -21,8 +21,9 @@ use super::plan::{CopyChange, InstallPlan, InstallStep, UninstallPlan, Uninstall
 use super::schedule;
 use super::snapshot::{ensure_run_sshd, lookup_user, read_text, Layout, Target};
 use super::sshd;
-use super::system::{self, run_checked, CommandError, System};
+use super::system::{self, run_checked, System};
 use super::{cache, InstallError, USER};
+use crate::process::CommandError;
 
 /// Why sshd was not reloaded (a warning: the change applies at sshd's next reload).
 #[derive(Debug, thiserror::Error)]

@@ -143,7 +143,7 @@ pub(crate) mod tests {
     use crate::install::schedule::{self, Scheduler, SchedulerChoice};
     use crate::install::sshd::tests::{AMAZON_LINUX_SSHD, DEBIAN_SSHD};
     use crate::install::sshd::{self, DROPIN_PATH};
-    use crate::install::system::CommandOutput;
+    use crate::process::CommandOutput;
 
     pub(crate) const BIN: &str = "/usr/local/bin/keyward";
     pub(crate) const PASSWD: &str =

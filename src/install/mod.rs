@@ -30,6 +30,8 @@ pub mod system;
 
 use std::path::{Path, PathBuf};
 
+use crate::process::CommandError;
+
 pub use engine::{install, uninstall, Outcome};
 pub use plan::{
     plan_install, plan_uninstall, InstallOptions, InstallPlan, UninstallOptions, UninstallPlan,
@@ -88,12 +90,12 @@ pub enum InstallError {
     Command {
         command: String,
         #[source]
-        source: Box<system::CommandError>,
+        source: Box<CommandError>,
         context: &'static str,
     },
     /// A step's command failed (its `what` names the step).
     #[error(transparent)]
-    Run(Box<system::CommandError>),
+    Run(Box<CommandError>),
     #[error(transparent)]
     NotEffective(#[from] sshd::NotEffective),
     #[error("user {0} does not exist after useradd")]
@@ -133,8 +135,8 @@ pub enum InstallError {
     BadBackup { path: String, copy: String },
 }
 
-impl From<system::CommandError> for InstallError {
-    fn from(e: system::CommandError) -> InstallError {
+impl From<CommandError> for InstallError {
+    fn from(e: CommandError) -> InstallError {
         InstallError::Run(Box::new(e))
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use crate::process::{CommandError, CommandOutput};
+use crate::process::{CommandError, CommandOutput};
 
 /// Runs `program` with `args` through `sys`; `Ok` is its stdout when it succeeded.
 pub fn run_checked(

@@ -17,11 +17,12 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::local::{GroupRecord, LockRecord};
 use super::plan::{Action, Plan};
-use crate::accounts::create::{self, shadow, CommandError, NewAccount, PrivateGroup, ShadowUtils};
+use crate::accounts::create::{self, shadow, NewAccount, PrivateGroup, ShadowUtils};
 use crate::accounts::ownership::RecordError;
 use crate::clock::from_unix_secs;
 use crate::files::{self, IoError};
 use crate::logging::untrusted;
+use crate::process::{self, CommandError};
 use crate::state::StateDir;
 
 /// Fixed journald MESSAGE_IDs of sync's audit events.
@@ -137,7 +138,7 @@ impl ShadowAccounts {
 
     fn run(&mut self, cmd: &mut std::process::Command) -> Result<(), CommandError> {
         self.commands += 1;
-        create::run(cmd).map(drop)
+        process::run(cmd).map(drop)
     }
 
     fn state(&self) -> StateDir {

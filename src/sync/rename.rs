@@ -22,9 +22,10 @@ use serde::Serialize;
 use super::local::LocalState;
 use super::plan::{keymaker_account, unproven_keymaker_account};
 use super::read::IamSnapshot;
-use crate::accounts::create::{run, shadow, CommandError};
+use crate::accounts::create::shadow;
 use crate::accounts::ids::UidScheme;
 use crate::config::Config;
+use crate::process::{run, CommandError};
 
 /// One account to rename, with its private group when it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
