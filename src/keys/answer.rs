@@ -270,6 +270,16 @@ mod tests {
         .await
     }
 
+    /// alice's directory: one Active key K1, in `groups`.
+    fn k1(groups: &[&str]) -> Fake {
+        fake(vec![("K1", true, ED)], groups)
+    }
+
+    /// A first lookup with IAM up, which fills the cache.
+    async fn fill(c: &Config, cache: &Cache, groups: &[&str], secs: u64) {
+        ask(c, k1(groups), Some(cache), &Offer::default(), secs).await;
+    }
+
     fn served(a: &Answer) -> Vec<(String, Source)> {
         a.events
             .iter()
@@ -282,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_name_makes_no_iam_call_and_is_one_event() {
-        let dir = fake(vec![("K1", true, ED)], &[]);
+        let dir = k1(&[]);
         let a = answer(
             &config(&["*"]),
             "root",
@@ -302,42 +312,21 @@ mod tests {
     async fn keys_are_served_live_then_from_the_cache_and_only_the_offered_one() {
         let (_d, cache) = cache();
         let c = config(&["*"]);
-        let first = ask(
-            &c,
-            fake(vec![("K1", true, ED)], &[]),
-            Some(&cache),
-            &Offer::default(),
-            1,
-        )
-        .await;
+        let first = ask(&c, k1(&[]), Some(&cache), &Offer::default(), 1).await;
         assert_eq!(served(&first), vec![("K1".into(), Source::Live)]);
         assert_eq!(first.iam_user.as_deref(), Some("alice"));
         let other = Offer {
             fingerprint: Some("SHA256:someone-else".into()),
             key: None,
         };
-        let filtered = ask(
-            &c,
-            fake(vec![("K1", true, ED)], &[]),
-            Some(&cache),
-            &other,
-            2,
-        )
-        .await;
+        let filtered = ask(&c, k1(&[]), Some(&cache), &other, 2).await;
         assert!(filtered.keys.is_empty() && served(&filtered).is_empty());
         let key = PublicKey::parse(ED).unwrap();
         let offered = Offer {
             fingerprint: Some(key.fingerprint()),
             key: Some(key),
         };
-        let warm = ask(
-            &c,
-            fake(vec![("K1", true, ED)], &[]),
-            Some(&cache),
-            &offered,
-            3,
-        )
-        .await;
+        let warm = ask(&c, k1(&[]), Some(&cache), &offered, 3).await;
         assert_eq!(served(&warm), vec![("K1".into(), Source::Cache)]);
     }
 
@@ -349,14 +338,7 @@ mod tests {
             max_stale: Duration::from_secs(60),
             ..config(&["*"])
         };
-        ask(
-            &c,
-            fake(vec![("K1", true, ED)], &[]),
-            Some(&cache),
-            &Offer::default(),
-            1000,
-        )
-        .await;
+        fill(&c, &cache, &[], 1000).await;
         let never = std::future::pending::<Fake>();
         let within = answer(
             &c,
@@ -401,15 +383,8 @@ mod tests {
             group_cache_ttl: Duration::ZERO,
             ..config(&["ops"])
         };
-        ask(
-            &c,
-            fake(vec![("K1", true, ED)], &["ops"]),
-            Some(&cache),
-            &Offer::default(),
-            1000,
-        )
-        .await;
-        let throttled = fake(vec![("K1", true, ED)], &["ops"]).failing("groups", down());
+        fill(&c, &cache, &["ops"], 1000).await;
+        let throttled = k1(&["ops"]).failing("groups", down());
         let a = ask(&c, throttled, Some(&cache), &Offer::default(), 1001).await;
         assert!(
             matches!(
@@ -444,7 +419,7 @@ mod tests {
         let a = ask(&c, gone, None, &Offer::default(), 1).await;
         assert_eq!(a.events, vec![Event::NoSuchUser]);
         let bound = Accounts(vec![("alice", 4000, Some("AIDAOTHER000000001"))]);
-        let dir = fake(vec![("K1", true, ED)], &["ops"]);
+        let dir = k1(&["ops"]);
         let a = answer(
             &c,
             "alice",
@@ -476,22 +451,15 @@ mod tests {
             outage_hold: Duration::from_secs(30),
             ..config(&["*"])
         };
-        ask(
-            &c,
-            fake(vec![("K1", true, ED)], &[]),
-            Some(&cache),
-            &Offer::default(),
-            1000,
-        )
-        .await;
+        fill(&c, &cache, &[], 1000).await;
         assert_eq!(cache.outage_since(), None);
         // The key list fails: the cache stands in, and the outage is recorded.
-        let down_dir = fake(vec![("K1", true, ED)], &[]).failing("keys", down());
+        let down_dir = k1(&[]).failing("keys", down());
         let first = ask(&c, down_dir, Some(&cache), &Offer::default(), 1001).await;
         assert_eq!(served(&first), vec![("K1".into(), Source::Stale)]);
         assert_eq!(cache.outage_since(), Some(1001));
         // Within outage_hold: not asked at all.
-        let dir = fake(vec![("K1", true, ED)], &[]);
+        let dir = k1(&[]);
         let held = answer(
             &c,
             "alice",
@@ -532,15 +500,8 @@ mod tests {
             group_cache_ttl: Duration::ZERO,
             ..config(&["ops"])
         };
-        ask(
-            &c,
-            fake(vec![("K1", true, ED)], &["ops"]),
-            Some(&cache),
-            &Offer::default(),
-            1000,
-        )
-        .await;
-        let throttled = fake(vec![("K1", true, ED)], &["ops"]).failing("groups", down());
+        fill(&c, &cache, &["ops"], 1000).await;
+        let throttled = k1(&["ops"]).failing("groups", down());
         ask(&c, throttled, Some(&cache), &Offer::default(), 1001).await;
         assert_eq!(cache.outage_since(), None, "the key list answered");
     }
