@@ -120,7 +120,7 @@ fn parse_public_key_file(path: &Path) -> anyhow::Result<PublicKey> {
 pub struct KeyInfo {
     pub meta: KeyMeta,
     pub key: Result<PublicKey, BodyError>,
-    /// The body's fingerprint even when keyward refuses the key (see `fingerprint`).
+    /// The fingerprint of a body keyward refuses, from the line itself (see `fingerprint`).
     pub line_fingerprint: Option<String>,
 }
 
@@ -173,15 +173,21 @@ pub async fn keys_with_bodies(iam: &AwsIam, user: &str) -> anyhow::Result<Vec<Ke
     Ok(listed
         .into_iter()
         .zip(bodies)
-        .map(|(meta, body)| KeyInfo {
-            meta,
-            line_fingerprint: body
+        .map(|(meta, body)| {
+            let key = body
                 .as_ref()
-                .ok()
-                .and_then(|b| PublicKey::fingerprint_of_line(b)),
-            key: body
-                .map_err(BodyError::from)
-                .and_then(|b| Ok(PublicKey::parse(&b)?)),
+                .map_err(|e| BodyError::from(e.clone()))
+                .and_then(|b| Ok(PublicKey::parse(b)?));
+            // Only a key keyward refuses needs its fingerprint from the line itself.
+            let line_fingerprint = match (&key, &body) {
+                (Err(_), Ok(b)) => PublicKey::fingerprint_of_line(b),
+                _ => None,
+            };
+            KeyInfo {
+                meta,
+                key,
+                line_fingerprint,
+            }
         })
         .collect())
 }
