@@ -14,6 +14,7 @@ pub mod config;
 pub mod doctor;
 pub mod ec2;
 pub mod files;
+pub mod http;
 pub mod iam;
 pub mod install;
 pub mod issuer;
