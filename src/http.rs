@@ -335,17 +335,7 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
 /// The error's causes, printable (no control characters) and bounded. Transport errors name
 /// no URL, only what failed ("Connection refused", "invalid peer certificate: …").
 fn reason(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = e.source();
-    }
-    crate::iam::printable(&text)
+    crate::iam::printable(&crate::iam::cause_chain(err))
 }
 
 #[cfg(test)]

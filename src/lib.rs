@@ -21,5 +21,6 @@ pub mod issuer;
 pub mod keys;
 pub mod logging;
 pub mod process;
+pub mod sigv4;
 pub mod state;
 pub mod sync;
