@@ -340,4 +340,7 @@ fn reason(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod testing;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;
