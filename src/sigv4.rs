@@ -1,6 +1,6 @@
-//! SigV4 for the few AWS requests keyward builds itself instead of through an SDK: the
-//! issuer's proof (an STS GetCallerIdentity POST, `issuer::proof`) and EC2's Query API
-//! (`ec2::query`). Also where those requests get their credentials, region and endpoint: the
+//! SigV4 and the Query API's error answers for the few AWS requests keyward builds itself
+//! instead of through an SDK: the issuer's proof (an STS GetCallerIdentity POST,
+//! `issuer::proof`) and EC2's Query API (`ec2::query`). Also where those requests get their credentials, region and endpoint: the
 //! SDK's standard chain ([`crate::iam::sdk_config`]), so they behave like keyward's SDK clients
 //! (profiles, SSO, instance roles, `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>`).
 //!
@@ -174,6 +174,36 @@ impl AwsContext {
             SignError::NoCredentials(crate::iam::printable(&crate::iam::cause_chain(&e)))
         })
     }
+}
+
+/// The `<Code>` of an AWS Query API error answer (STS: `<ErrorResponse><Error><Code>`, EC2:
+/// `<Response><Errors><Error><Code>`; moto nests STS's in `<Errors>` too), if there is one and
+/// it is a plain code (letters, digits, dots).
+pub fn error_code(body: &[u8]) -> Option<String> {
+    use xmlparser::Token;
+    let text = std::str::from_utf8(body).ok()?;
+    let mut in_error = false;
+    let mut in_code = false;
+    for token in xmlparser::Tokenizer::from(text) {
+        match token.ok()? {
+            Token::ElementStart { local, .. } => {
+                in_code = in_error && local.as_str() == "Code";
+                in_error |= local.as_str() == "Error";
+            }
+            Token::Text { text } if in_code => {
+                let code = text.as_str().trim();
+                let plain = (1..=64).contains(&code.len())
+                    && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+                return plain.then(|| code.to_owned());
+            }
+            Token::ElementEnd {
+                end: xmlparser::ElementEnd::Close(..) | xmlparser::ElementEnd::Empty,
+                ..
+            } => in_code = false,
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -11,13 +11,16 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use common::Moto;
+use keyward::ec2::query::AwsEc2;
+use keyward::ec2::Ec2;
 use keyward::http::{self, Target};
 use keyward::issuer::proof::sign_proof;
 use keyward::issuer::sts::StsReplay;
 use keyward::issuer::{IssueError, Sts, KEY_HEADER};
-use keyward::sigv4::{sign_request, Signer};
+use keyward::sigv4::{sign_request, AwsContext, Signer};
 
 const FP: &str = "SHA256:ih6KZKdgxS4wmu4zYv06BjkpyC031OfMGfuJPnjI/rw";
 const AUDIENCE: &str = "https://issuer.example.com";
@@ -208,4 +211,109 @@ fn credentials_of_a_role_session_named_after_an_instance_give_an_assumed_role_ar
         "{}",
         caller.user_id
     );
+}
+
+/// Moto's EC2 with one instance: VPC 127.0.0.0/16, an instance profile holding role `web`, a
+/// private address on loopback and a Name tag. Returns its instance id.
+fn seed_instance(moto: &Moto) -> String {
+    let ok = |(status, body): (u16, String)| {
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let ec2 = |params: &[(&str, &str)]| {
+        let mut all = vec![("Version", "2016-11-15")];
+        all.extend_from_slice(params);
+        ok(query(moto, &admin(), "ec2", &all))
+    };
+    let iam = |params: &[(&str, &str)]| {
+        let mut all = vec![("Version", "2010-05-08")];
+        all.extend_from_slice(params);
+        ok(query(moto, &admin(), "iam", &all))
+    };
+    let vpc = ec2(&[("Action", "CreateVpc"), ("CidrBlock", "127.0.0.0/16")]);
+    let vpc_id = element(&vpc, "vpcId").to_owned();
+    let subnet = ec2(&[
+        ("Action", "CreateSubnet"),
+        ("VpcId", &vpc_id),
+        ("CidrBlock", "127.0.0.0/24"),
+    ]);
+    let subnet_id = element(&subnet, "subnetId").to_owned();
+    iam(&[
+        ("Action", "CreateRole"),
+        ("RoleName", "web"),
+        ("AssumeRolePolicyDocument", "{}"),
+    ]);
+    iam(&[
+        ("Action", "CreateInstanceProfile"),
+        ("InstanceProfileName", "web-profile"),
+    ]);
+    iam(&[
+        ("Action", "AddRoleToInstanceProfile"),
+        ("InstanceProfileName", "web-profile"),
+        ("RoleName", "web"),
+    ]);
+    let run = ec2(&[
+        ("Action", "RunInstances"),
+        ("ImageId", "ami-12c6146b"),
+        ("MinCount", "1"),
+        ("MaxCount", "1"),
+        ("SubnetId", &subnet_id),
+        ("PrivateIpAddress", "127.0.0.5"),
+        ("IamInstanceProfile.Name", "web-profile"),
+        ("TagSpecification.1.ResourceType", "instance"),
+        ("TagSpecification.1.Tag.1.Key", "Name"),
+        ("TagSpecification.1.Tag.1.Value", "web-1"),
+    ]);
+    element(&run, "instanceId").to_owned()
+}
+
+fn aws_ec2(moto: &Moto) -> AwsEc2 {
+    let config = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(SharedCredentialsProvider::new(admin()))
+        .build();
+    AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(30)).unwrap()
+}
+
+#[test]
+fn describe_instances_gives_the_instance_as_run_and_none_for_an_unknown_id() {
+    let moto = Moto::start();
+    let id = seed_instance(&moto);
+    let ec2 = aws_ec2(&moto);
+    let rt = runtime();
+    let instance = rt.block_on(ec2.instance(&id)).unwrap().unwrap();
+    assert_eq!(instance.id, id);
+    assert_eq!(instance.state, "running");
+    assert_eq!(
+        instance.instance_profile_arn.as_deref(),
+        Some("arn:aws:iam::123456789012:instance-profile/web-profile")
+    );
+    assert_eq!(instance.private_ip, Some("127.0.0.5".parse().unwrap()));
+    assert_eq!(
+        instance.private_dns.as_deref(),
+        Some("ip-127-0-0-5.ec2.internal")
+    );
+    // moto gives an instance in a VPC no public address.
+    assert_eq!((instance.public_ip, instance.public_dns), (None, None));
+    assert_eq!(instance.name_tag.as_deref(), Some("web-1"));
+
+    assert_eq!(
+        rt.block_on(ec2.instance("i-0123456789abcdef0")).unwrap(),
+        None
+    );
+
+    let (status, body) = query(
+        &moto,
+        &admin(),
+        "ec2",
+        &[
+            ("Action", "StopInstances"),
+            ("Version", "2016-11-15"),
+            ("InstanceId.1", &id),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    let stopped = rt.block_on(ec2.instance(&id)).unwrap().unwrap();
+    assert_eq!(stopped.state, "stopped");
 }

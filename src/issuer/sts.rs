@@ -106,7 +106,7 @@ pub fn judge(status: u16, body: &[u8]) -> Result<Caller, IssueError> {
         return parse_caller(body)
             .map_err(|why| IssueError::Unavailable(format!("STS answered badly: {why}")));
     }
-    let code = error_code(body);
+    let code = crate::sigv4::error_code(body);
     let code_text = code.as_deref().unwrap_or("no error code");
     let refused = code.as_deref().is_some_and(|c| REFUSALS.contains(&c));
     let outage = code.as_deref().is_some_and(|c| OUTAGES.contains(&c));
@@ -237,35 +237,6 @@ fn result_fields(text: &str) -> Result<Vec<(String, String)>, String> {
         return Err("a value with an entity reference".into());
     }
     Ok(fields)
-}
-
-/// The `<Code>` of an error answer (`<ErrorResponse><Error><Code>`; moto nests it in
-/// `<Errors>`), printable, if there is one.
-fn error_code(body: &[u8]) -> Option<String> {
-    use xmlparser::Token;
-    let text = std::str::from_utf8(body).ok()?;
-    let mut in_error = false;
-    let mut in_code = false;
-    for token in xmlparser::Tokenizer::from(text) {
-        match token.ok()? {
-            Token::ElementStart { local, .. } => {
-                in_code = in_error && local.as_str() == "Code";
-                in_error |= local.as_str() == "Error";
-            }
-            Token::Text { text } if in_code => {
-                let code = text.as_str().trim();
-                let plain = (1..=64).contains(&code.len())
-                    && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
-                return plain.then(|| code.to_owned());
-            }
-            Token::ElementEnd {
-                end: xmlparser::ElementEnd::Close(..) | xmlparser::ElementEnd::Empty,
-                ..
-            } => in_code = false,
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]
