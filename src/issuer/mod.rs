@@ -27,6 +27,7 @@
 //!   are refused with a message that says so.
 
 pub mod check;
+pub mod handler;
 pub mod wire;
 
 use std::future::Future;
