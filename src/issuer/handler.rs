@@ -350,4 +350,4 @@ fn ca_error(err: CaError) -> IssueError {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests;
+pub(crate) mod tests;

@@ -28,6 +28,7 @@
 
 pub mod check;
 pub mod handler;
+pub mod serve;
 pub mod wire;
 
 use std::future::Future;

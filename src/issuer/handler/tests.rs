@@ -7,26 +7,26 @@ use crate::ca::fake::FakeKms;
 use crate::iam::{Identity, KeyMeta};
 use crate::issuer::{Proof, AUDIENCE_HEADER, KEY_HEADER, STS_BODY};
 
-const SUBJECT: &str =
+pub(crate) const SUBJECT: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsB61tr08RJhM3pL/fInEDkez2CfK/66+kZAYj3PwiZ alice";
-const OTHER_KEY: &str =
+pub(crate) const OTHER_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBlK7zPBuVIzO7N5NU0zmrGBNqOFrN6+ngWuq0TE4OSm other";
-const AUDIENCE: &str = "https://issuer.example.com";
+pub(crate) const AUDIENCE: &str = "https://issuer.example.com";
 /// 2026-11-30T15:40:00Z.
-const NOW: u64 = 1_796_053_200;
+pub(crate) const NOW: u64 = 1_796_053_200;
 const ALICE_ARN: &str = "arn:aws:iam::123456789012:user/staff/alice";
 const ALICE_ID: &str = "AIDAEXAMPLE0ALICE01";
 
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
         .block_on(future)
 }
 
-struct FakeSts {
-    answer: Result<Caller, IssueError>,
-    calls: Cell<usize>,
+pub(crate) struct FakeSts {
+    pub(crate) answer: Result<Caller, IssueError>,
+    pub(crate) calls: Cell<usize>,
 }
 
 impl Sts for FakeSts {
@@ -36,7 +36,7 @@ impl Sts for FakeSts {
     }
 }
 
-fn sts_says(arn: &str, user_id: &str) -> FakeSts {
+pub(crate) fn sts_says(arn: &str, user_id: &str) -> FakeSts {
     FakeSts {
         answer: Ok(Caller {
             arn: arn.into(),
@@ -48,7 +48,7 @@ fn sts_says(arn: &str, user_id: &str) -> FakeSts {
 }
 
 #[derive(Default)]
-struct FakeIam {
+pub(crate) struct FakeIam {
     groups: BTreeMap<String, Result<Vec<String>, IamError>>,
 }
 
@@ -97,7 +97,7 @@ impl Random for CountingRandom {
     }
 }
 
-fn issuer_config() -> IssuerConfig {
+pub(crate) fn issuer_config() -> IssuerConfig {
     let text = format!("[issuer]\naudience = \"{AUDIENCE}\"\nmax_validity = \"8h\"\n");
     Config::from_toml(&text, std::path::Path::new("t.toml"))
         .unwrap()
@@ -105,7 +105,7 @@ fn issuer_config() -> IssuerConfig {
         .unwrap()
 }
 
-fn config(extra: &str) -> Config {
+pub(crate) fn config(extra: &str) -> Config {
     Config::from_toml(
         &format!("allowed_groups = [\"ssh-users\"]\n{extra}"),
         std::path::Path::new("t.toml"),
@@ -113,7 +113,11 @@ fn config(extra: &str) -> Config {
     .unwrap()
 }
 
-fn deps(kms: &FakeKms, sts: FakeSts, iam: FakeIam) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc2> {
+pub(crate) fn deps(
+    kms: &FakeKms,
+    sts: FakeSts,
+    iam: FakeIam,
+) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc2> {
     let (ca, _) = block_on(crate::ca::init(kms, crate::ca::DEFAULT_ALIAS, None)).unwrap();
     Deps {
         sts,
@@ -125,7 +129,7 @@ fn deps(kms: &FakeKms, sts: FakeSts, iam: FakeIam) -> Deps<FakeSts, FakeIam, &Fa
     }
 }
 
-fn alice_deps(kms: &FakeKms) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc2> {
+pub(crate) fn alice_deps(kms: &FakeKms) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc2> {
     deps(
         kms,
         sts_says(ALICE_ARN, ALICE_ID),
@@ -133,7 +137,7 @@ fn alice_deps(kms: &FakeKms) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc2> {
     )
 }
 
-fn proof_for(key_line: &str, audience: &str) -> Proof {
+pub(crate) fn proof_for(key_line: &str, audience: &str) -> Proof {
     let fingerprint = PublicKey::parse(key_line).unwrap().fingerprint();
     let headers = [
         (
@@ -160,7 +164,7 @@ fn proof_for(key_line: &str, audience: &str) -> Proof {
     }
 }
 
-fn user_request() -> IssueRequest {
+pub(crate) fn user_request() -> IssueRequest {
     IssueRequest {
         kind: CertKind::User,
         public_key: SUBJECT.into(),
