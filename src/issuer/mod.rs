@@ -28,6 +28,7 @@
 
 pub mod check;
 pub mod handler;
+pub mod lambda;
 pub mod serve;
 pub mod wire;
 
