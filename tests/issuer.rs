@@ -5,8 +5,167 @@
 
 mod common;
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{keyward_cmd, Moto, Run};
+
+const AUDIENCE: &str = "https://issuer.example.com";
+
+/// A `keyward ca serve` child process, killed when dropped.
+struct Issuer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Issuer {
+    /// `ca serve --listen 127.0.0.1:0` with `config` (plus an [issuer] table whose STS is
+    /// moto's) against `moto`; waits for the URL it prints.
+    fn start(moto: &Moto, config: &str) -> Issuer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{config}\n[issuer]\naudience = \"{AUDIENCE}\"\nsts_endpoint = \"{}\"\n",
+                moto.endpoint()
+            ),
+        )
+        .unwrap();
+        let mut child = keyward_cmd(&moto.endpoint())
+            .arg("--config")
+            .arg(&path)
+            .args(["ca", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ca serve printed no URL within 60s");
+        let url = line.trim().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+        Issuer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// `curl` to the issuer: (status, body).
+    fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                method,
+                "--data-binary",
+                body,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.parse().unwrap(), body.to_owned())
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ca init` in moto's KMS.
+fn ca_init(moto: &Moto) -> String {
+    let mut cmd = keyward_cmd(&moto.endpoint());
+    cmd.args(["ca", "init"]);
+    Run::of(cmd).ok().stdout.trim().to_owned()
+}
+
+fn serve_with_config(config: &str, listen: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.toml");
+    std::fs::write(&path, config).unwrap();
+    // No AWS endpoint answers here: whatever is refused, is refused before AWS is asked.
+    let mut cmd = keyward_cmd("http://127.0.0.1:9");
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["ca", "serve", "--listen", listen]);
+    Run::of(cmd)
+}
+
+#[test]
+fn plain_http_on_a_non_loopback_address_is_refused_at_startup() {
+    let config = format!("allowed_groups = [\"ssh-users\"]\n[issuer]\naudience = \"{AUDIENCE}\"\n");
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let run = serve_with_config(&config, listen);
+        assert_ne!(run.code, 0);
+        assert!(
+            run.stderr.contains("refusing to serve plain HTTP")
+                && run.stderr.contains("tls_certificate"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn an_issuer_without_an_issuer_table_does_not_start() {
+    let run = serve_with_config("allowed_groups = [\"ssh-users\"]\n", "127.0.0.1:0");
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("no [issuer] table"), "{}", run.stderr);
+}
+
+#[test]
+fn an_issuer_without_its_ca_key_does_not_start() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyward.toml");
+    std::fs::write(&path, format!("[issuer]\naudience = \"{AUDIENCE}\"\n")).unwrap();
+    let mut cmd = keyward_cmd(&moto.endpoint());
+    cmd.arg("--config")
+        .arg(&path)
+        .args(["ca", "serve", "--listen", "127.0.0.1:0"]);
+    let run = Run::of(cmd);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("keyward ca init"), "{}", run.stderr);
+}
+
+#[test]
+fn the_issuer_answers_only_post_to_its_path() {
+    let moto = Moto::start();
+    ca_init(&moto);
+    let issuer = Issuer::start(&moto, "allowed_groups = [\"ssh-users\"]");
+    let (status, body) = issuer.request("GET", "/v1/certificate", "");
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("use POST /v1/certificate"), "{body}");
+    let (status, body) = issuer.request("POST", "/v1/certificate", "{}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad request"), "{body}");
+    let (status, _) = issuer.request("POST", "/", "{}");
+    assert_eq!(status, 404);
+}
 
 /// cfn-lint from the repo's venv (scripts/test installs it beside moto), else beside
 /// MOTO_SERVER.

@@ -73,6 +73,66 @@ impl Ec2 for NoEc2 {
     }
 }
 
+/// Why an issuer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "{0} has no [issuer] table: an issuer needs at least `[issuer]` with \
+         `audience = \"https://…\"` (its URL, which clients bind their proofs to)"
+    )]
+    NoIssuerTable(String),
+    #[error(transparent)]
+    UntrustedAwsConfig(#[from] crate::iam::UntrustedAwsConfig),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error("the CA key: {0}")]
+    Ca(#[from] CaError),
+    #[error("the STS endpoint: {0}")]
+    Sts(IssueError),
+}
+
+/// The issuer's configuration: the `[issuer]` table, which must be there.
+pub fn issuer_config(config: &Config, source: &str) -> Result<IssuerConfig, SetupError> {
+    config
+        .issuer
+        .clone()
+        .ok_or_else(|| SetupError::NoIssuerTable(source.to_owned()))
+}
+
+/// The production dependencies: KMS, IAM and STS from the standard AWS chain (region,
+/// credentials, `AWS_ENDPOINT_URL` for emulators; the config's `iam_role_arn` and
+/// `aws_config_file` as on hosts), and the CA key the `[issuer]` table names, opened and
+/// checked now so that a missing or wrong key stops the issuer at start.
+pub async fn aws_deps(
+    config: Config,
+    issuer: IssuerConfig,
+) -> Result<Deps<StsPending, crate::iam::AwsIam, crate::ca::AwsKms, NoEc2>, SetupError> {
+    let options = crate::iam::ClientOptions::for_host(&config)?;
+    let kms = crate::ca::AwsKms::new(&options).await?;
+    let ca = crate::ca::open(kms, &issuer.ca_key_alias).await?;
+    let iam = crate::iam::AwsIam::new(&options).await;
+    Ok(Deps {
+        sts: StsPending,
+        iam,
+        ca,
+        ec2: NoEc2,
+        config,
+        issuer,
+    })
+}
+
+/// Stands in for the STS replay until it lands (issue 11): refuses every proof.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StsPending;
+
+impl Sts for StsPending {
+    fn caller(&self, _proof: &super::Proof) -> impl Future<Output = Result<Caller, IssueError>> {
+        std::future::ready(Err(IssueError::Unavailable(
+            "this issuer cannot replay proofs to STS yet".into(),
+        )))
+    }
+}
+
 /// Answers one HTTP request: `(status, JSON body)`. Only `POST` [`wire::PATH`] with a body of
 /// at most [`wire::MAX_REQUEST_BYTES`] reaches [`issue`].
 pub async fn handle_http<S: Sts, D: Directory, K: Kms, E: Ec2>(
