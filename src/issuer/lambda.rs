@@ -153,6 +153,62 @@ pub async fn handle_event<S: Sts, D: Directory, K: Kms, E: Ec2>(
     })
 }
 
+/// One invocation the runtime API handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// `Lambda-Runtime-Aws-Request-Id`, checked by [`is_valid_request_id`].
+    pub id: String,
+    pub event: Vec<u8>,
+}
+
+/// Why the runtime loop stopped; Lambda then restarts the process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("the Lambda runtime API: {0}")]
+    Api(String),
+}
+
+/// The Lambda runtime API (`/2018-06-01/runtime/...`): production speaks HTTP to
+/// `AWS_LAMBDA_RUNTIME_API`, unit tests use a fake.
+pub trait RuntimeApi {
+    /// `GET invocation/next`: waits for the next event.
+    fn next(&self) -> impl std::future::Future<Output = Result<Invocation, RuntimeError>>;
+    /// `POST invocation/{id}/response`.
+    fn respond(
+        &self,
+        id: &str,
+        response: &str,
+    ) -> impl std::future::Future<Output = Result<(), RuntimeError>>;
+}
+
+/// A request id that may go into the runtime API's URL path.
+pub fn is_valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The custom runtime's loop: each event through [`handle_event`], each answer posted back.
+/// Returns only when the runtime API fails (the process then exits and Lambda starts anew).
+pub async fn run<A, S, D, K, E>(api: &A, deps: &Deps<S, D, K, E>) -> RuntimeError
+where
+    A: RuntimeApi,
+    S: Sts,
+    D: Directory,
+    K: Kms,
+    E: Ec2,
+{
+    loop {
+        let invocation = match api.next().await {
+            Ok(invocation) => invocation,
+            Err(err) => return err,
+        };
+        let now = crate::clock::unix_secs(std::time::SystemTime::now());
+        let response = handle_event(deps, &invocation.event, now, &mut handler::OsRandom).await;
+        if let Err(err) = api.respond(&invocation.id, &response).await {
+            return err;
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;

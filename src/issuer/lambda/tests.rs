@@ -110,3 +110,70 @@ fn events_that_are_not_function_url_requests_are_refused() {
         413
     );
 }
+
+/// Hands out `events` in order, records the answers, then fails like an API that went away.
+struct FakeApi {
+    events: std::cell::RefCell<Vec<Invocation>>,
+    answers: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+impl RuntimeApi for FakeApi {
+    async fn next(&self) -> Result<Invocation, RuntimeError> {
+        let mut events = self.events.borrow_mut();
+        if events.is_empty() {
+            return Err(RuntimeError::Api("no more events".into()));
+        }
+        Ok(events.remove(0))
+    }
+    async fn respond(&self, id: &str, response: &str) -> Result<(), RuntimeError> {
+        self.answers
+            .borrow_mut()
+            .push((id.to_owned(), response.to_owned()));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_runtime_loop_answers_each_event_under_its_request_id() {
+    let kms: &'static FakeKms = Box::leak(Box::default());
+    let deps = alice_deps(kms);
+    let mut request = user_request();
+    request.proof = proof_for(OTHER_KEY, AUDIENCE);
+    let body = serde_json::to_string(&request).unwrap();
+    let api = FakeApi {
+        events: std::cell::RefCell::new(vec![
+            Invocation {
+                id: "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into(),
+                event: event("POST", wire::PATH, &body, false),
+            },
+            Invocation {
+                id: "second".into(),
+                event: event("GET", wire::PATH, "", false),
+            },
+        ]),
+        answers: std::cell::RefCell::default(),
+    };
+    let stopped = block_on(run(&api, &deps));
+    assert_eq!(stopped, RuntimeError::Api("no more events".into()));
+    let answers = api.answers.borrow();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].0, "8476a536-e9f4-11e8-9739-2dfe598c3fcd");
+    let first: EventResponse = serde_json::from_str(&answers[0].1).unwrap();
+    assert_eq!(first.status_code, 401);
+    let second: EventResponse = serde_json::from_str(&answers[1].1).unwrap();
+    assert_eq!((answers[1].0.as_str(), second.status_code), ("second", 405));
+}
+
+#[test]
+fn request_ids_are_checked_before_they_reach_a_url() {
+    assert!(is_valid_request_id("8476a536-e9f4-11e8-9739-2dfe598c3fcd"));
+    for bad in [
+        "",
+        "../../runtime/init/error",
+        "a/b",
+        "a b",
+        &"a".repeat(129),
+    ] {
+        assert!(!is_valid_request_id(bad), "{bad}");
+    }
+}
