@@ -311,7 +311,7 @@ pub fn printable(arn: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
@@ -323,6 +323,12 @@ mod tests {
     const SIGNATURE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn proof() -> Proof {
+        signed_proof(AUDIENCE, FP)
+    }
+
+    /// A well-formed proof signed at 2026-11-30T15:40:00Z, bound to `audience` and the key
+    /// `fingerprint` (its signature is made up: only STS checks it).
+    pub(crate) fn signed_proof(audience: &str, fingerprint: &str) -> Proof {
         let headers: BTreeMap<String, String> = [
             (
                 "authorization",
@@ -337,8 +343,8 @@ mod tests {
                 "application/x-www-form-urlencoded; charset=utf-8".into(),
             ),
             ("x-amz-date", "20261130T154000Z".into()),
-            (AUDIENCE_HEADER, AUDIENCE.into()),
-            (KEY_HEADER, FP.into()),
+            (AUDIENCE_HEADER, audience.into()),
+            (KEY_HEADER, fingerprint.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::ca::fake::FakeKms;
 use crate::iam::{Identity, KeyMeta};
-use crate::issuer::{Proof, AUDIENCE_HEADER, KEY_HEADER, STS_BODY};
+use crate::issuer::Proof;
 
 pub(crate) const SUBJECT: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsB61tr08RJhM3pL/fInEDkez2CfK/66+kZAYj3PwiZ alice";
@@ -139,29 +139,7 @@ pub(crate) fn alice_deps(kms: &FakeKms) -> Deps<FakeSts, FakeIam, &FakeKms, NoEc
 
 pub(crate) fn proof_for(key_line: &str, audience: &str) -> Proof {
     let fingerprint = PublicKey::parse(key_line).unwrap().fingerprint();
-    let headers = [
-        (
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261130/us-east-1/sts/\
-             aws4_request, SignedHeaders=content-type;host;x-amz-date;x-keyward-audience;\
-             x-keyward-key, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-                .to_owned(),
-        ),
-        (
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8".to_owned(),
-        ),
-        ("x-amz-date", "20261130T154000Z".to_owned()),
-        (AUDIENCE_HEADER, audience.to_owned()),
-        (KEY_HEADER, fingerprint),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    Proof {
-        headers,
-        body: STS_BODY.into(),
-    }
+    crate::issuer::check::tests::signed_proof(audience, &fingerprint)
 }
 
 pub(crate) fn user_request() -> IssueRequest {
