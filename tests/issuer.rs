@@ -25,12 +25,16 @@ impl Issuer {
     /// `ca serve --listen 127.0.0.1:0` with `config` (plus an [issuer] table whose STS is
     /// moto's) against `moto`; waits for the URL it prints.
     fn start(moto: &Moto, config: &str) -> Issuer {
-        let dir = tempfile::tempdir().unwrap();
+        Issuer::start_with(moto, config, "", tempfile::tempdir().unwrap())
+    }
+
+    /// With `issuer_extra` lines in the [issuer] table, the config written into `dir`.
+    fn start_with(moto: &Moto, config: &str, issuer_extra: &str, dir: tempfile::TempDir) -> Issuer {
         let path = dir.path().join("keyward.toml");
         std::fs::write(
             &path,
             format!(
-                "{config}\n[issuer]\naudience = \"{AUDIENCE}\"\nsts_endpoint = \"{}\"\n",
+                "{config}\n[issuer]\naudience = \"{AUDIENCE}\"\nsts_endpoint = \"{}\"\n{issuer_extra}\n",
                 moto.endpoint()
             ),
         )
@@ -54,7 +58,10 @@ impl Issuer {
             .recv_timeout(Duration::from_secs(60))
             .expect("ca serve printed no URL within 60s");
         let url = line.trim().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{url:?}"
+        );
         Issuer {
             child,
             url,
@@ -64,6 +71,10 @@ impl Issuer {
 
     /// `curl` to the issuer: (status, body).
     fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.curl(&[], method, path, body)
+    }
+
+    fn curl(&self, options: &[&str], method: &str, path: &str, body: &str) -> (u16, String) {
         let out = Command::new("curl")
             .args([
                 "-sS",
@@ -74,6 +85,7 @@ impl Issuer {
                 "-w",
                 "\n%{http_code}",
             ])
+            .args(options)
             .arg(format!("{}{path}", self.url))
             .output()
             .unwrap();
@@ -229,4 +241,55 @@ fn cfn_lint_fails_a_broken_template() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("AuthTypo"));
+}
+
+#[test]
+fn with_tls_configured_the_issuer_speaks_https_only() {
+    let moto = Moto::start();
+    ca_init(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=issuer"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tls = format!(
+        "tls_certificate = \"{}\"\ntls_key = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    let issuer = Issuer::start_with(&moto, "allowed_groups = [\"ssh-users\"]", &tls, dir);
+    assert!(
+        issuer.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        issuer.url
+    );
+    let ca = cert.to_str().unwrap();
+    let (status, body) = issuer.curl(&["--cacert", ca], "GET", "/v1/certificate", "");
+    assert_eq!(status, 405, "{body}");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .arg(issuer.url.replace("https://", "http://") + "/v1/certificate")
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
 }
