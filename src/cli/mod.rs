@@ -150,8 +150,16 @@ const AUTHORIZED_KEYS: &str = "authorized-keys";
 /// `authorized-keys` refuses, never a flag clap acts on. Help on stdout would reach sshd as
 /// key lines; a global flag would let a name choose the config. `keyward help
 /// authorized-keys` still prints the help.
+///
+/// Run as `bootstrap` with no arguments (the Lambda custom runtime's entry point), keyward is
+/// `keyward ca lambda`.
 pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
+    let program = args.first().map(std::path::Path::new);
+    if args.len() == 1 && program.and_then(|p| p.file_name()) == Some("bootstrap".as_ref()) {
+        args.extend(["ca", "lambda"].map(OsString::from));
+        return args;
+    }
     // Skip the program name and the global options before the subcommand.
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
@@ -179,6 +187,16 @@ mod tests {
             .into_iter()
             .map(|a| a.into_string().unwrap_or_default())
             .collect()
+    }
+
+    #[test]
+    fn run_as_lambda_bootstrap_it_is_ca_lambda() {
+        assert_eq!(
+            guarded(&["/var/task/bootstrap"]),
+            ["/var/task/bootstrap", "ca", "lambda"]
+        );
+        assert_eq!(guarded(&["bootstrap", "sync"]), ["bootstrap", "sync"]);
+        assert_eq!(guarded(&["keyward"]), ["keyward"]);
     }
 
     #[test]
