@@ -331,6 +331,24 @@ fn key_id(identity: &IamIdentity, serial: u64) -> Result<String, CertError> {
     Ok(format!("keyward:{user}:{id}:{serial}"))
 }
 
+/// The IAM identity and serial a keyward key id names, or `None` for anything that is not
+/// exactly what [`build_user_cert`] writes (`keyward:<iam user>:<UserId>:<serial>`, each part
+/// valid, the serial without leading zeros): the parts are rebuilt and must give back `text`.
+pub fn parse_key_id(text: &str) -> Option<(IamIdentity, u64)> {
+    let rest = text.strip_prefix("keyward:")?;
+    let mut parts = rest.split(':');
+    let (user_name, user_id, serial) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let serial: u64 = serial.parse().ok()?;
+    let identity = IamIdentity {
+        user_name: user_name.to_owned(),
+        user_id: user_id.to_owned(),
+    };
+    (key_id(&identity, serial).ok()? == text).then_some((identity, serial))
+}
+
 fn is_valid_principal(principal: &str) -> bool {
     (1..=MAX_PRINCIPAL_LEN).contains(&principal.len())
         && principal
