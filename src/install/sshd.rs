@@ -66,12 +66,16 @@ pub struct Directives<'a> {
     pub ca: Option<&'a CaWiring>,
 }
 
-/// The whole drop-in file, from the template, with the certificate directives after it when
-/// `ca` is set.
+/// The whole drop-in file, from the template, with the certificate directives when `ca` is
+/// set. Those come before AuthorizedKeysCommand: OpenSSH (9.2 at least) keeps an
+/// AuthorizedPrincipalsCommand only while no AuthorizedKeysCommand has been read yet (both go
+/// through one parser that tests the AuthorizedKeysCommand's slot), so after it, sshd -T shows
+/// `authorizedprincipalscommand none` and certificates would get no principals.
 pub fn render_dropin(d: &Directives<'_>) -> String {
     let mut text = super::render_template(TEMPLATE, &[("@KEYWARD@", d.binary)], d.create_on_login);
     if let Some(ca) = d.ca {
-        text.push_str(&format!(
+        let mut lines = String::new();
+        lines.push_str(&format!(
             "# keyward user certificates (install --ca): the CA, and the principals rule\n\
              TrustedUserCAKeys {CA_KEY_PATH}\n\
              AuthorizedPrincipalsCommand {}\n\
@@ -79,8 +83,12 @@ pub fn render_dropin(d: &Directives<'_>) -> String {
             authorized_principals_command(d.binary)
         ));
         for cert in &ca.host_certificates {
-            text.push_str(&format!("HostCertificate {cert}\n"));
+            lines.push_str(&format!("HostCertificate {cert}\n"));
         }
+        let at = text
+            .find("\nAuthorizedKeysCommand ")
+            .map_or(text.len(), |i| i + 1);
+        text.insert_str(at, &lines);
     }
     text
 }
@@ -877,6 +885,14 @@ AuthorizedKeysCommandUser ec2-instance-connect
             "{block}"
         );
         assert!(block.contains("\nHostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n"));
+        // OpenSSH drops an AuthorizedPrincipalsCommand read after an AuthorizedKeysCommand.
+        for text in [&dropin, &block] {
+            let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap();
+            assert!(
+                line("AuthorizedPrincipalsCommand ") < line("AuthorizedKeysCommand "),
+                "{text}"
+            );
+        }
         // An earlier TrustedUserCAKeys would win over the drop-in: the block, but only with --ca.
         let main = format!("TrustedUserCAKeys /etc/ssh/other_ca.pub\n{DEBIAN_SSHD}");
         let events = walk(&main, &files(&[]));
