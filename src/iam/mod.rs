@@ -125,6 +125,25 @@ impl<T: Directory> Directory for &T {
     }
 }
 
+/// An instance profile as GetInstanceProfile reports it (host certificates, issue 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceProfile {
+    pub arn: String,
+    /// The names of its roles (an instance profile holds at most one today).
+    pub roles: Vec<String>,
+}
+
+/// What the certificate issuer asks IAM about a host: which roles an instance's profile holds.
+/// Production wraps aws-sdk-iam ([`AwsIam`]); unit tests use a fake.
+pub trait InstanceProfiles {
+    /// The instance profile named `name` (its name, not its ARN); [`IamError::NotFound`] when
+    /// IAM has none.
+    fn instance_profile(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<InstanceProfile, IamError>>;
+}
+
 /// SSH public key ids look like `APKAEIBAERJR2EXAMPLE`; anything else is refused before it is
 /// used as a cache file name.
 pub fn is_valid_key_id(id: &str) -> bool {

@@ -26,6 +26,7 @@
 //!   certificates, after EC2 confirmed the instance); SSO role sessions and other assumed roles
 //!   are refused with a message that says so.
 
+pub mod host;
 pub mod wire;
 
 use std::future::Future;
