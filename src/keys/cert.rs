@@ -495,6 +495,41 @@ pub fn renewal_due(cert: &ssh_key::Certificate, now: u64) -> bool {
     left.saturating_mul(3) <= life
 }
 
+/// What to do about the certificate file already next to a host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCertState {
+    /// It passes [`check_host_cert`] and has more than a third of its life left: keep it.
+    Current { valid_before: u64 },
+    /// None, unusable or due: ask the issuer for a new one.
+    Renew { why: String },
+}
+
+/// Whether `keyward host-cert` keeps the certificate file `existing` (its text, `None` when
+/// there is none) or asks for a new one; the reason says which, for the log.
+pub fn existing_host_cert(
+    existing: Option<&str>,
+    host_key: &PublicKey,
+    ca: Option<&PublicKey>,
+    now: u64,
+) -> HostCertState {
+    let Some(text) = existing else {
+        return HostCertState::Renew {
+            why: "no certificate yet".into(),
+        };
+    };
+    match check_host_cert(text, host_key, ca, now) {
+        Ok(cert) if !renewal_due(&cert, now) => HostCertState::Current {
+            valid_before: cert.valid_before(),
+        },
+        Ok(_) => HostCertState::Renew {
+            why: "the certificate has a third of its life or less left".into(),
+        },
+        Err(err) => HostCertState::Renew {
+            why: format!("the certificate there is not usable: {err}"),
+        },
+    }
+}
+
 /// The `known_hosts` line that makes `ssh` trust every host certificate `ca` signs for names
 /// matching `host_patterns` (`*`, `*.compute.internal`, `10.0.*`). Patterns are checked against
 /// a small alphabet (letters, digits, `. - _ : * ? [ ]`), so no pattern can add a second line,

@@ -597,6 +597,42 @@ fn renewal_is_due_with_a_third_of_the_life_left() {
 }
 
 #[test]
+fn an_existing_host_cert_is_kept_only_while_usable_and_not_due() {
+    let signer = ca_signer();
+    let ca = ca_public(&signer);
+    let host_key = generated_key(&["-t", "ed25519"]);
+    let request = host_request(&host_key);
+    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    let now = now();
+    assert_eq!(
+        existing_host_cert(Some(&line), &host_key, Some(&ca), now),
+        HostCertState::Current {
+            valid_before: request.valid_before
+        }
+    );
+    let due = request.valid_before - DEFAULT_HOST_VALIDITY_SECS / 3;
+    assert!(matches!(
+        existing_host_cert(Some(&line), &host_key, Some(&ca), due),
+        HostCertState::Renew { why } if why.contains("third")
+    ));
+    assert!(matches!(
+        existing_host_cert(None, &host_key, Some(&ca), now),
+        HostCertState::Renew { why } if why == "no certificate yet"
+    ));
+    // A certificate for the old key after the host key changed, or from another CA: renewed.
+    let new_key = generated_key(&["-t", "ed25519"]);
+    assert!(matches!(
+        existing_host_cert(Some(&line), &new_key, Some(&ca), now),
+        HostCertState::Renew { why } if why.contains("another key")
+    ));
+    let other_ca = ca_public(&SigningKey::from_slice(&[0x33; 32]).unwrap());
+    assert!(matches!(
+        existing_host_cert(Some(&line), &host_key, Some(&other_ca), now),
+        HostCertState::Renew { why } if why.contains("another CA")
+    ));
+}
+
+#[test]
 fn known_hosts_line_trusts_the_ca_for_plain_patterns_only() {
     let ca = ca_public(&ca_signer());
     let line =
