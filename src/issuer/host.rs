@@ -22,7 +22,7 @@
 
 use crate::ca::{Ca, CaError, Kms, KmsError};
 use crate::ec2::{Ec2, Ec2Error, Instance};
-use crate::iam::{IamError, InstanceProfiles};
+use crate::iam::{Directory, IamError};
 use crate::keys::cert::{self, CertError, Certificate, HostCertRequest, NONCE_LEN};
 use crate::keys::PublicKey;
 
@@ -186,16 +186,16 @@ pub fn host_validity(requested: Option<u64>) -> u64 {
 
 /// Issues a host certificate to the instance `ask` names, after EC2 and IAM confirmed it
 /// ([`judge_host`]). What B's handler calls for [`super::CertKind::Host`].
-pub async fn issue_host<E, P, K>(
+pub async fn issue_host<E, D, K>(
     ask: &HostAsk<'_>,
     host_roles: &[String],
     ec2: &E,
-    profiles: &P,
+    iam: &D,
     ca: &Ca<K>,
 ) -> Result<Certificate, IssueError>
 where
     E: Ec2,
-    P: InstanceProfiles,
+    D: Directory,
     K: Kms,
 {
     let (role, session) = host_session(ask.kind, host_roles)?;
@@ -206,7 +206,7 @@ where
         .and_then(instance_profile_name)
         .map(|(_, name)| name);
     let profile_roles = match profile_name {
-        Some(name) => match profiles.instance_profile(name).await {
+        Some(name) => match iam.instance_profile(name).await {
             Ok(profile) => profile.roles,
             // The instance names a profile that is gone: it has no role.
             Err(IamError::NotFound(_)) => Vec::new(),
@@ -255,10 +255,8 @@ fn ec2_error(err: Ec2Error) -> IssueError {
 
 fn iam_error(err: IamError) -> IssueError {
     match err {
-        IamError::NoCredentials(_) | IamError::AccessDenied { .. } => {
-            IssueError::Internal(err.to_string())
-        }
-        _ => IssueError::Unavailable(err.to_string()),
+        IamError::Unreachable(_) => IssueError::Unavailable(err.to_string()),
+        _ => IssueError::Internal(err.to_string()),
     }
 }
 

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use super::*;
 use crate::ca::fake::FakeKms;
-use crate::iam::InstanceProfile;
+use crate::iam::{Identity, InstanceProfile, KeyMeta};
 
 const ACCOUNT: &str = "123456789012";
 const ROLE: &str = "web-host";
@@ -44,7 +44,22 @@ struct FakeProfiles {
     error: Option<IamError>,
 }
 
-impl InstanceProfiles for FakeProfiles {
+impl Directory for FakeProfiles {
+    async fn list_keys(&self, _user: &str) -> Result<Vec<KeyMeta>, IamError> {
+        unreachable!("host certificates read no SSH keys")
+    }
+    async fn get_keys(&self, _user: &str, _ids: &[String]) -> Vec<Result<String, IamError>> {
+        unreachable!("host certificates read no SSH keys")
+    }
+    async fn groups_for_user(&self, _user: &str) -> Result<Vec<String>, IamError> {
+        unreachable!("host certificates read no groups")
+    }
+    async fn identity(&self, _user: &str) -> Result<Identity, IamError> {
+        unreachable!("host certificates read no users")
+    }
+    fn calls(&self) -> usize {
+        0
+    }
     async fn instance_profile(&self, name: &str) -> Result<InstanceProfile, IamError> {
         if let Some(err) = &self.error {
             return Err(err.clone());
