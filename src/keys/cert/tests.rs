@@ -422,6 +422,17 @@ fn host_request(subject: &PublicKey) -> HostCertRequest<'_> {
     }
 }
 
+/// The local CA's key, a host key, its certificate line and validity window.
+fn host_fixture() -> (PublicKey, PublicKey, String, (u64, u64)) {
+    let signer = ca_signer();
+    let ca = ca_public(&signer);
+    let host_key = generated_key(&["-t", "ed25519"]);
+    let request = host_request(&host_key);
+    let window = (request.valid_after, request.valid_before);
+    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    (ca, host_key, line, window)
+}
+
 #[test]
 fn host_cert_is_listed_by_ssh_keygen_as_a_host_certificate() {
     let signer = ca_signer();
@@ -535,15 +546,11 @@ fn host_cert_refuses_bad_principals_instance_ids_and_windows() {
 
 #[test]
 fn host_side_check_takes_only_a_current_host_cert_for_its_own_key_from_the_ca() {
-    let signer = ca_signer();
-    let ca = ca_public(&signer);
-    let host_key = generated_key(&["-t", "ed25519"]);
-    let request = host_request(&host_key);
-    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    let (ca, host_key, line, (valid_after, valid_before)) = host_fixture();
     let now = now();
 
     let cert = check_host_cert(&line, &host_key, Some(&ca), now).unwrap();
-    assert_eq!(cert.valid_before(), request.valid_before);
+    assert_eq!(cert.valid_before(), valid_before);
     check_host_cert(&format!("{line}\n"), &host_key, None, now).unwrap();
 
     let other_key = generated_key(&["-t", "ed25519"]);
@@ -557,17 +564,17 @@ fn host_side_check_takes_only_a_current_host_cert_for_its_own_key_from_the_ca() 
         HostCertError::OtherCa
     );
     assert!(matches!(
-        check_host_cert(&line, &host_key, Some(&ca), request.valid_before),
+        check_host_cert(&line, &host_key, Some(&ca), valid_before),
         Err(HostCertError::NotValidNow { .. })
     ));
     assert!(matches!(
-        check_host_cert(&line, &host_key, Some(&ca), request.valid_after - 1),
+        check_host_cert(&line, &host_key, Some(&ca), valid_after - 1),
         Err(HostCertError::NotValidNow { .. })
     ));
     // A user certificate for the same key is not a host certificate.
     let mut user = self::request(&host_key);
     user.principals = vec!["web".to_owned()];
-    let user_line = sign(&signer, build_user_cert(&user, &ca).unwrap()).to_line();
+    let user_line = sign(&ca_signer(), build_user_cert(&user, &ca).unwrap()).to_line();
     assert_eq!(
         check_host_cert(&user_line, &host_key, Some(&ca), now).unwrap_err(),
         HostCertError::NotHost
@@ -598,19 +605,13 @@ fn renewal_is_due_with_a_third_of_the_life_left() {
 
 #[test]
 fn an_existing_host_cert_is_kept_only_while_usable_and_not_due() {
-    let signer = ca_signer();
-    let ca = ca_public(&signer);
-    let host_key = generated_key(&["-t", "ed25519"]);
-    let request = host_request(&host_key);
-    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    let (ca, host_key, line, (_, valid_before)) = host_fixture();
     let now = now();
     assert_eq!(
         existing_host_cert(Some(&line), &host_key, Some(&ca), now),
-        HostCertState::Current {
-            valid_before: request.valid_before
-        }
+        HostCertState::Current { valid_before }
     );
-    let due = request.valid_before - DEFAULT_HOST_VALIDITY_SECS / 3;
+    let due = valid_before - DEFAULT_HOST_VALIDITY_SECS / 3;
     assert!(matches!(
         existing_host_cert(Some(&line), &host_key, Some(&ca), due),
         HostCertState::Renew { why } if why.contains("third")
