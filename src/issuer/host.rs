@@ -140,9 +140,14 @@ pub fn judge_host(
         }
     };
     if instance.state != RUNNING {
+        let state = &instance.state;
+        let shown = if state.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            state.as_str()
+        } else {
+            "in another state"
+        };
         return Err(IssueError::Forbidden(format!(
-            "instance {session} is {}, not running",
-            instance.state
+            "instance {session} is {shown}, not running"
         )));
     }
     let profile = instance
