@@ -26,7 +26,10 @@
 //!   certificates, after EC2 confirmed the instance); SSO role sessions and other assumed roles
 //!   are refused with a message that says so.
 
+pub mod client;
 pub mod host;
+pub mod proof;
+pub mod sts;
 pub mod wire;
 
 use std::future::Future;
