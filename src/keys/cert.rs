@@ -257,7 +257,7 @@ pub fn build_host_cert(
     ) {
         return Err(CertError::InvalidHostValidity);
     }
-    if !is_valid_instance_id(&request.instance_id) {
+    if !crate::ec2::query::is_instance_id(&request.instance_id) {
         return Err(CertError::InvalidInstanceId);
     }
     build(
@@ -275,16 +275,6 @@ pub fn build_host_cert(
         },
         ca,
     )
-}
-
-/// An EC2 instance id: `i-` and 8 (older instances) or 17 lower-case hex digits.
-pub fn is_valid_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn window_ok(valid_after: u64, valid_before: u64, max: u64) -> bool {
