@@ -206,6 +206,79 @@ pub fn error_code(body: &[u8]) -> Option<String> {
     None
 }
 
+/// One step of [`walk_answer`]: `path` holds the open elements' local names, root first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xml<'a> {
+    /// An element starts; it is the last of `path`.
+    Start { path: &'a [&'a str] },
+    /// Text or CDATA (raw: entities are not expanded) inside the last of `path`.
+    Text { path: &'a [&'a str], text: &'a str },
+    /// An element ends; it is the last of `path`.
+    End { path: &'a [&'a str] },
+}
+
+/// Walks a whole Query API answer and shows each step to `visit`. The document must be well
+/// formed and complete, with one root element named `root` and no DTD; a `visit` error stops
+/// the walk. Errors describe the document, never quote it.
+pub fn walk_answer(
+    text: &str,
+    root: &str,
+    mut visit: impl FnMut(Xml<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    use xmlparser::{ElementEnd, Token};
+    let mut open: Vec<&str> = Vec::new();
+    let mut root_seen = false;
+    for token in xmlparser::Tokenizer::from(text) {
+        let token = token.map_err(|e| format!("a body that is not well-formed XML ({e})"))?;
+        match token {
+            Token::ElementStart { local, .. } => {
+                let local = local.as_str();
+                if open.is_empty() {
+                    if root_seen {
+                        return Err("more than one root element".into());
+                    }
+                    if local != root {
+                        return Err(format!("a root <{local}>, not <{root}>"));
+                    }
+                    root_seen = true;
+                }
+                open.push(local);
+                visit(Xml::Start { path: &open })?;
+            }
+            Token::ElementEnd { end, .. } => {
+                match end {
+                    ElementEnd::Open => continue,
+                    ElementEnd::Empty => {}
+                    ElementEnd::Close(_, local) => {
+                        if open.last() != Some(&local.as_str()) {
+                            return Err(format!("an unexpected </{}>", local.as_str()));
+                        }
+                    }
+                }
+                visit(Xml::End { path: &open })?;
+                open.pop();
+            }
+            Token::Text { text } | Token::Cdata { text, .. } => {
+                visit(Xml::Text {
+                    path: &open,
+                    text: text.as_str(),
+                })?;
+            }
+            Token::DtdStart { .. } | Token::EmptyDtd { .. } | Token::EntityDeclaration { .. } => {
+                return Err("a DTD".into())
+            }
+            _ => {}
+        }
+    }
+    if !root_seen {
+        return Err(format!("no <{root}>"));
+    }
+    if !open.is_empty() {
+        return Err("a body cut short".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Ec2, Ec2Error, Instance};
 use crate::http::{self, HttpError, Target};
-use crate::sigv4::{self, AwsContext, SignError, Signer};
+use crate::sigv4::{self, walk_answer, AwsContext, SignError, Signer, Xml};
 
 /// A DescribeInstances answer for one instance is a few KB.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -278,123 +278,77 @@ fn is_profile_arn(arn: &str) -> bool {
         }))
 }
 
-/// Walks the document and collects the instance's own fields. Errors: not well formed, cut
-/// short, a DTD, a root other than `DescribeInstancesResponse`, no `reservationSet`.
+/// Collects the instance's own fields (and counts instances and reservation sets) while
+/// [`walk_answer`] checks the document.
 fn read_fields(text: &str) -> Result<Fields, String> {
-    use xmlparser::{ElementEnd, Token};
-    const ROOT: &str = "DescribeInstancesResponse";
-    // Depths of the instance element's path:
-    // DescribeInstancesResponse/reservationSet/item/instancesSet/item/<field>
-    const INSTANCE: [&str; 5] = [ROOT, "reservationSet", "item", "instancesSet", "item"];
+    const RESERVATIONS: &str = "reservationSet";
+    const INSTANCES: &str = "instancesSet";
     let mut fields = Fields::default();
-    let mut open: Vec<&str> = Vec::new();
-    let mut root_seen = false;
     let mut reservation_sets = 0;
     // The tag item being read: (key, value).
     let mut tag: Option<(String, String)> = None;
-    for token in xmlparser::Tokenizer::from(text) {
-        let token = token.map_err(|e| format!("a body that is not well-formed XML ({e})"))?;
-        match token {
-            Token::ElementStart { local, .. } => {
-                let local = local.as_str();
-                if open.is_empty() {
-                    if root_seen {
-                        return Err("more than one root element".into());
+    walk_answer(text, "DescribeInstancesResponse", |step| {
+        match step {
+            Xml::Start {
+                path: [_, RESERVATIONS],
+            } => reservation_sets += 1,
+            Xml::Start {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item"],
+            } => fields.instances += 1,
+            Xml::Start {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item", "tagSet", "item"],
+            } => tag = Some((String::new(), String::new())),
+            Xml::End {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item", "tagSet", "item"],
+            } => {
+                if let Some((key, value)) = tag.take() {
+                    if key == "Name" {
+                        fields.name_tag.push(value);
                     }
-                    if local != ROOT {
-                        return Err(format!("a root <{local}>, not <{ROOT}>"));
-                    }
-                    root_seen = true;
                 }
-                open.push(local);
-                if open.len() == 2 && local == "reservationSet" {
-                    reservation_sets += 1;
-                }
-                if open[..] == INSTANCE[..] {
-                    fields.instances += 1;
-                }
-                if open.len() == 7
-                    && open[..5] == INSTANCE[..]
-                    && open[5] == "tagSet"
-                    && local == "item"
-                {
-                    tag = Some((String::new(), String::new()));
-                }
-                // A field element starts: record an empty value that its text fills.
-                if let Some(list) = field_list(&mut fields, &open, &INSTANCE) {
+            }
+            Xml::Start {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item", field @ ..],
+            } => {
+                // A field element starts: an empty value that its text fills.
+                if let Some(list) = field_list(&mut fields, field) {
                     list.push(String::new());
                 }
             }
-            Token::ElementEnd { end, .. } => {
-                let closed = match end {
-                    ElementEnd::Open => continue,
-                    ElementEnd::Empty => open.pop(),
-                    ElementEnd::Close(_, local) => match open.pop() {
-                        Some(name) if name == local.as_str() => Some(name),
-                        _ => return Err(format!("an unexpected </{}>", local.as_str())),
-                    },
-                };
-                if closed == Some("item")
-                    && open.len() == 6
-                    && open[..5] == INSTANCE[..]
-                    && open[5] == "tagSet"
-                {
-                    if let Some((key, value)) = tag.take() {
-                        if key == "Name" {
-                            fields.name_tag.push(value);
-                        }
+            Xml::Text {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item", "tagSet", "item", part],
+                text,
+            } => {
+                if let Some((key, value)) = tag.as_mut() {
+                    match *part {
+                        "key" => key.push_str(text),
+                        "value" => value.push_str(text),
+                        _ => {}
                     }
                 }
             }
-            Token::Text { text } | Token::Cdata { text, .. } => {
-                let text = text.as_str();
-                if let Some(list) = field_list(&mut fields, &open, &INSTANCE) {
-                    if let Some(last) = list.last_mut() {
-                        last.push_str(text.trim());
-                    }
-                } else if open.len() == 8
-                    && open[..5] == INSTANCE[..]
-                    && open[5] == "tagSet"
-                    && open[6] == "item"
-                {
-                    if let Some((key, value)) = tag.as_mut() {
-                        match open[7] {
-                            "key" => key.push_str(text),
-                            "value" => value.push_str(text),
-                            _ => {}
-                        }
-                    }
+            Xml::Text {
+                path: [_, RESERVATIONS, "item", INSTANCES, "item", field @ ..],
+                text,
+            } => {
+                if let Some(last) = field_list(&mut fields, field).and_then(|l| l.last_mut()) {
+                    last.push_str(text.trim());
                 }
-            }
-            Token::DtdStart { .. } | Token::EmptyDtd { .. } | Token::EntityDeclaration { .. } => {
-                return Err("a DTD".into())
             }
             _ => {}
         }
-    }
-    if !root_seen {
-        return Err(format!("no <{ROOT}>"));
-    }
-    if !open.is_empty() {
-        return Err("a body cut short".into());
-    }
+        Ok(())
+    })?;
     if reservation_sets != 1 {
-        return Err(format!("{reservation_sets} <reservationSet> elements"));
+        return Err(format!("{reservation_sets} <{RESERVATIONS}> elements"));
     }
     Ok(fields)
 }
 
-/// The list a field element at `open` (the element path) records into, if it is one the
-/// instance's answer is read for.
-fn field_list<'f>(
-    fields: &'f mut Fields,
-    open: &[&str],
-    instance: &[&str; 5],
-) -> Option<&'f mut Vec<String>> {
-    if open.len() < 6 || open[..5] != instance[..] {
-        return None;
-    }
-    match &open[5..] {
+/// The list a field element of the instance records into, by its path below the instance
+/// element, if it is one that is read.
+fn field_list<'f>(fields: &'f mut Fields, below_instance: &[&str]) -> Option<&'f mut Vec<String>> {
+    match below_instance {
         ["instanceId"] => Some(&mut fields.id),
         ["instanceState", "name"] => Some(&mut fields.state),
         ["iamInstanceProfile", "arn"] => Some(&mut fields.profile_arn),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::{Caller, IssueError, Proof, Sts, PROOF_HEADERS, STS_BODY};
 use crate::http::{self, Target};
+use crate::sigv4::{walk_answer, Xml};
 
 /// A GetCallerIdentity answer is a few hundred bytes; an error answer under 1 KB.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
@@ -173,62 +174,30 @@ fn check_plausible(caller: &Caller) -> Result<(), String> {
 /// The (name, text) of each child of `<GetCallerIdentityResult>`, after checking the document:
 /// well formed, complete, one root `<GetCallerIdentityResponse>` holding one Result, no DTD.
 fn result_fields(text: &str) -> Result<Vec<(String, String)>, String> {
-    use xmlparser::{ElementEnd, Token};
-    const ROOT: &str = "GetCallerIdentityResponse";
     const RESULT: &str = "GetCallerIdentityResult";
-    let mut open: Vec<&str> = Vec::new();
-    let mut root_seen = false;
     let mut results = 0;
     let mut fields: Vec<(String, String)> = Vec::new();
-    for token in xmlparser::Tokenizer::from(text) {
-        let token = token.map_err(|e| format!("a body that is not well-formed XML ({e})"))?;
-        match token {
-            Token::ElementStart { local, .. } => {
-                let local = local.as_str();
-                match open.len() {
-                    0 if root_seen => return Err("more than one root element".into()),
-                    0 if local != ROOT => {
-                        return Err(format!("a root <{local}>, not <{ROOT}>"));
-                    }
-                    0 => root_seen = true,
-                    1 if local == RESULT => results += 1,
-                    2 if open[1] == RESULT => fields.push((local.to_owned(), String::new())),
-                    3 if open[1] == RESULT => {
-                        return Err(format!("<{}> with child elements", open[2]));
-                    }
-                    _ => {}
-                }
-                open.push(local);
-            }
-            Token::ElementEnd { end, .. } => match end {
-                ElementEnd::Open => {}
-                ElementEnd::Empty => {
-                    open.pop();
-                }
-                ElementEnd::Close(_, local) => match open.pop() {
-                    Some(name) if name == local.as_str() => {}
-                    _ => return Err(format!("an unexpected </{}>", local.as_str())),
-                },
-            },
-            Token::Text { text } | Token::Cdata { text, .. }
-                if open.len() == 3 && open[1] == RESULT =>
-            {
+    walk_answer(text, "GetCallerIdentityResponse", |step| {
+        match step {
+            Xml::Start { path: [_, RESULT] } => results += 1,
+            Xml::Start {
+                path: [_, RESULT, field],
+            } => fields.push(((*field).to_owned(), String::new())),
+            Xml::Start {
+                path: [_, RESULT, field, _, ..],
+            } => return Err(format!("<{field}> with child elements")),
+            Xml::Text {
+                path: [_, RESULT, _],
+                text,
+            } => {
                 if let Some((_, value)) = fields.last_mut() {
-                    value.push_str(text.as_str());
+                    value.push_str(text);
                 }
-            }
-            Token::DtdStart { .. } | Token::EmptyDtd { .. } | Token::EntityDeclaration { .. } => {
-                return Err("a DTD".into())
             }
             _ => {}
         }
-    }
-    if !root_seen {
-        return Err(format!("no <{ROOT}>"));
-    }
-    if !open.is_empty() {
-        return Err("a body cut short".into());
-    }
+        Ok(())
+    })?;
     if results != 1 {
         return Err(format!("{results} <{RESULT}> elements"));
     }

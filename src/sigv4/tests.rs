@@ -155,3 +155,64 @@ fn a_service_specific_endpoint_wins_over_the_general_one_and_the_default() {
     let no_region = AwsContext::from_config(SdkConfig::builder().build());
     assert_eq!(no_region.endpoint("EC2", "ec2"), Err(SignError::NoRegion));
 }
+
+#[test]
+fn the_walk_shows_each_element_with_its_path_and_refuses_a_bad_document() {
+    let mut steps = Vec::new();
+    walk_answer("<R><a>x<b/></a></R>", "R", |step| {
+        steps.push(match step {
+            Xml::Start { path } => format!("start {}", path.join("/")),
+            Xml::Text { path, text } => format!("text {} {text}", path.join("/")),
+            Xml::End { path } => format!("end {}", path.join("/")),
+        });
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        steps,
+        [
+            "start R",
+            "start R/a",
+            "text R/a x",
+            "start R/a/b",
+            "end R/a/b",
+            "end R/a",
+            "end R"
+        ]
+    );
+    for (doc, says) in [
+        ("<Q/>", "a root <Q>, not <R>"),
+        ("<R><a></R>", "unexpected </R>"),
+        ("<R a></R>", "not well-formed"),
+        ("<R><a>", "cut short"),
+        ("<!DOCTYPE R><R/>", "DTD"),
+        ("", "no <R>"),
+    ] {
+        let err = walk_answer(doc, "R", |_| Ok(())).unwrap_err();
+        assert!(err.contains(says), "{doc}: {err}");
+    }
+    let stopped = walk_answer("<R><a/></R>", "R", |step| match step {
+        Xml::Start { path: [_, "a"] } => Err("no a".into()),
+        _ => Ok(()),
+    });
+    assert_eq!(stopped, Err("no a".into()));
+}
+
+#[test]
+fn the_error_code_is_read_from_sts_ec2_and_moto_error_answers() {
+    for body in [
+        "<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code></Error></ErrorResponse>",
+        "<ErrorResponse><Errors><Error><Code>ExpiredToken</Code></Error></Errors></ErrorResponse>",
+        "<Response><Errors><Error><Code>ExpiredToken</Code><Message>m</Message></Error></Errors></Response>",
+    ] {
+        assert_eq!(error_code(body.as_bytes()).as_deref(), Some("ExpiredToken"), "{body}");
+    }
+    for body in [
+        "",
+        "<html/>",
+        "<R><Code>X</Code></R>",
+        "<Error><Code>a b</Code></Error>",
+    ] {
+        assert_eq!(error_code(body.as_bytes()), None, "{body}");
+    }
+}

@@ -24,6 +24,11 @@ fn sts() -> Target {
     Target::parse("https://sts.us-east-1.amazonaws.com").unwrap()
 }
 
+/// The proof for [`AUDIENCE`] and [`FP`] at noon, with or without a session token.
+fn with_token(token: Option<&str>) -> Proof {
+    sign_proof(&creds(token), "us-east-1", &sts(), AUDIENCE, FP, noon()).unwrap()
+}
+
 fn signed_headers(proof: &Proof) -> String {
     let auth = &proof.headers["authorization"];
     let start = auth.find("SignedHeaders=").unwrap() + "SignedHeaders=".len();
@@ -49,15 +54,7 @@ fn the_binding_headers_are_sent_and_signed_with_host_and_date() {
 
 #[test]
 fn no_host_header_and_only_allow_listed_lower_case_names_are_emitted() {
-    let proof = sign_proof(
-        &creds(Some("TOKEN")),
-        "us-east-1",
-        &sts(),
-        AUDIENCE,
-        FP,
-        noon(),
-    )
-    .unwrap();
+    let proof = with_token(Some("TOKEN"));
     assert!(!proof.headers.contains_key("host"));
     for name in proof.headers.keys() {
         assert!(PROOF_HEADERS.contains(&name.as_str()), "{name}");
@@ -67,21 +64,13 @@ fn no_host_header_and_only_allow_listed_lower_case_names_are_emitted() {
 
 #[test]
 fn a_session_token_is_carried_and_signed() {
-    let proof = sign_proof(
-        &creds(Some("FwoGZXIvYXdzEXAMPLE")),
-        "us-east-1",
-        &sts(),
-        AUDIENCE,
-        FP,
-        noon(),
-    )
-    .unwrap();
+    let proof = with_token(Some("FwoGZXIvYXdzEXAMPLE"));
     assert_eq!(proof.headers["x-amz-security-token"], "FwoGZXIvYXdzEXAMPLE");
     assert_eq!(
         signed_headers(&proof),
         "content-type;host;x-amz-date;x-amz-security-token;x-keyward-audience;x-keyward-key"
     );
-    let without = sign_proof(&creds(None), "us-east-1", &sts(), AUDIENCE, FP, noon()).unwrap();
+    let without = with_token(None);
     assert!(!without.headers.contains_key("x-amz-security-token"));
 }
 
