@@ -10,6 +10,8 @@
 //!   digits, addresses parse as IP addresses, DNS names are plain host names. An answer that
 //!   fails a check is an error, never a partly filled [`Instance`].
 
+pub mod query;
+
 use std::future::Future;
 use std::net::IpAddr;
 

@@ -736,7 +736,7 @@ pub(crate) fn printable(text: &str) -> String {
 }
 
 /// Every message in the error's source chain, without the Debug dump DisplayErrorContext adds.
-fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

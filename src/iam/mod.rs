@@ -10,7 +10,7 @@ mod aws;
 use std::future::Future;
 
 pub use answer::{missing_required, Malformed};
-pub(crate) use aws::{classify_sdk, printable, sdk_config, SdkErrorKinds};
+pub(crate) use aws::{cause_chain, classify_sdk, printable, sdk_config, SdkErrorKinds};
 pub use aws::{total_calls, AwsIam, ClientOptions, UntrustedAwsConfig};
 
 /// One SSH key of an IAM user, as ListSSHPublicKeys reports it (no body).

@@ -27,9 +27,12 @@
 //!   are refused with a message that says so.
 
 pub mod check;
+pub mod client;
 pub mod handler;
 pub mod lambda;
+pub mod proof;
 pub mod serve;
+pub mod sts;
 pub mod wire;
 
 use std::future::Future;
