@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::accounts::ids::{IdRange, UidScheme, DEFAULT_UID_RANGE};
 use crate::accounts::names::{self, NameMapping};
 use crate::files;
-use crate::keys::PublicKey;
+use crate::keys::{KeyType, PublicKey};
 
 pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
 pub const ENV_VAR: &str = "KEYWARD_CONFIG";
@@ -161,6 +161,14 @@ pub struct Config {
     /// Linux name (`name_mapping`, `reserved_users`) come from the settings above, as on hosts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<IssuerConfig>,
+    /// The user CA's public key (an OpenSSH `ecdsa-sha2-nistp256`/`nistp384` line, what
+    /// `keyward ca public-key` prints) that `keyward install --ca` makes sshd trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_ca_public_key: Option<String>,
+    /// This host's EC2 instance id (`i-…`), for the per-instance certificate principal
+    /// `NAME@i-…`; when unset, cloud-init's /var/lib/cloud/data/instance-id is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 impl Default for Config {
@@ -204,6 +212,8 @@ impl Default for Config {
             // IAM's per-account request rate when a fleet syncs at once.
             sync_concurrency: 4,
             issuer: None,
+            ssh_ca_public_key: None,
+            instance_id: None,
         }
     }
 }
@@ -446,6 +456,21 @@ impl Config {
                 format!("{id:?} is not an IAM UserId (AIDA…)"),
             ));
         }
+        if let Some(line) = &self.ssh_ca_public_key {
+            if let Err(problem) = ca_public_key(line) {
+                return Err(invalid("ssh_ca_public_key", problem));
+            }
+        }
+        if let Some(id) = &self.instance_id {
+            if !crate::accounts::principals::is_valid_instance_id(id) {
+                return Err(invalid(
+                    "instance_id",
+                    format!(
+                        "{id:?} is not an EC2 instance id (i- and 8 or 17 lower-case hex digits)"
+                    ),
+                ));
+            }
+        }
         if let Some(arn) = &self.iam_role_arn {
             if !arn.starts_with("arn:") || !arn.contains(":role/") {
                 return Err(invalid(
@@ -622,6 +647,21 @@ fn is_acceptable_endpoint(url: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
     plain && !host.is_empty() && (secure || ["127.0.0.1", "::1", "localhost"].contains(&host))
+}
+
+/// A user CA public key sshd may trust: one OpenSSH line that keyward's key parser accepts,
+/// of type ECDSA P-256 or P-384 (the curves a keyward CA in KMS has; no RSA CA). The error
+/// says what is wrong without quoting the line.
+pub fn ca_public_key(line: &str) -> Result<PublicKey, String> {
+    let key =
+        PublicKey::parse(line.trim()).map_err(|e| format!("not an OpenSSH public key: {e}"))?;
+    match key.key_type() {
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 => Ok(key),
+        other => Err(format!(
+            "a {} key; a keyward CA is ECDSA P-256 or P-384 (`keyward ca public-key` prints it)",
+            other.name()
+        )),
+    }
 }
 
 /// IAM group names: `[\w+=,.@-]{1,128}`.
@@ -1080,6 +1120,37 @@ mod tests {
             "sync_concurrency = 1000",
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_ca_key_must_be_an_ecdsa_p256_or_p384_line_and_the_instance_id_an_ec2_id() {
+        let p256 = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDIxSjUJea8/R7sZtXTplF4QlTq8TGgD1NvPUIiZrbFXj/JxFiqiXmla5naP/j/t2h7HhOXofya5Mqc0yDw+bHI= alias/keyward-ca";
+        let c = parse(&format!(
+            "ssh_ca_public_key = \"{p256}\"\ninstance_id = \"i-0123456789abcdef0\""
+        ))
+        .unwrap();
+        assert_eq!(c.ssh_ca_public_key.as_deref(), Some(p256));
+        assert_eq!(c.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let ed25519 =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPem771ZO7qVqfB6sb1dtjWpvcaaJt9MPCab5sOrPxrF x";
+        for (bad, why) in [
+            (
+                format!("ssh_ca_public_key = \"{ed25519}\""),
+                "a ssh-ed25519 key",
+            ),
+            (
+                "ssh_ca_public_key = \"not a key\"".to_owned(),
+                "not an OpenSSH public key",
+            ),
+            (
+                "instance_id = \"i-XYZ\"".to_owned(),
+                "not an EC2 instance id",
+            ),
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 }

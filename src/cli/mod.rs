@@ -5,6 +5,7 @@
 
 mod audit;
 mod authorized_keys;
+mod authorized_principals;
 mod ca;
 mod config_cmd;
 mod delete_key;
@@ -52,6 +53,8 @@ pub struct Cli {
 pub enum Command {
     /// sshd AuthorizedKeysCommand: print the IAM keys allowed for a Linux user (%u %f %k)
     AuthorizedKeys(authorized_keys::AuthorizedKeys),
+    /// sshd AuthorizedPrincipalsCommand: principals for a keyward user certificate (%u %i); local files only
+    AuthorizedPrincipals(authorized_principals::AuthorizedPrincipals),
     /// pam_exec hook: create the account of a first-time IAM user (reads PAM_USER)
     PamCreateAccount(pam_create_account::PamCreateAccount),
     /// Make Linux accounts and groups follow IAM (run hourly by the timer or cron)
@@ -109,9 +112,10 @@ impl Cli {
             Command::PamCreateAccount(_) if std::env::var_os("PAM_TYPE").is_some() => {
                 logging::Target::Pam
             }
-            Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) | Command::Sync(_) => {
-                logging::Target::Host
-            }
+            Command::AuthorizedKeys(_)
+            | Command::AuthorizedPrincipals(_)
+            | Command::PamCreateAccount(_)
+            | Command::Sync(_) => logging::Target::Host,
             _ => logging::Target::Interactive,
         }
     }
@@ -122,6 +126,7 @@ impl Cli {
         };
         match self.command {
             Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
+            Command::AuthorizedPrincipals(c) => c.run(&ctx, &mut std::io::stdout().lock()),
             Command::PamCreateAccount(c) => c.run(&ctx).await,
             Command::Sync(c) => c.run(&ctx).await,
             Command::RenameKeymaker(c) => c.run(&ctx).await,
@@ -142,8 +147,9 @@ impl Cli {
     }
 }
 
-/// The subcommand sshd runs with network-supplied arguments.
+/// The subcommands sshd runs with network-supplied arguments.
 const AUTHORIZED_KEYS: &str = "authorized-keys";
+const AUTHORIZED_PRINCIPALS: &str = "authorized-principals";
 
 /// The command line as clap should see it: `--` is put right after `authorized-keys`, so that
 /// whatever sshd passes as %u, %f and %k (`-h`, `--help`, `--config`, `-v`…) is a value that
@@ -167,7 +173,7 @@ pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
             "--config" => i += 2,
             "--stats" | "-v" | "--verbose" => i += 1,
             a if a.starts_with("--config=") => i += 1,
-            AUTHORIZED_KEYS => {
+            AUTHORIZED_KEYS | AUTHORIZED_PRINCIPALS => {
                 args.insert(i + 1, OsString::from("--"));
                 break;
             }
@@ -256,6 +262,19 @@ mod tests {
             ));
             match cli.map(|c| c.command) {
                 Ok(Command::AuthorizedKeys(_)) => {}
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_reach_authorized_principals_as_its_user_and_key_id() {
+        for flag in ["-h", "--help", "-V", "--config", "-v"] {
+            let cli = Cli::try_parse_from(guard_args(
+                ["keyward", "authorized-principals", flag, flag].map(OsString::from),
+            ));
+            match cli.map(|c| c.command) {
+                Ok(Command::AuthorizedPrincipals(_)) => {}
                 other => panic!("{flag}: {other:?}"),
             }
         }
