@@ -559,3 +559,187 @@ fn with_tls_configured_the_issuer_speaks_https_only() {
         .unwrap();
     assert!(!plain.status.success());
 }
+
+/// A loopback stand-in for the Lambda runtime API: hands out `events` (request id, event JSON)
+/// one per `invocation/next`, then answers 500 (the function then exits); records every POST
+/// as (path, body). One request per connection.
+struct FakeRuntimeApi {
+    address: String,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl FakeRuntimeApi {
+    fn start(events: Vec<(String, String)>) -> FakeRuntimeApi {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let posts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&posts);
+        std::thread::spawn(move || {
+            let mut events = events.into_iter();
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end;
+                    }
+                    let n = stream.read(&mut chunk).unwrap();
+                    if n == 0 {
+                        break 0;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = buf[head_end + 4..].to_vec();
+                while body.len() < length {
+                    let n = stream.read(&mut chunk).unwrap();
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                let request_line = head.lines().next().unwrap_or("").to_owned();
+                let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+                let answer = if request_line.starts_with("GET ")
+                    && path == "/2018-06-01/runtime/invocation/next"
+                {
+                    match events.next() {
+                        Some((id, event)) => format!(
+                            "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {id}\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{event}",
+                            event.len()
+                        ),
+                        None => "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\
+                                 Connection: close\r\n\r\n"
+                            .to_owned(),
+                    }
+                } else {
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push((path, String::from_utf8(body).unwrap()));
+                    "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_owned()
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        FakeRuntimeApi { address, posts }
+    }
+
+    fn posts(&self) -> Vec<(String, String)> {
+        self.posts.lock().unwrap().clone()
+    }
+}
+
+/// `keyward ca lambda` (run as `bootstrap`, as Lambda runs it) against `api` and moto.
+fn run_lambda(moto: &Moto, api: &FakeRuntimeApi, config: &str) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap");
+    std::os::unix::fs::symlink(common::BIN, &bootstrap).unwrap();
+    let mut cmd = Command::new(&bootstrap);
+    // keyward_cmd's environment, for the program under its Lambda name.
+    for (key, value) in keyward_cmd(&moto.endpoint()).get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.env("AWS_LAMBDA_RUNTIME_API", &api.address)
+        .env("KEYWARD_CONFIG_TOML", config);
+    Run::of(cmd)
+}
+
+/// A Function URL event (payload format 2.0) carrying `body`.
+fn function_url_event(body: &str) -> String {
+    serde_json::json!({
+        "version": "2.0",
+        "rawPath": "/v1/certificate",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "http": {"method": "POST", "path": "/v1/certificate", "sourceIp": "192.0.2.1"},
+            "requestId": "abc"
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+#[test]
+fn as_a_lambda_function_the_issuer_answers_function_url_events() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    iam.user("alice");
+    let alice = iam.access_key("alice");
+    iam.group("ssh-users", &["alice"]);
+    ca_init(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate(dir.path(), "id_ed25519", "ed25519", "alice@laptop");
+    let alice = (alice.0.as_str(), alice.1.as_str());
+    let body = user_request(
+        &moto,
+        alice,
+        &key.line(),
+        &key.fingerprint(),
+        AUDIENCE,
+        |_| {},
+    );
+    let api = FakeRuntimeApi::start(vec![
+        ("req-1".into(), function_url_event(&body)),
+        ("req-2".into(), function_url_event("{}")),
+    ]);
+    let config = format!(
+        "allowed_groups = [\"ssh-users\"]\n[issuer]\naudience = \"{AUDIENCE}\"\n\
+         sts_endpoint = \"{}\"\n",
+        moto.endpoint()
+    );
+    let run = run_lambda(&moto, &api, &config);
+    // The runtime API's 500 on the third `next` ends the process, as Lambda would restart it.
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("invocation/next: HTTP 500"),
+        "{}",
+        run.stderr
+    );
+    let posts = api.posts();
+    assert_eq!(posts.len(), 2, "{posts:?}\n{}", run.stderr);
+    assert_eq!(posts[0].0, "/2018-06-01/runtime/invocation/req-1/response");
+    let response: serde_json::Value = serde_json::from_str(&posts[0].1).unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let listed = ssh_keygen_list(
+        dir.path(),
+        &certificate_of(response["body"].as_str().unwrap()),
+    );
+    assert!(listed.contains("Key ID: \"keyward:alice:"), "{listed}");
+    assert_eq!(posts[1].0, "/2018-06-01/runtime/invocation/req-2/response");
+    let response: serde_json::Value = serde_json::from_str(&posts[1].1).unwrap();
+    assert_eq!(response["statusCode"], 400, "{response}");
+}
+
+#[test]
+fn a_lambda_function_that_cannot_start_reports_an_init_error() {
+    let moto = Moto::start();
+    let api = FakeRuntimeApi::start(Vec::new());
+    let run = run_lambda(&moto, &api, "allowed_groups = [\"ssh-users\"]\n");
+    assert_ne!(run.code, 0);
+    let posts = api.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].0, "/2018-06-01/runtime/init/error");
+    let error: serde_json::Value = serde_json::from_str(&posts[0].1).unwrap();
+    assert_eq!(error["errorType"], "Runtime.InitError");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("no [issuer] table"),
+        "{error}"
+    );
+}
