@@ -17,7 +17,8 @@
 //!   narrows before the issuer goes live.
 //! - **What is signed is capped and built here**: a RAW message of at most
 //!   [`cert::MAX_TBS_LEN`] bytes (real KMS refuses more; moto does not), refused before KMS is
-//!   called; certificates are only ever built by [`cert::build_user_cert`].
+//!   called; certificates are only ever built by [`cert::build_user_cert`] and
+//!   [`cert::build_host_cert`].
 //! - **A CA key is ECDSA P-256 or P-384 with `KeyUsage=SIGN_VERIFY`, enabled.** An alias that
 //!   names any other key is refused, never "fixed": keyward does not repoint, disable or delete
 //!   keys it did not create.
@@ -38,7 +39,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ssh_encoding::Encode as _;
 
-use crate::keys::cert::{self, CertError, Certificate, SigningAlgorithm, UserCertRequest};
+use crate::keys::cert::{
+    self, CertError, Certificate, HostCertRequest, SigningAlgorithm, UnsignedCertificate,
+    UserCertRequest,
+};
 use crate::keys::PublicKey;
 
 pub use der::DerError;
@@ -407,7 +411,21 @@ impl<K: Kms> Ca<K> {
         &self,
         request: &UserCertRequest<'_>,
     ) -> Result<Certificate, CaError> {
-        let unsigned = cert::build_user_cert(request, &self.public_key)?;
+        self.sign(cert::build_user_cert(request, &self.public_key)?)
+            .await
+    }
+
+    /// Builds the host certificate `request` describes and has KMS sign it. The issuer calls
+    /// this only after EC2 confirmed the instance (`issuer::host`).
+    pub async fn sign_host_cert(
+        &self,
+        request: &HostCertRequest<'_>,
+    ) -> Result<Certificate, CaError> {
+        self.sign(cert::build_host_cert(request, &self.public_key)?)
+            .await
+    }
+
+    async fn sign(&self, unsigned: UnsignedCertificate) -> Result<Certificate, CaError> {
         if unsigned.signing_algorithm() != self.curve.signing_algorithm() {
             return Err(CertError::UnsupportedCaKey(self.public_key.key_type()).into());
         }

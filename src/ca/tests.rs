@@ -243,3 +243,38 @@ fn a_public_key_that_is_not_what_describe_said_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn sign_host_cert_has_kms_sign_a_host_certificate() {
+    let kms = FakeKms::default();
+    let (ca, _) = block_on(init(&kms, ALIAS, None)).unwrap();
+    let subject = PublicKey::parse(SUBJECT).unwrap();
+    let base = request(&subject);
+    let host = cert::HostCertRequest {
+        subject: &subject,
+        instance_id: "i-0123456789abcdef0".into(),
+        serial: 3,
+        principals: vec!["i-0123456789abcdef0".into(), "127.0.0.5".into()],
+        valid_after: base.valid_after,
+        valid_before: base.valid_after + cert::DEFAULT_HOST_VALIDITY_SECS,
+        nonce: [0x24; NONCE_LEN],
+    };
+    let cert = block_on(ca.sign_host_cert(&host)).unwrap();
+    assert_eq!(kms.signs(), 1);
+    let ca_key = ssh_key::PublicKey::from_openssh(&ca.public_key().to_line()).unwrap();
+    let fingerprint = ca_key.fingerprint(ssh_key::HashAlg::Sha256);
+    cert.decoded()
+        .validate_at(base.valid_after + 60, [&fingerprint])
+        .unwrap();
+    assert!(cert.decoded().cert_type().is_host());
+    assert_eq!(cert.key_id(), "keyward-host:i-0123456789abcdef0:3");
+    // A request the builder refuses never reaches KMS.
+    let mut bad = host.clone();
+    bad.principals = vec!["*".into()];
+    let err = block_on(ca.sign_host_cert(&bad)).unwrap_err();
+    assert!(
+        matches!(err, CaError::Cert(CertError::InvalidPrincipal)),
+        "{err}"
+    );
+    assert_eq!(kms.signs(), 1);
+}

@@ -11,6 +11,7 @@ mod config_cmd;
 mod delete_key;
 mod doctor;
 mod exit;
+mod host_cert;
 mod install;
 mod key_status;
 mod laptop;
@@ -93,6 +94,8 @@ pub enum Command {
     /// SSH certificate authority whose key stays in KMS (init, public-key; in progress)
     #[command(subcommand_required = true)]
     Ca(ca::Ca),
+    /// Get or renew SSH host certificates for this instance's host keys (run as root at boot)
+    HostCert(host_cert::HostCert),
 }
 
 /// Options every command may need.
@@ -143,6 +146,7 @@ impl Cli {
             Command::Doctor(c) => c.run(&ctx).await,
             Command::Policy(c) => c.run(&ctx),
             Command::Ca(c) => c.run(&ctx).await,
+            Command::HostCert(c) => c.run(&ctx).await,
         }
     }
 }

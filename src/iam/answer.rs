@@ -54,6 +54,7 @@ const USER: &[&str] = &["UserName", "UserId"];
 const GROUP: &[&str] = &["GroupName", "GroupId"];
 const KEY_META: &[&str] = &["SSHPublicKeyId", "Status", "UploadDate"];
 const KEY: &[&str] = &["SSHPublicKeyId", "SSHPublicKeyBody", "Status"];
+const INSTANCE_PROFILE: &[&str] = &["InstanceProfileName", "Arn", "Roles"];
 
 /// The elements of each checked operation's `<{Op}Result>` that keyward reads. Operations not
 /// listed (the writes) are not checked.
@@ -71,6 +72,7 @@ fn required(operation: &str) -> Option<&'static [(&'static str, Shape)]> {
         "ListSSHPublicKeys" => &[("SSHPublicKeys", List(KEY_META)), ("IsTruncated", Flag)],
         "GetUser" => &[("User", Struct(USER))],
         "GetSSHPublicKey" => &[("SSHPublicKey", Struct(KEY))],
+        "GetInstanceProfile" => &[("InstanceProfile", Struct(INSTANCE_PROFILE))],
         _ => return None,
     })
 }
@@ -459,6 +461,29 @@ mod tests {
         assert!(missing_required("GetGroup", two_roots.as_bytes()).is_some());
         // Some other operation's answer is not this one's.
         assert!(missing_required("ListGroups", whole.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn an_instance_profile_without_its_roles_is_malformed() {
+        let profile = "<InstanceProfileName>web</InstanceProfileName>\
+                       <Arn>arn:aws:iam::1:instance-profile/web</Arn>";
+        let whole = format!(
+            "<InstanceProfile>{profile}<Roles><member><RoleName>web-host</RoleName></member>\
+             </Roles></InstanceProfile>"
+        );
+        assert_eq!(problem("GetInstanceProfile", &whole), None);
+        assert_eq!(
+            problem(
+                "GetInstanceProfile",
+                &format!("<InstanceProfile>{profile}</InstanceProfile>")
+            )
+            .as_deref(),
+            Some("<InstanceProfile> without <Roles>")
+        );
+        assert_eq!(
+            problem("GetInstanceProfile", "").as_deref(),
+            Some("no <InstanceProfile> element")
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use aws_sdk_iam::types::{EncodingType, StatusType};
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::answer::{self, Malformed};
-use super::{Directory, IamError, IamUser, Identity, KeyMeta};
+use super::{Directory, IamError, IamUser, Identity, InstanceProfile, KeyMeta};
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientOptions {
@@ -466,6 +466,31 @@ impl Directory for AwsIam {
 
     fn calls(&self) -> usize {
         total_calls()
+    }
+
+    async fn instance_profile(&self, name: &str) -> Result<InstanceProfile, IamError> {
+        self.count();
+        let out = self
+            .client
+            .get_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetInstanceProfile", e))?;
+        let profile = out.instance_profile.ok_or_else(|| {
+            IamError::Unreachable("GetInstanceProfile returned no instance profile".into())
+        })?;
+        // The answer check covers the profile's own fields, not each role's: a role the SDK
+        // read without a name would be the role "", so it makes the answer malformed here.
+        if profile.roles.iter().any(|r| r.role_name.is_empty()) {
+            return Err(IamError::Unreachable(
+                "GetInstanceProfile returned a role without a RoleName".into(),
+            ));
+        }
+        Ok(InstanceProfile {
+            arn: profile.arn,
+            roles: profile.roles.into_iter().map(|r| r.role_name).collect(),
+        })
     }
 }
 

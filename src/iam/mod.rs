@@ -100,6 +100,28 @@ pub trait Directory {
 
     /// IAM operations started so far (each retry of one operation counts once).
     fn calls(&self) -> usize;
+
+    /// The instance profile named `name`, its name not its ARN (GetInstanceProfile), which the
+    /// certificate issuer reads to judge a host; [`IamError::NotFound`] when IAM has none. Only
+    /// [`AwsIam`] reads it; every other directory refuses, so a host certificate is never
+    /// issued on a directory that did not ask IAM.
+    fn instance_profile(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<InstanceProfile, IamError>> {
+        let _ = name;
+        std::future::ready(Err(IamError::Other(
+            "this directory does not read instance profiles".into(),
+        )))
+    }
+}
+
+/// An instance profile as GetInstanceProfile reports it (host certificates, issue 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceProfile {
+    pub arn: String,
+    /// The names of its roles (an instance profile holds at most one today).
+    pub roles: Vec<String>,
 }
 
 /// A borrowed directory is a directory (callers keep theirs to read `calls` afterwards).
@@ -122,6 +144,12 @@ impl<T: Directory> Directory for &T {
     }
     fn calls(&self) -> usize {
         (**self).calls()
+    }
+    fn instance_profile(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<InstanceProfile, IamError>> {
+        (**self).instance_profile(name)
     }
 }
 

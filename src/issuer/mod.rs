@@ -29,6 +29,7 @@
 pub mod check;
 pub mod client;
 pub mod handler;
+pub mod host;
 pub mod lambda;
 pub mod proof;
 pub mod serve;

@@ -1,7 +1,8 @@
-//! OpenSSH user certificates, built here and signed elsewhere.
+//! OpenSSH user and host certificates, built here and signed elsewhere.
 //!
 //! keyward's CA key lives in KMS and is used through an asynchronous `Sign` call, so this module
-//! never holds a private key and never signs. [`build_user_cert`] encodes the certificate's
+//! never holds a private key and never signs. [`build_user_cert`] and [`build_host_cert`] encode
+//! the certificate's
 //! to-be-signed bytes ([`UnsignedCertificate::tbs`]: every field of the certificate up to and
 //! including the CA's public key, in OpenSSH's PROTOCOL.certkeys order); the caller has exactly
 //! those bytes signed (KMS `Sign`, MessageType RAW, [`UnsignedCertificate::signing_algorithm`]),
@@ -9,13 +10,18 @@
 //! re-encoded between signing and assembling, so what was signed is what is served.
 //!
 //! Invariants:
-//! - **What is signed** is a user certificate (type 1) for a key that passed
-//!   [`PublicKey::parse`]; the key id is `keyward:<iam user>:<UserId>:<serial>`; the extensions
-//!   are OpenSSH's defaults ([`DEFAULT_EXTENSIONS`]); the only critical option is an optional
-//!   `source-address`; the signature key is the CA's ECDSA P-256 or P-384 key (no RSA CA).
+//! - **What is signed** is a certificate for a key that passed [`PublicKey::parse`], with the
+//!   CA's ECDSA P-256 or P-384 key as signature key (no RSA CA), and either
+//!   - a user certificate (type 1): key id `keyward:<iam user>:<UserId>:<serial>`, OpenSSH's
+//!     default extensions ([`DEFAULT_EXTENSIONS`]), an optional `source-address` as the only
+//!     critical option; or
+//!   - a host certificate (type 2): key id `keyward-host:<instance id>:<serial>`, no critical
+//!     options, no extensions (OpenSSH defines none for hosts), principals the host names the
+//!     issuer verified with EC2, valid at most [`MAX_HOST_VALIDITY_SECS`].
 //! - **Caps**: the to-be-signed bytes are at most [`MAX_TBS_LEN`] (4096, what real KMS accepts
 //!   as a RAW message), RSA user keys at most [`MAX_RSA_SUBJECT_BITS`] (8192), the validity
-//!   window at most [`MAX_VALIDITY_SECS`], principals at most [`MAX_PRINCIPALS`].
+//!   window at most [`MAX_VALIDITY_SECS`] for a user and [`MAX_HOST_VALIDITY_SECS`] for a host,
+//!   principals at most [`MAX_PRINCIPALS`].
 //! - **Never from the client**: principals (the issuer's name mapping decides them), the key id
 //!   (built here from the IAM user name and UserId the issuer verified), extensions, critical
 //!   options other than the issuer's own `source-address`, serial, nonce and validity. The
@@ -26,6 +32,9 @@
 //!   the `ssh-key` crate; it does not verify the signature (keyward carries no curve arithmetic
 //!   in production). Whoever hands a certificate out or uses it checks the signature against the
 //!   CA's public key.
+//! - On the host, a certificate from the issuer is used only after [`check_host_cert`] found it
+//!   to be a host certificate for the host's own key, valid now, signed by the configured CA key
+//!   when there is one.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,6 +54,12 @@ pub const MAX_RSA_SUBJECT_BITS: u32 = 8192;
 /// The longest validity window a user certificate may have. The issuer's own maximum (and its
 /// default of about an hour) sit below this; this is the ceiling nothing can raise.
 pub const MAX_VALIDITY_SECS: u64 = 24 * 60 * 60;
+/// The longest validity window a host certificate may have: 90 days. A host renews at boot and
+/// whenever `keyward host-cert` runs with a third of the life left, so a lost host's certificate
+/// outlives it by at most this (hosts are not revoked; see docs/certificates.md).
+pub const MAX_HOST_VALIDITY_SECS: u64 = 90 * 24 * 60 * 60;
+/// A host certificate's lifetime unless the request asks for less: 30 days.
+pub const DEFAULT_HOST_VALIDITY_SECS: u64 = 30 * 24 * 60 * 60;
 pub const MAX_PRINCIPALS: usize = 32;
 /// Long enough for a DNS name; Linux user names are far shorter.
 const MAX_PRINCIPAL_LEN: usize = 253;
@@ -54,6 +69,8 @@ const MAX_SOURCE_ADDRESSES: usize = 16;
 pub const NONCE_LEN: usize = 32;
 /// PROTOCOL.certkeys: SSH_CERT_TYPE_USER.
 const SSH_CERT_TYPE_USER: u32 = 1;
+/// PROTOCOL.certkeys: SSH_CERT_TYPE_HOST.
+const SSH_CERT_TYPE_HOST: u32 = 2;
 
 /// What `ssh-keygen -s` grants a user certificate unless told otherwise, in the lexical order
 /// OpenSSH writes them.
@@ -89,6 +106,16 @@ pub enum CertError {
     InvalidUserId,
     #[error("the validity window must start before it ends and last at most 24 hours")]
     InvalidValidity,
+    #[error(
+        "a host certificate's validity window must start before it ends and last at most 90 days"
+    )]
+    InvalidHostValidity,
+    #[error("the instance id must be i- followed by 8 or 17 lower-case hex digits")]
+    InvalidInstanceId,
+    #[error(
+        "a known_hosts line needs 1 to 32 host patterns of letters, digits and . - _ : * ? [ ]"
+    )]
+    InvalidHostPattern,
     #[error("source-address must list 1 to 16 IP addresses or CIDR ranges")]
     InvalidSourceAddress,
     #[error("the certificate nonce must be 32 random bytes")]
@@ -123,6 +150,24 @@ pub struct UserCertRequest<'a> {
     /// IP addresses or CIDR ranges for the `source-address` critical option; empty for none.
     pub source_addresses: Vec<String>,
     /// From a CSPRNG; makes each certificate's signed bytes unpredictable to the requester.
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// Everything a host certificate says. Built by the issuer from what EC2 said about the
+/// instance, never from client input beyond `subject`.
+#[derive(Debug, Clone)]
+pub struct HostCertRequest<'a> {
+    /// The host key being certified, already through [`PublicKey::parse`].
+    pub subject: &'a PublicKey,
+    /// The EC2 instance id the issuer verified (`i-…`); goes into the key id.
+    pub instance_id: String,
+    pub serial: u64,
+    /// The names clients connect to: instance id, IP addresses, DNS names.
+    pub principals: Vec<String>,
+    /// Seconds since the Unix epoch; the certificate is valid in `[valid_after, valid_before)`.
+    pub valid_after: u64,
+    pub valid_before: u64,
+    /// From a CSPRNG.
     pub nonce: [u8; NONCE_LEN],
 }
 
@@ -166,27 +211,7 @@ pub fn build_user_cert(
     request: &UserCertRequest<'_>,
     ca: &PublicKey,
 ) -> Result<UnsignedCertificate, CertError> {
-    let algorithm = match ca.key_type() {
-        KeyType::EcdsaP256 => SigningAlgorithm::EcdsaSha256,
-        KeyType::EcdsaP384 => SigningAlgorithm::EcdsaSha384,
-        other => return Err(CertError::UnsupportedCaKey(other)),
-    };
-    if let Some(bits) = request.subject.rsa_bits() {
-        if bits > MAX_RSA_SUBJECT_BITS {
-            return Err(CertError::RsaKeyTooLarge { bits });
-        }
-    }
-    if request.nonce.iter().all(|byte| *byte == 0) {
-        return Err(CertError::InvalidNonce);
-    }
-    if request.principals.is_empty() || request.principals.len() > MAX_PRINCIPALS {
-        return Err(CertError::PrincipalCount);
-    }
-    if !request.principals.iter().all(|p| is_valid_principal(p)) {
-        return Err(CertError::InvalidPrincipal);
-    }
-    let window = request.valid_before.checked_sub(request.valid_after);
-    if !window.is_some_and(|secs| secs > 0 && secs <= MAX_VALIDITY_SECS) {
+    if !window_ok(request.valid_after, request.valid_before, MAX_VALIDITY_SECS) {
         return Err(CertError::InvalidValidity);
     }
     let key_id = key_id(&request.identity, request.serial)?;
@@ -201,11 +226,102 @@ pub fn build_user_cert(
         .iter()
         .map(|name| ((*name).to_owned(), String::new()))
         .collect();
+    build(
+        &Fields {
+            subject: request.subject,
+            nonce: &request.nonce,
+            serial: request.serial,
+            cert_type: SSH_CERT_TYPE_USER,
+            key_id,
+            principals: &request.principals,
+            valid_after: request.valid_after,
+            valid_before: request.valid_before,
+            critical_options,
+            extensions,
+        },
+        ca,
+    )
+}
 
-    let cert_type_name = request.subject.key_data().algorithm().to_certificate_type();
+/// Builds the to-be-signed part of a host certificate for `request.subject`, to be signed by
+/// the CA whose public key is `ca`.
+pub fn build_host_cert(
+    request: &HostCertRequest<'_>,
+    ca: &PublicKey,
+) -> Result<UnsignedCertificate, CertError> {
+    if !window_ok(
+        request.valid_after,
+        request.valid_before,
+        MAX_HOST_VALIDITY_SECS,
+    ) {
+        return Err(CertError::InvalidHostValidity);
+    }
+    if !crate::ec2::query::is_instance_id(&request.instance_id) {
+        return Err(CertError::InvalidInstanceId);
+    }
+    build(
+        &Fields {
+            subject: request.subject,
+            nonce: &request.nonce,
+            serial: request.serial,
+            cert_type: SSH_CERT_TYPE_HOST,
+            key_id: format!("keyward-host:{}:{}", request.instance_id, request.serial),
+            principals: &request.principals,
+            valid_after: request.valid_after,
+            valid_before: request.valid_before,
+            critical_options: BTreeMap::new(),
+            extensions: BTreeMap::new(),
+        },
+        ca,
+    )
+}
+
+fn window_ok(valid_after: u64, valid_before: u64, max: u64) -> bool {
+    valid_before
+        .checked_sub(valid_after)
+        .is_some_and(|secs| secs > 0 && secs <= max)
+}
+
+/// The fields of either kind of certificate, checked by its builder.
+struct Fields<'a> {
+    subject: &'a PublicKey,
+    nonce: &'a [u8; NONCE_LEN],
+    serial: u64,
+    cert_type: u32,
+    key_id: String,
+    principals: &'a Vec<String>,
+    valid_after: u64,
+    valid_before: u64,
+    critical_options: BTreeMap<String, String>,
+    extensions: BTreeMap<String, String>,
+}
+
+/// The checks every certificate passes, and its encoding in PROTOCOL.certkeys order.
+fn build(fields: &Fields<'_>, ca: &PublicKey) -> Result<UnsignedCertificate, CertError> {
+    let algorithm = match ca.key_type() {
+        KeyType::EcdsaP256 => SigningAlgorithm::EcdsaSha256,
+        KeyType::EcdsaP384 => SigningAlgorithm::EcdsaSha384,
+        other => return Err(CertError::UnsupportedCaKey(other)),
+    };
+    if let Some(bits) = fields.subject.rsa_bits() {
+        if bits > MAX_RSA_SUBJECT_BITS {
+            return Err(CertError::RsaKeyTooLarge { bits });
+        }
+    }
+    if fields.nonce.iter().all(|byte| *byte == 0) {
+        return Err(CertError::InvalidNonce);
+    }
+    if fields.principals.is_empty() || fields.principals.len() > MAX_PRINCIPALS {
+        return Err(CertError::PrincipalCount);
+    }
+    if !fields.principals.iter().all(|p| is_valid_principal(p)) {
+        return Err(CertError::InvalidPrincipal);
+    }
+
+    let cert_type_name = fields.subject.key_data().algorithm().to_certificate_type();
     // The key's own fields follow its type name in its wire blob.
-    let name_len = 4 + request.subject.key_type().name().len();
-    let key_fields = request
+    let name_len = 4 + fields.subject.key_type().name().len();
+    let key_fields = fields
         .subject
         .blob()
         .get(name_len..)
@@ -214,16 +330,16 @@ pub fn build_user_cert(
     let mut tbs = Vec::new();
     let encoded = (|| -> ssh_encoding::Result<()> {
         cert_type_name.as_str().encode(&mut tbs)?;
-        request.nonce[..].encode(&mut tbs)?;
+        fields.nonce[..].encode(&mut tbs)?;
         tbs.extend_from_slice(key_fields);
-        request.serial.encode(&mut tbs)?;
-        SSH_CERT_TYPE_USER.encode(&mut tbs)?;
-        key_id.as_str().encode(&mut tbs)?;
-        request.principals.encode(&mut tbs)?;
-        request.valid_after.encode(&mut tbs)?;
-        request.valid_before.encode(&mut tbs)?;
-        OptionsMap::from(critical_options).encode(&mut tbs)?;
-        OptionsMap::from(extensions).encode(&mut tbs)?;
+        fields.serial.encode(&mut tbs)?;
+        fields.cert_type.encode(&mut tbs)?;
+        fields.key_id.as_str().encode(&mut tbs)?;
+        fields.principals.encode(&mut tbs)?;
+        fields.valid_after.encode(&mut tbs)?;
+        fields.valid_before.encode(&mut tbs)?;
+        OptionsMap::from(fields.critical_options.clone()).encode(&mut tbs)?;
+        OptionsMap::from(fields.extensions.clone()).encode(&mut tbs)?;
         // Reserved, always empty.
         b""[..].encode(&mut tbs)?;
         ca.blob().encode(&mut tbs)
@@ -306,6 +422,127 @@ impl Certificate {
     pub fn decoded(&self) -> &ssh_key::Certificate {
         &self.decoded
     }
+}
+
+/// Why a host certificate is not used on the host (the issuer's answer, or the file already
+/// there). Names what is wrong, never echoes the certificate.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HostCertError {
+    #[error("not an OpenSSH certificate: {0}")]
+    Unreadable(String),
+    #[error("a user certificate, not a host certificate")]
+    NotHost,
+    #[error("a certificate for another key, not this host key")]
+    OtherKey,
+    #[error("not valid now (valid from {valid_after} to {valid_before}, unix seconds)")]
+    NotValidNow { valid_after: u64, valid_before: u64 },
+    #[error("signed by another CA than the configured one (ssh_ca_public_key)")]
+    OtherCa,
+    #[error("a certificate whose key id is not keyward's keyward-host:<instance id>:<serial>")]
+    NotKeywards,
+}
+
+/// Checks a host certificate line before the host serves it: a host certificate (type 2) made
+/// by keyward, for `host_key`, valid at `now`, and, when the host knows the CA's public key,
+/// naming it as signer. The signature itself is not verified here (no curve arithmetic in
+/// production); clients verify it against their `@cert-authority` line at every connection.
+pub fn check_host_cert(
+    line: &str,
+    host_key: &PublicKey,
+    ca: Option<&PublicKey>,
+    now: u64,
+) -> Result<ssh_key::Certificate, HostCertError> {
+    let cert = ssh_key::Certificate::from_openssh(line.trim())
+        .map_err(|err| HostCertError::Unreadable(err.to_string()))?;
+    if !cert.cert_type().is_host() {
+        return Err(HostCertError::NotHost);
+    }
+    if cert.public_key() != host_key.key_data() {
+        return Err(HostCertError::OtherKey);
+    }
+    if !cert.key_id().starts_with("keyward-host:") {
+        return Err(HostCertError::NotKeywards);
+    }
+    if !(cert.valid_after() <= now && now < cert.valid_before()) {
+        return Err(HostCertError::NotValidNow {
+            valid_after: cert.valid_after(),
+            valid_before: cert.valid_before(),
+        });
+    }
+    if ca.is_some_and(|ca| cert.signature_key() != ca.key_data()) {
+        return Err(HostCertError::OtherCa);
+    }
+    Ok(cert)
+}
+
+/// Whether a certificate valid at `now` should be replaced: when at most a third of its
+/// validity window is left (so a 30-day certificate is renewed after 20 days; a daily
+/// `keyward host-cert` then always renews in time).
+pub fn renewal_due(cert: &ssh_key::Certificate, now: u64) -> bool {
+    let life = cert.valid_before().saturating_sub(cert.valid_after());
+    let left = cert.valid_before().saturating_sub(now);
+    left.saturating_mul(3) <= life
+}
+
+/// What to do about the certificate file already next to a host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCertState {
+    /// It passes [`check_host_cert`] and has more than a third of its life left: keep it.
+    Current { valid_before: u64 },
+    /// None, unusable or due: ask the issuer for a new one.
+    Renew { why: String },
+}
+
+/// Whether `keyward host-cert` keeps the certificate file `existing` (its text, `None` when
+/// there is none) or asks for a new one; the reason says which, for the log.
+pub fn existing_host_cert(
+    existing: Option<&str>,
+    host_key: &PublicKey,
+    ca: Option<&PublicKey>,
+    now: u64,
+) -> HostCertState {
+    let Some(text) = existing else {
+        return HostCertState::Renew {
+            why: "no certificate yet".into(),
+        };
+    };
+    match check_host_cert(text, host_key, ca, now) {
+        Ok(cert) if !renewal_due(&cert, now) => HostCertState::Current {
+            valid_before: cert.valid_before(),
+        },
+        Ok(_) => HostCertState::Renew {
+            why: "the certificate has a third of its life or less left".into(),
+        },
+        Err(err) => HostCertState::Renew {
+            why: format!("the certificate there is not usable: {err}"),
+        },
+    }
+}
+
+/// The `known_hosts` line that makes `ssh` trust every host certificate `ca` signs for names
+/// matching `host_patterns` (`*`, `*.compute.internal`, `10.0.*`). Patterns are checked against
+/// a small alphabet (letters, digits, `. - _ : * ? [ ]`), so no pattern can add a second line,
+/// a negation (`!`) or another marker.
+pub fn known_hosts_line(ca: &PublicKey, host_patterns: &[String]) -> Result<String, CertError> {
+    if !matches!(ca.key_type(), KeyType::EcdsaP256 | KeyType::EcdsaP384) {
+        return Err(CertError::UnsupportedCaKey(ca.key_type()));
+    }
+    let pattern_ok = |p: &String| {
+        (1..=MAX_PRINCIPAL_LEN).contains(&p.len())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:*?[]".contains(c))
+    };
+    if host_patterns.is_empty()
+        || host_patterns.len() > MAX_PRINCIPALS
+        || !host_patterns.iter().all(pattern_ok)
+    {
+        return Err(CertError::InvalidHostPattern);
+    }
+    Ok(format!(
+        "@cert-authority {} {}",
+        host_patterns.join(","),
+        ca.to_line()
+    ))
 }
 
 /// `keyward:<iam user>:<UserId>:<serial>`. IAM names cannot hold `:`, so the parts split back

@@ -431,3 +431,276 @@ fn a_key_id_parses_back_only_when_it_is_exactly_what_the_builder_writes() {
         assert_eq!(parse_key_id(bad), None, "{bad:?}");
     }
 }
+// ---- host certificates ------------------------------------------------------------------
+
+const INSTANCE: &str = "i-0123456789abcdef0";
+
+fn host_request(subject: &PublicKey) -> HostCertRequest<'_> {
+    let now = now();
+    HostCertRequest {
+        subject,
+        instance_id: INSTANCE.to_owned(),
+        serial: 9,
+        principals: vec![
+            INSTANCE.to_owned(),
+            "10.0.1.17".to_owned(),
+            "ip-10-0-1-17.eu-west-1.compute.internal".to_owned(),
+            "2001:db8::17".to_owned(),
+        ],
+        valid_after: now - 60,
+        valid_before: now + DEFAULT_HOST_VALIDITY_SECS,
+        nonce: [0x3C; NONCE_LEN],
+    }
+}
+
+/// The local CA's key, a host key, its certificate line and validity window.
+fn host_fixture() -> (PublicKey, PublicKey, String, (u64, u64)) {
+    let signer = ca_signer();
+    let ca = ca_public(&signer);
+    let host_key = generated_key(&["-t", "ed25519"]);
+    let request = host_request(&host_key);
+    let window = (request.valid_after, request.valid_before);
+    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    (ca, host_key, line, window)
+}
+
+#[test]
+fn host_cert_is_listed_by_ssh_keygen_as_a_host_certificate() {
+    let signer = ca_signer();
+    let ca = ca_public(&signer);
+    for (args, label) in [
+        (&["-t", "ed25519"][..], "ED25519-CERT"),
+        (&["-t", "ecdsa", "-b", "256"], "ECDSA-CERT"),
+    ] {
+        let subject = generated_key(args);
+        let request = host_request(&subject);
+        let cert = sign(&signer, build_host_cert(&request, &ca).unwrap());
+        let listing = ssh_keygen_list(&cert.to_line()).unwrap();
+        let expected = [
+            format!(
+                "Type: {} host certificate",
+                subject.key_data().algorithm().to_certificate_type()
+            ),
+            format!("Public key: {label} {}", subject.fingerprint()),
+            format!(
+                "Signing CA: ECDSA {} (using ecdsa-sha2-nistp256)",
+                ca.fingerprint()
+            ),
+            format!("Key ID: \"keyward-host:{INSTANCE}:9\""),
+            "Serial: 9".to_owned(),
+            format!(
+                "Valid: from {} to {}",
+                keygen_time(request.valid_after),
+                keygen_time(request.valid_before)
+            ),
+        ];
+        for fact in expected {
+            assert!(listing.contains(&fact), "missing {fact:?} in:\n{listing}");
+        }
+        let words: Vec<&str> = listing.split_whitespace().collect();
+        for name in &request.principals {
+            assert!(
+                words.contains(&name.as_str()),
+                "missing {name} in:\n{listing}"
+            );
+        }
+        // No critical options and no extensions.
+        for fact in ["Critical Options: (none)", "Extensions: (none)"] {
+            assert!(listing.contains(fact), "missing {fact:?} in:\n{listing}");
+        }
+        let decoded = cert.decoded();
+        assert_eq!(decoded.cert_type(), ssh_key::certificate::CertType::Host);
+        assert!(decoded.critical_options().is_empty());
+        assert!(decoded.extensions().is_empty());
+        let ca_fingerprint = ca.key_data().fingerprint(ssh_key::HashAlg::Sha256);
+        decoded.validate_at(now(), [&ca_fingerprint]).unwrap();
+    }
+}
+
+#[test]
+fn host_cert_refuses_bad_principals_instance_ids_and_windows() {
+    let ca = ca_public(&ca_signer());
+    let subject = generated_key(&["-t", "ed25519"]);
+    for bad in ["", "*", "*.internal", "web,evil", "a b", "-oProxy", "h\nx"] {
+        let mut request = host_request(&subject);
+        request.principals.push(bad.to_owned());
+        assert_eq!(
+            build_host_cert(&request, &ca),
+            Err(CertError::InvalidPrincipal),
+            "{bad:?}"
+        );
+    }
+    let mut none = host_request(&subject);
+    none.principals.clear();
+    assert_eq!(build_host_cert(&none, &ca), Err(CertError::PrincipalCount));
+    for id in [
+        "",
+        "i-",
+        "i-0123",
+        "i-0123456789ABCDEF0",
+        "i-0123:x",
+        "web1",
+        "i-0123456789abcdef00",
+    ] {
+        let mut request = host_request(&subject);
+        request.instance_id = id.to_owned();
+        assert_eq!(
+            build_host_cert(&request, &ca),
+            Err(CertError::InvalidInstanceId),
+            "{id:?}"
+        );
+    }
+    let start = now();
+    for (after, before) in [
+        (start, start),
+        (start, start - 1),
+        (start, start + MAX_HOST_VALIDITY_SECS + 1),
+    ] {
+        let mut request = host_request(&subject);
+        request.valid_after = after;
+        request.valid_before = before;
+        assert_eq!(
+            build_host_cert(&request, &ca),
+            Err(CertError::InvalidHostValidity)
+        );
+    }
+    let mut longest = host_request(&subject);
+    longest.valid_after = start;
+    longest.valid_before = start + MAX_HOST_VALIDITY_SECS;
+    assert!(build_host_cert(&longest, &ca).is_ok());
+    // The user ceiling is not the host one: 90 days is far over a user certificate's day.
+    let mut user = request(&subject);
+    user.valid_before = user.valid_after + MAX_HOST_VALIDITY_SECS;
+    assert_eq!(build_user_cert(&user, &ca), Err(CertError::InvalidValidity));
+}
+
+#[test]
+fn host_side_check_takes_only_a_current_host_cert_for_its_own_key_from_the_ca() {
+    let (ca, host_key, line, (valid_after, valid_before)) = host_fixture();
+    let now = now();
+
+    let cert = check_host_cert(&line, &host_key, Some(&ca), now).unwrap();
+    assert_eq!(cert.valid_before(), valid_before);
+    check_host_cert(&format!("{line}\n"), &host_key, None, now).unwrap();
+
+    let other_key = generated_key(&["-t", "ed25519"]);
+    assert_eq!(
+        check_host_cert(&line, &other_key, Some(&ca), now).unwrap_err(),
+        HostCertError::OtherKey
+    );
+    let other_ca = ca_public(&SigningKey::from_slice(&[0x33; 32]).unwrap());
+    assert_eq!(
+        check_host_cert(&line, &host_key, Some(&other_ca), now).unwrap_err(),
+        HostCertError::OtherCa
+    );
+    assert!(matches!(
+        check_host_cert(&line, &host_key, Some(&ca), valid_before),
+        Err(HostCertError::NotValidNow { .. })
+    ));
+    assert!(matches!(
+        check_host_cert(&line, &host_key, Some(&ca), valid_after - 1),
+        Err(HostCertError::NotValidNow { .. })
+    ));
+    // A user certificate for the same key is not a host certificate.
+    let mut user = self::request(&host_key);
+    user.principals = vec!["web".to_owned()];
+    let user_line = sign(&ca_signer(), build_user_cert(&user, &ca).unwrap()).to_line();
+    assert_eq!(
+        check_host_cert(&user_line, &host_key, Some(&ca), now).unwrap_err(),
+        HostCertError::NotHost
+    );
+    for junk in ["", "ssh-ed25519 AAAA", &host_key.to_line()] {
+        assert!(matches!(
+            check_host_cert(junk, &host_key, Some(&ca), now),
+            Err(HostCertError::Unreadable(_))
+        ));
+    }
+}
+
+#[test]
+fn renewal_is_due_with_a_third_of_the_life_left() {
+    let signer = ca_signer();
+    let ca = ca_public(&signer);
+    let host_key = generated_key(&["-t", "ed25519"]);
+    let mut request = host_request(&host_key);
+    request.valid_after = 1_000_000;
+    request.valid_before = 1_000_000 + 3000;
+    let line = sign(&signer, build_host_cert(&request, &ca).unwrap()).to_line();
+    let cert = ssh_key::Certificate::from_openssh(&line).unwrap();
+    assert!(!renewal_due(&cert, 1_000_000));
+    assert!(!renewal_due(&cert, 1_000_000 + 1999));
+    assert!(renewal_due(&cert, 1_000_000 + 2000));
+    assert!(renewal_due(&cert, 1_000_000 + 5000));
+}
+
+#[test]
+fn an_existing_host_cert_is_kept_only_while_usable_and_not_due() {
+    let (ca, host_key, line, (_, valid_before)) = host_fixture();
+    let now = now();
+    assert_eq!(
+        existing_host_cert(Some(&line), &host_key, Some(&ca), now),
+        HostCertState::Current { valid_before }
+    );
+    let due = valid_before - DEFAULT_HOST_VALIDITY_SECS / 3;
+    assert!(matches!(
+        existing_host_cert(Some(&line), &host_key, Some(&ca), due),
+        HostCertState::Renew { why } if why.contains("third")
+    ));
+    assert!(matches!(
+        existing_host_cert(None, &host_key, Some(&ca), now),
+        HostCertState::Renew { why } if why == "no certificate yet"
+    ));
+    // A certificate for the old key after the host key changed, or from another CA: renewed.
+    let new_key = generated_key(&["-t", "ed25519"]);
+    assert!(matches!(
+        existing_host_cert(Some(&line), &new_key, Some(&ca), now),
+        HostCertState::Renew { why } if why.contains("another key")
+    ));
+    let other_ca = ca_public(&SigningKey::from_slice(&[0x33; 32]).unwrap());
+    assert!(matches!(
+        existing_host_cert(Some(&line), &host_key, Some(&other_ca), now),
+        HostCertState::Renew { why } if why.contains("another CA")
+    ));
+}
+
+#[test]
+fn known_hosts_line_trusts_the_ca_for_plain_patterns_only() {
+    let ca = ca_public(&ca_signer());
+    let line =
+        known_hosts_line(&ca, &["*.compute.internal".to_owned(), "10.0.*".to_owned()]).unwrap();
+    assert_eq!(
+        line,
+        format!("@cert-authority *.compute.internal,10.0.* {}", ca.to_line())
+    );
+    // ssh-keygen reads it as a CA line for a matching host.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("known_hosts");
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let found = Command::new("ssh-keygen")
+        .args(["-F", "ip-10-0-1-17.compute.internal", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "{found:?}");
+    assert!(String::from_utf8_lossy(&found.stdout).contains("@cert-authority"));
+
+    for bad in [
+        &[][..],
+        &["".to_owned()],
+        &["!evil".to_owned()],
+        &["a b".to_owned()],
+        &["a,b".to_owned()],
+        &["a\n@revoked *".to_owned()],
+    ] {
+        assert_eq!(
+            known_hosts_line(&ca, bad),
+            Err(CertError::InvalidHostPattern),
+            "{bad:?}"
+        );
+    }
+    let not_a_ca = generated_key(&["-t", "ed25519"]);
+    assert!(matches!(
+        known_hosts_line(&not_a_ca, &["*".to_owned()]),
+        Err(CertError::UnsupportedCaKey(_))
+    ));
+}
