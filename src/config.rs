@@ -553,11 +553,13 @@ fn deserialize_issuer_validity<'de, D: Deserializer<'de>>(d: D) -> Result<Durati
 }
 
 impl IssuerConfig {
-    /// The STS endpoint proofs are replayed to, for the issuer's region.
-    pub fn sts_endpoint_for(&self, region: &str) -> String {
+    /// The STS endpoint proofs are replayed to: `sts_endpoint`, else the regional endpoint of
+    /// the issuer's region. Never the SDK's endpoint settings: where proofs go is the config's
+    /// decision alone.
+    pub fn sts_endpoint_for(&self, region: &str) -> Result<String, crate::sigv4::SignError> {
         match &self.sts_endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => format!("https://sts.{region}.amazonaws.com"),
+            Some(endpoint) => Ok(endpoint.clone()),
+            None => crate::sigv4::default_endpoint("sts", region),
         }
     }
 
@@ -1030,9 +1032,10 @@ mod tests {
         assert_eq!(issuer.default_validity, Duration::from_secs(3600));
         assert!(issuer.max_validity <= MAX_ISSUER_VALIDITY);
         assert_eq!(
-            issuer.sts_endpoint_for("eu-west-1"),
+            issuer.sts_endpoint_for("eu-west-1").unwrap(),
             "https://sts.eu-west-1.amazonaws.com"
         );
+        assert!(issuer.sts_endpoint_for("evil.com/x").is_err());
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
         let full = parse(&format!(
             "{ISSUER}ca_key_alias = \"alias/ca2\"\nsts_endpoint = \"http://127.0.0.1:5000\"\n\
@@ -1041,7 +1044,10 @@ mod tests {
         ))
         .unwrap();
         let issuer = full.issuer.clone().unwrap();
-        assert_eq!(issuer.sts_endpoint_for("x"), "http://127.0.0.1:5000");
+        assert_eq!(
+            issuer.sts_endpoint_for("x").unwrap(),
+            "http://127.0.0.1:5000"
+        );
         assert_eq!(issuer.max_validity, MAX_ISSUER_VALIDITY);
         assert_eq!(issuer.host_roles, ["web-host"]);
         assert_eq!(parse(&full.to_toml()).unwrap(), full);

@@ -187,12 +187,46 @@ fn read_trusted(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 impl Lambda {
     async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
-        let config = match std::env::var(lambda::CONFIG_ENV) {
-            Ok(text) => Config::from_toml(&text, Path::new(lambda::CONFIG_ENV))?,
-            Err(_) => ctx.load_config()?.0,
+        let Ok(address) = std::env::var(lambda::RUNTIME_API_ENV) else {
+            anyhow::bail!(
+                "{} is not set: `keyward ca lambda` runs inside AWS Lambda (use `keyward ca \
+                 serve` elsewhere)",
+                lambda::RUNTIME_API_ENV
+            );
         };
-        let issuer = handler::issuer_config(&config, lambda::CONFIG_ENV)?;
-        let _deps = handler::aws_deps(config, issuer).await?;
-        anyhow::bail!("the Lambda runtime loop is not wired yet")
+        let api = lambda::HttpRuntimeApi::new(&address)?;
+        let deps = match lambda_deps(ctx).await {
+            Ok(deps) => deps,
+            Err(err) => {
+                // Lambda shows this in the function's log and the invocation's error.
+                if let Err(report) = api.init_error(&format!("{err:#}")).await {
+                    tracing::warn!(error = %report, "could not report the init error");
+                }
+                return Err(err);
+            }
+        };
+        tracing::info!(
+            audience = deps.issuer.audience,
+            ca = deps.issuer.ca_key_alias,
+            key_id = deps.ca.key_id(),
+            "issuer ready"
+        );
+        Err(lambda::run(&api, &deps).await.into())
     }
+}
+
+/// The config from `KEYWARD_CONFIG_TOML` (else `--config`), and the issuer's AWS clients.
+async fn lambda_deps(ctx: &Context) -> anyhow::Result<handler::AwsDeps> {
+    let (config, source) = match std::env::var(lambda::CONFIG_ENV) {
+        Ok(text) => (
+            Config::from_toml(&text, Path::new(lambda::CONFIG_ENV))?,
+            lambda::CONFIG_ENV.to_owned(),
+        ),
+        Err(_) => {
+            let (config, source) = ctx.load_config()?;
+            (config, source.to_string())
+        }
+    };
+    let issuer = handler::issuer_config(&config, &source)?;
+    Ok(handler::aws_deps(config, issuer).await?)
 }

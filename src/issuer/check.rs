@@ -291,16 +291,6 @@ fn is_iam_name(s: &str, min: usize, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
-/// An EC2 instance id: `i-` and 8 or 17 lower-case hex digits.
-pub fn is_valid_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// STS's ARN as it may be echoed into a message or log: printable ASCII, at most 256 bytes.
 pub fn printable(arn: &str) -> String {
     arn.chars()
@@ -556,21 +546,6 @@ pub(crate) mod tests {
         ] {
             let err = classify(&caller(arn)).unwrap_err();
             assert_eq!(err.http_status(), 403, "{arn}");
-        }
-    }
-
-    #[test]
-    fn instance_ids_are_checked() {
-        assert!(is_valid_instance_id("i-0123456789abcdef0"));
-        assert!(is_valid_instance_id("i-01234567"));
-        for bad in [
-            "i-0123",
-            "i-0123456789ABCDEF0",
-            "x-01234567",
-            "i-01234567/..",
-            "",
-        ] {
-            assert!(!is_valid_instance_id(bad), "{bad}");
         }
     }
 }

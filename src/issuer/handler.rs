@@ -18,14 +18,13 @@
 //!   principals); the proof never is: it is a bearer credential for 15 minutes.
 //! - The serial and the nonce come from the OS CSPRNG ([`OsRandom`]).
 
-use std::future::Future;
-
 use super::check::{self, printable};
+use super::sts::StsReplay;
 use super::wire::{self, CertKind, ErrorResponse, IssueRequest, IssueResponse};
 use super::{Caller, CallerKind, IssueError, Sts};
 use crate::ca::{Ca, CaError, Kms, KmsError};
 use crate::config::{Config, IssuerConfig};
-use crate::ec2::{Ec2, Ec2Error, Instance};
+use crate::ec2::{Ec2, Ec2Error};
 use crate::iam::{Directory, IamError};
 use crate::keys::cert::{CertError, IamIdentity, UserCertRequest, MAX_VALIDITY_SECS, NONCE_LEN};
 use crate::keys::PublicKey;
@@ -61,18 +60,6 @@ impl Random for OsRandom {
     }
 }
 
-/// EC2 for an issuer that does not issue host certificates (yet): every call is refused.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoEc2;
-
-impl Ec2 for NoEc2 {
-    fn instance(&self, _id: &str) -> impl Future<Output = Result<Option<Instance>, Ec2Error>> {
-        std::future::ready(Err(Ec2Error::Unreachable(
-            "EC2 is not configured on this issuer".into(),
-        )))
-    }
-}
-
 /// Why an issuer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -89,6 +76,8 @@ pub enum SetupError {
     Ca(#[from] CaError),
     #[error("the STS endpoint: {0}")]
     Sts(IssueError),
+    #[error("EC2: {0}")]
+    Ec2(Ec2Error),
 }
 
 /// The issuer's configuration: the `[issuer]` table, which must be there.
@@ -103,35 +92,36 @@ pub fn issuer_config(config: &Config, source: &str) -> Result<IssuerConfig, Setu
 /// credentials, `AWS_ENDPOINT_URL` for emulators; the config's `iam_role_arn` and
 /// `aws_config_file` as on hosts), and the CA key the `[issuer]` table names, opened and
 /// checked now so that a missing or wrong key stops the issuer at start.
-pub async fn aws_deps(
-    config: Config,
-    issuer: IssuerConfig,
-) -> Result<Deps<StsPending, crate::iam::AwsIam, crate::ca::AwsKms, NoEc2>, SetupError> {
+pub async fn aws_deps(config: Config, issuer: IssuerConfig) -> Result<AwsDeps, SetupError> {
     let options = crate::iam::ClientOptions::for_host(&config)?;
     let kms = crate::ca::AwsKms::new(&options).await?;
     let ca = crate::ca::open(kms, &issuer.ca_key_alias).await?;
     let iam = crate::iam::AwsIam::new(&options).await;
+    let ec2 = crate::ec2::query::AwsEc2::new(&options)
+        .await
+        .map_err(SetupError::Ec2)?;
+    let region = crate::sigv4::AwsContext::load(&options).await;
+    let region = region.region().ok_or(KmsError::NoRegion)?;
+    let endpoint = issuer
+        .sts_endpoint_for(region)
+        .map_err(|e| SetupError::Sts(IssueError::Internal(e.to_string())))?;
+    let sts = StsReplay::new(&endpoint, STS_TIMEOUT).map_err(SetupError::Sts)?;
     Ok(Deps {
-        sts: StsPending,
+        sts,
         iam,
         ca,
-        ec2: NoEc2,
+        ec2,
         config,
         issuer,
     })
 }
 
-/// Stands in for the STS replay until it lands (issue 11): refuses every proof.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StsPending;
+/// What production runs with.
+pub type AwsDeps =
+    Deps<StsReplay, crate::iam::AwsIam, crate::ca::AwsKms, crate::ec2::query::AwsEc2>;
 
-impl Sts for StsPending {
-    fn caller(&self, _proof: &super::Proof) -> impl Future<Output = Result<Caller, IssueError>> {
-        std::future::ready(Err(IssueError::Unavailable(
-            "this issuer cannot replay proofs to STS yet".into(),
-        )))
-    }
-}
+/// Bound on one replay to STS.
+const STS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Answers one HTTP request: `(status, JSON body)`. Only `POST` [`wire::PATH`] with a body of
 /// at most [`wire::MAX_REQUEST_BYTES`] reaches [`issue`].
@@ -301,7 +291,9 @@ async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
     }
     let principal = match &request.host_scope {
         None => linux,
-        Some(instance) if check::is_valid_instance_id(instance) => format!("{linux}@{instance}"),
+        Some(instance) if crate::accounts::principals::is_valid_instance_id(instance) => {
+            format!("{linux}@{instance}")
+        }
         Some(_) => {
             return Err(IssueError::BadRequest(
                 "host_scope must be an EC2 instance id (i- and 8 or 17 hex digits)".into(),

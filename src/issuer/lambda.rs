@@ -181,6 +181,113 @@ pub trait RuntimeApi {
     ) -> impl std::future::Future<Output = Result<(), RuntimeError>>;
 }
 
+/// The runtime API's version prefix.
+const API_VERSION: &str = "2018-06-01";
+/// A synchronous invocation's payload is at most 6 MB.
+const MAX_EVENT_BYTES: usize = 7 * 1024 * 1024;
+/// `next` waits for the next invocation for as long as it takes; Lambda freezes the process
+/// meanwhile, so a timeout here only means "ask again".
+const NEXT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const POST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const REQUEST_ID_HEADER: &str = "lambda-runtime-aws-request-id";
+
+/// The runtime API over HTTP, at `AWS_LAMBDA_RUNTIME_API` (`127.0.0.1:9001`: plain HTTP to
+/// a loopback address, which [`crate::http`] allows).
+pub struct HttpRuntimeApi {
+    client: crate::http::Client,
+    base: String,
+}
+
+impl HttpRuntimeApi {
+    /// `address` is `AWS_LAMBDA_RUNTIME_API`'s value: `HOST:PORT`.
+    pub fn new(address: &str) -> Result<HttpRuntimeApi, RuntimeError> {
+        let base = format!("http://{address}/{API_VERSION}/runtime");
+        crate::http::Target::parse(&base)
+            .map_err(|e| RuntimeError::Api(format!("{RUNTIME_API_ENV}: {e}")))?;
+        let client = crate::http::Client::new().map_err(|e| RuntimeError::Api(e.to_string()))?;
+        Ok(HttpRuntimeApi { client, base })
+    }
+
+    async fn post(&self, path: &str, body: &str) -> Result<(), RuntimeError> {
+        let url = format!("{}/{path}", self.base);
+        let headers = [("content-type", "application/json")];
+        let answer = self
+            .client
+            .post(&url, &headers, body.as_bytes(), POST_TIMEOUT, 64 * 1024)
+            .await
+            .map_err(|e| RuntimeError::Api(e.to_string()))?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(RuntimeError::Api(format!(
+                "POST {path}: HTTP {}",
+                answer.status
+            )))
+        }
+    }
+
+    /// Tells Lambda the function could not start (`init/error`), with `message` for its log.
+    pub async fn init_error(&self, message: &str) -> Result<(), RuntimeError> {
+        let body = serde_json::json!({
+            "errorMessage": message,
+            "errorType": "Runtime.InitError",
+        });
+        self.post("init/error", &body.to_string()).await
+    }
+}
+
+impl RuntimeApi for HttpRuntimeApi {
+    async fn next(&self) -> Result<Invocation, RuntimeError> {
+        let url = format!("{}/invocation/next", self.base);
+        let target =
+            crate::http::Target::parse(&url).map_err(|e| RuntimeError::Api(e.to_string()))?;
+        let answer = loop {
+            let sent = self
+                .client
+                .send(
+                    http::Method::GET,
+                    &target,
+                    &[],
+                    b"",
+                    NEXT_TIMEOUT,
+                    MAX_EVENT_BYTES,
+                )
+                .await;
+            match sent {
+                Err(crate::http::HttpError::Timeout { .. }) => continue,
+                Err(e) => return Err(RuntimeError::Api(e.to_string())),
+                Ok(answer) => break answer,
+            }
+        };
+        if answer.status != 200 {
+            return Err(RuntimeError::Api(format!(
+                "invocation/next: HTTP {}",
+                answer.status
+            )));
+        }
+        let id = answer
+            .headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| is_valid_request_id(id))
+            .ok_or_else(|| {
+                RuntimeError::Api(format!("invocation/next: no usable {REQUEST_ID_HEADER}"))
+            })?;
+        Ok(Invocation {
+            id: id.to_owned(),
+            event: answer.body,
+        })
+    }
+
+    async fn respond(&self, id: &str, response: &str) -> Result<(), RuntimeError> {
+        if !is_valid_request_id(id) {
+            return Err(RuntimeError::Api("a request id unfit for a URL".into()));
+        }
+        self.post(&format!("invocation/{id}/response"), response)
+            .await
+    }
+}
+
 /// A request id that may go into the runtime API's URL path.
 pub fn is_valid_request_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

@@ -1,5 +1,6 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use super::*;
@@ -22,6 +23,19 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// EC2 for the user-certificate tests: never asked.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NoEc2;
+
+impl crate::ec2::Ec2 for NoEc2 {
+    async fn instance(
+        &self,
+        _id: &str,
+    ) -> Result<Option<crate::ec2::Instance>, crate::ec2::Ec2Error> {
+        panic!("user certificates never ask EC2")
+    }
 }
 
 pub(crate) struct FakeSts {
