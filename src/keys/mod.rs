@@ -10,5 +10,6 @@ pub mod cert;
 pub mod chain;
 pub mod lookup;
 mod parse;
+pub mod principals;
 
 pub use parse::{KeyError, KeyType, PublicKey};
