@@ -1,7 +1,7 @@
 //! `keyward authorized-principals USER KEY_ID`: sshd's AuthorizedPrincipalsCommand (`%u %i`).
 //!
 //! stdout goes to sshd and carries principal lines only; the decision is
-//! `accounts::principals`, from local files alone (never IAM), and every refusal is logged
+//! `keys::principals`, from local files alone (never IAM), and every refusal is logged
 //! with validated values only. Anything doubtful prints nothing, and the exit code is 0 either
 //! way: sshd treats a failing command as "no principals", which is what nothing printed says.
 
@@ -11,7 +11,8 @@ use anyhow::Context as _;
 
 use super::{Context, Exit};
 use crate::accounts::local::SystemAccounts;
-use crate::accounts::principals::{self, LockRecords, Refusal};
+use crate::keys::lookup;
+use crate::keys::principals::{self, LockRecords, Refusal};
 use crate::logging::{message_id, untrusted};
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +67,10 @@ impl AuthorizedPrincipals {
                 // logged escaped and capped, never in the message text.
                 let key_id = untrusted(&self.key_id);
                 match &refusal {
-                    Refusal::AccountDatabase(_) | Refusal::LockDoubtful => tracing::warn!(
+                    Refusal::Gate(
+                        lookup::Refusal::AccountDatabase(_) | lookup::Refusal::NobodyAllowed,
+                    )
+                    | Refusal::LockDoubtful => tracing::warn!(
                         message_id = message_id::LOOKUP_REFUSED,
                         linux_user,
                         key_id,

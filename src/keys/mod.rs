@@ -11,5 +11,6 @@ pub mod cert_check;
 pub mod chain;
 pub mod lookup;
 mod parse;
+pub mod principals;
 
 pub use parse::{KeyError, KeyType, PublicKey};

@@ -11,6 +11,9 @@
 //! locked. A re-created IAM user (same name, new UserId) never opens the old person's account.
 //!
 //! Invariants:
+//! - **The login gate is `keys::lookup::gate`**, the one `authorized-keys` passes through
+//!   (valid, unreserved, mappable name; an existing account must be keyward's; someone may log
+//!   in at all); a certificate then needs an existing account bound to its UserId.
 //! - **No IAM, no network**: the decision reads the account database, the ownership record and
 //!   sync's lock record; it runs on every certificate login and works through an IAM outage.
 //! - **Doubt refuses**: an invalid or reserved name, no account, an account keyward does not
@@ -22,12 +25,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::local::{AccountDbError, LocalAccounts};
-use super::names;
-use super::ownership;
+use super::cert;
+use super::lookup;
+use crate::accounts::local::LocalAccounts;
+use crate::accounts::names;
 use crate::config::Config;
 use crate::files;
-use crate::keys::cert;
 use crate::state::StateDir;
 
 /// Where cloud-init keeps the instance id of the EC2 instance it booted.
@@ -118,16 +121,11 @@ impl Locks for LockRecords {
 /// nothing unvalidated: the key id's parts appear only once they parsed as IAM values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("not a valid Linux user name")]
-    InvalidName,
-    #[error("reserved account")]
-    Reserved,
-    #[error("no such local account")]
+    /// The login gate every key lookup passes (`keys::lookup::gate`).
+    #[error(transparent)]
+    Gate(lookup::Refusal),
+    #[error("no such local account (sync or the first login makes it)")]
     NoAccount,
-    #[error("{0}: refused, in case the account is not keyward's")]
-    AccountDatabase(AccountDbError),
-    #[error("local account not created by keyward (no trusted ownership record for its UID)")]
-    NotKeywards,
     #[error("the certificate's key id is not keyward:<iam user>:<UserId>:<serial>")]
     BadKeyId,
     #[error(
@@ -165,24 +163,12 @@ pub fn principals(
     locks: &impl Locks,
     instance: Option<&InstanceId>,
 ) -> Result<Accepted, Refusal> {
-    if !names::is_valid_linux_name(linux_user) {
-        return Err(Refusal::InvalidName);
-    }
-    if config.is_reserved(linux_user) {
-        return Err(Refusal::Reserved);
-    }
+    let gate = lookup::gate(config, linux_user, local).map_err(Refusal::Gate)?;
     let (identity, serial) = cert::parse_key_id(key_id).ok_or(Refusal::BadKeyId)?;
-    let uid = local
-        .uid(linux_user)
-        .map_err(Refusal::AccountDatabase)?
-        .ok_or(Refusal::NoAccount)?;
-    let record = local
-        .record(linux_user)
-        .filter(|record| ownership::owns(record, uid))
-        .ok_or(Refusal::NotKeywards)?;
-    if record.iam_user_id != identity.user_id {
+    let bound = gate.bound_to.ok_or(Refusal::NoAccount)?;
+    if bound != identity.user_id {
         return Err(Refusal::OtherIdentity {
-            bound: record.iam_user_id,
+            bound,
             iam_user: identity.user_name,
             presented: identity.user_id,
         });
@@ -234,6 +220,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::accounts::local::AccountDbError;
     use crate::accounts::ownership::OwnershipRecord;
 
     const CAROL_ID: &str = "AIDAEXAMPLE0CAROL01";
@@ -286,8 +273,15 @@ mod tests {
         h
     }
 
+    fn config() -> Config {
+        Config {
+            allowed_groups: vec!["ops".into()],
+            ..Config::default()
+        }
+    }
+
     fn decide(h: &Host, user: &str, key_id: &str) -> Result<Accepted, Refusal> {
-        principals(&Config::default(), user, key_id, h, h, None)
+        principals(&config(), user, key_id, h, h, None)
     }
 
     #[test]
@@ -303,7 +297,7 @@ mod tests {
     fn a_known_instance_id_adds_the_per_instance_principal() {
         let h = host();
         let id = InstanceId::parse("i-0123456789abcdef0").unwrap();
-        let accepted = principals(&Config::default(), "carol", KEY_ID, &h, &h, Some(&id)).unwrap();
+        let accepted = principals(&config(), "carol", KEY_ID, &h, &h, Some(&id)).unwrap();
         assert_eq!(accepted.principals, ["carol", "carol@i-0123456789abcdef0"]);
     }
 
@@ -336,11 +330,14 @@ mod tests {
         // A local account with no record, even when the key id names a real UserId.
         assert_eq!(
             decide(&h, "ops1", "keyward:ops1:AIDAEXAMPLE0OPS1:1"),
-            Err(Refusal::NotKeywards)
+            Err(Refusal::Gate(lookup::Refusal::LocalAccount))
         );
         // C1: the account re-made by hand with another UID.
         h.uids.insert("carol".into(), 4242);
-        assert_eq!(decide(&h, "carol", KEY_ID), Err(Refusal::NotKeywards));
+        assert_eq!(
+            decide(&h, "carol", KEY_ID),
+            Err(Refusal::Gate(lookup::Refusal::LocalAccount))
+        );
         // No account at all, and an account database that does not answer.
         assert_eq!(
             decide(&h, "dave", "keyward:dave:AIDA1:1"),
@@ -349,18 +346,34 @@ mod tests {
         h.db_down = true;
         assert!(matches!(
             decide(&h, "carol", KEY_ID),
-            Err(Refusal::AccountDatabase(_))
+            Err(Refusal::Gate(lookup::Refusal::AccountDatabase(_)))
         ));
+    }
+
+    #[test]
+    fn a_host_that_lets_nobody_in_accepts_no_certificate_either() {
+        let h = host();
+        assert_eq!(
+            principals(&Config::default(), "carol", KEY_ID, &h, &h, None),
+            Err(Refusal::Gate(lookup::Refusal::NobodyAllowed))
+        );
     }
 
     #[test]
     fn doubtful_names_and_key_ids_get_nothing() {
         let h = host();
-        assert_eq!(decide(&h, "root", KEY_ID), Err(Refusal::Reserved));
+        assert_eq!(
+            decide(&h, "root", KEY_ID),
+            Err(Refusal::Gate(lookup::Refusal::Reserved))
+        );
         for name in ["", "-carol", "Carol", "car ol", "../carol"] {
-            assert_eq!(
-                decide(&h, name, KEY_ID),
-                Err(Refusal::InvalidName),
+            assert!(
+                matches!(
+                    decide(&h, name, KEY_ID),
+                    Err(Refusal::Gate(
+                        lookup::Refusal::InvalidName | lookup::Refusal::Unmappable(_)
+                    ))
+                ),
                 "{name}"
             );
         }
