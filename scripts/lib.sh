@@ -19,7 +19,8 @@ KEYWARD_VENV="$REPO/.venv"
 # Python used to create venvs; override for an unusual machine.
 KEYWARD_PYTHON="${KEYWARD_PYTHON:-python3}"
 # Requirements of $KEYWARD_VENV. boto3 >= 1.34 honours AWS_ENDPOINT_URL.
-KEYWARD_VENV_REQUIREMENTS=('moto[server]>=5,<6' 'boto3>=1.34')
+# cfn-lint checks deploy/issuer.yaml (tests/issuer.rs).
+KEYWARD_VENV_REQUIREMENTS=('moto[server]>=5,<6' 'boto3>=1.34' 'cfn-lint>=1,<2')
 
 kw_log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 kw_die() { printf '%s: error: %s\n' "${0##*/}" "$*" >&2; exit 1; }
@@ -112,7 +113,7 @@ venv_ensure() {
     ) || exit $?
 }
 
-# keyward_venv: $REPO/.venv with moto[server] and boto3.
+# keyward_venv: $REPO/.venv with moto[server], boto3 and cfn-lint.
 keyward_venv() {
     venv_ensure "$KEYWARD_VENV" "${KEYWARD_VENV_REQUIREMENTS[@]}"
 }

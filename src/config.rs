@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::accounts::ids::{IdRange, UidScheme, DEFAULT_UID_RANGE};
 use crate::accounts::names::{self, NameMapping};
 use crate::files;
-use crate::keys::PublicKey;
+use crate::keys::{KeyType, PublicKey};
 
 pub const DEFAULT_PATH: &str = "/etc/keyward/keyward.toml";
 pub const ENV_VAR: &str = "KEYWARD_CONFIG";
@@ -156,6 +156,19 @@ pub struct Config {
     /// IAM GetGroup calls `sync` has in flight at once (1 to `MAX_SYNC_CONCURRENCY`).
     #[serde(deserialize_with = "deserialize_sync_concurrency")]
     pub sync_concurrency: u8,
+    /// The certificate issuer's own settings (`keyward ca serve`, `keyward ca lambda`); hosts
+    /// and laptops leave it out. Who may get a certificate (`allowed_groups`) and under which
+    /// Linux name (`name_mapping`, `reserved_users`) come from the settings above, as on hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<IssuerConfig>,
+    /// The user CA's public key (an OpenSSH `ecdsa-sha2-nistp256`/`nistp384` line, what
+    /// `keyward ca public-key` prints) that `keyward install --ca` makes sshd trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_ca_public_key: Option<String>,
+    /// This host's EC2 instance id (`i-…`), for the per-instance certificate principal
+    /// `NAME@i-…`; when unset, cloud-init's /var/lib/cloud/data/instance-id is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
 }
 
 impl Default for Config {
@@ -198,6 +211,9 @@ impl Default for Config {
             // Overlaps the round trips (a no-op sync is little else) while staying far from
             // IAM's per-account request rate when a fleet syncs at once.
             sync_concurrency: 4,
+            issuer: None,
+            ssh_ca_public_key: None,
+            instance_id: None,
         }
     }
 }
@@ -440,6 +456,21 @@ impl Config {
                 format!("{id:?} is not an IAM UserId (AIDA…)"),
             ));
         }
+        if let Some(line) = &self.ssh_ca_public_key {
+            if let Err(problem) = ca_public_key(line) {
+                return Err(invalid("ssh_ca_public_key", problem));
+            }
+        }
+        if let Some(id) = &self.instance_id {
+            if !crate::accounts::principals::is_valid_instance_id(id) {
+                return Err(invalid(
+                    "instance_id",
+                    format!(
+                        "{id:?} is not an EC2 instance id (i- and 8 or 17 lower-case hex digits)"
+                    ),
+                ));
+            }
+        }
         if let Some(arn) = &self.iam_role_arn {
             if !arn.starts_with("arn:") || !arn.contains(":role/") {
                 return Err(invalid(
@@ -448,7 +479,188 @@ impl Config {
                 ));
             }
         }
+        if let Some(issuer) = &self.issuer {
+            issuer.validate()?;
+        }
         Ok(())
+    }
+}
+
+/// The longest certificate lifetime an issuer may be configured to give.
+pub const MAX_ISSUER_VALIDITY: Duration = Duration::from_secs(crate::keys::cert::MAX_VALIDITY_SECS);
+
+/// The `[issuer]` table: what only the certificate issuer reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// What a proof's `x-keyward-audience` header must be: by convention the issuer's public
+    /// URL (`https://issuer.example.com`), which clients sign into every proof.
+    pub audience: String,
+    /// The KMS alias of the CA key.
+    #[serde(default = "default_ca_key_alias")]
+    pub ca_key_alias: String,
+    /// Where proofs are replayed; none = the regional `https://sts.{region}.amazonaws.com` of
+    /// the issuer's own region. Plain `http://` only on loopback (emulators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts_endpoint: Option<String>,
+    /// Lifetime of a certificate whose request names none.
+    #[serde(
+        default = "default_validity",
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_issuer_validity"
+    )]
+    pub default_validity: Duration,
+    /// Longest lifetime the issuer grants (requests are clamped to it); at most 24h.
+    #[serde(
+        default = "default_max_validity",
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_issuer_validity"
+    )]
+    pub max_validity: Duration,
+    /// IAM role names whose sessions may ask for host certificates.
+    #[serde(default)]
+    pub host_roles: Vec<String>,
+    /// PEM certificate chain and private key for `ca serve` on a non-loopback address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_ca_key_alias() -> String {
+    crate::ca::DEFAULT_ALIAS.to_owned()
+}
+
+/// Short enough that a certificate outlives a departure by at most about the sync interval.
+fn default_validity() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// A working day: a person asks once in the morning at most.
+fn default_max_validity() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+
+fn deserialize_issuer_validity<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let value = bounded_duration(d, "validity", MAX_ISSUER_VALIDITY)?;
+    if value < Duration::from_secs(60) {
+        return Err(D::Error::custom(
+            "a certificate validity must be at least 1m",
+        ));
+    }
+    Ok(value)
+}
+
+impl IssuerConfig {
+    /// The STS endpoint proofs are replayed to, for the issuer's region.
+    pub fn sts_endpoint_for(&self, region: &str) -> String {
+        match &self.sts_endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => format!("https://sts.{region}.amazonaws.com"),
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        let audience_ok = (1..=256).contains(&self.audience.len())
+            && self.audience.bytes().all(|b| b.is_ascii_graphic());
+        if !audience_ok {
+            return Err(invalid(
+                "issuer.audience",
+                "must be 1 to 256 printable characters without spaces (the issuer's URL)",
+            ));
+        }
+        if !crate::ca::is_valid_alias(&self.ca_key_alias) {
+            return Err(invalid(
+                "issuer.ca_key_alias",
+                format!("{:?} is not a KMS alias (alias/NAME)", self.ca_key_alias),
+            ));
+        }
+        if let Some(endpoint) = &self.sts_endpoint {
+            if !is_acceptable_endpoint(endpoint) {
+                return Err(invalid(
+                    "issuer.sts_endpoint",
+                    format!(
+                        "{endpoint:?} must be an https:// URL (http:// only on 127.0.0.1, \
+                         [::1] or localhost) with no path, query or user"
+                    ),
+                ));
+            }
+        }
+        if self.default_validity > self.max_validity {
+            return Err(invalid(
+                "issuer.default_validity",
+                "must not be longer than issuer.max_validity",
+            ));
+        }
+        if let Some(role) = self.host_roles.iter().find(|r| {
+            !((1..=64).contains(&r.len())
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)))
+        }) {
+            return Err(invalid(
+                "issuer.host_roles",
+                format!("{role:?} is not an IAM role name"),
+            ));
+        }
+        match (&self.tls_certificate, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                for (key_name, path) in [("issuer.tls_certificate", cert), ("issuer.tls_key", key)]
+                {
+                    if !path.is_absolute() {
+                        return Err(invalid(
+                            key_name,
+                            format!("{} must be an absolute path", path.display()),
+                        ));
+                    }
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "issuer.tls_certificate",
+                    "tls_certificate and tls_key go together",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `https://host[:port]`, or `http://` to a loopback host; nothing after the authority.
+fn is_acceptable_endpoint(url: &str) -> bool {
+    let (secure, authority) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return false,
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, port)) if port.is_empty() || port.starts_with(':') => host,
+            _ => return false,
+        },
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    let plain = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    plain && !host.is_empty() && (secure || ["127.0.0.1", "::1", "localhost"].contains(&host))
+}
+
+/// A user CA public key sshd may trust: one OpenSSH line that keyward's key parser accepts,
+/// of type ECDSA P-256 or P-384 (the curves a keyward CA in KMS has; no RSA CA). The error
+/// says what is wrong without quoting the line.
+pub fn ca_public_key(line: &str) -> Result<PublicKey, String> {
+    let key =
+        PublicKey::parse(line.trim()).map_err(|e| format!("not an OpenSSH public key: {e}"))?;
+    match key.key_type() {
+        KeyType::EcdsaP256 | KeyType::EcdsaP384 => Ok(key),
+        other => Err(format!(
+            "a {} key; a keyward CA is ECDSA P-256 or P-384 (`keyward ca public-key` prints it)",
+            other.name()
+        )),
     }
 }
 
@@ -806,6 +1018,78 @@ mod tests {
         );
     }
 
+    const ISSUER: &str = "[issuer]\naudience = \"https://issuer.example.com\"\n";
+
+    #[test]
+    fn issuer_table_is_optional_and_has_defaults() {
+        assert_eq!(parse("").unwrap().issuer, None);
+        let c = parse(&format!("allowed_groups = [\"ops\"]\n{ISSUER}")).unwrap();
+        let issuer = c.issuer.clone().unwrap();
+        assert_eq!(issuer.audience, "https://issuer.example.com");
+        assert_eq!(issuer.ca_key_alias, crate::ca::DEFAULT_ALIAS);
+        assert_eq!(issuer.default_validity, Duration::from_secs(3600));
+        assert!(issuer.max_validity <= MAX_ISSUER_VALIDITY);
+        assert_eq!(
+            issuer.sts_endpoint_for("eu-west-1"),
+            "https://sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let full = parse(&format!(
+            "{ISSUER}ca_key_alias = \"alias/ca2\"\nsts_endpoint = \"http://127.0.0.1:5000\"\n\
+             default_validity = \"30m\"\nmax_validity = \"24h\"\nhost_roles = [\"web-host\"]\n\
+             tls_certificate = \"/etc/keyward/tls.crt\"\ntls_key = \"/etc/keyward/tls.key\"\n"
+        ))
+        .unwrap();
+        let issuer = full.issuer.clone().unwrap();
+        assert_eq!(issuer.sts_endpoint_for("x"), "http://127.0.0.1:5000");
+        assert_eq!(issuer.max_validity, MAX_ISSUER_VALIDITY);
+        assert_eq!(issuer.host_roles, ["web-host"]);
+        assert_eq!(parse(&full.to_toml()).unwrap(), full);
+    }
+
+    #[test]
+    fn issuer_table_is_strict() {
+        for (bad, key) in [
+            ("[issuer]\n", "audience"),
+            (&format!("{ISSUER}audiense = \"x\"\n") as &str, "audiense"),
+            (&format!("{ISSUER}max_validity = \"25h\"\n"), "at most"),
+            (&format!("{ISSUER}default_validity = \"10s\"\n"), "at least"),
+            (
+                &format!("{ISSUER}default_validity = \"2h\"\nmax_validity = \"1h\"\n"),
+                "default_validity",
+            ),
+            (
+                &format!("{ISSUER}sts_endpoint = \"http://sts.evil.example\"\n"),
+                "sts_endpoint",
+            ),
+            (
+                &format!("{ISSUER}sts_endpoint = \"https://sts.x/path\"\n"),
+                "sts_endpoint",
+            ),
+            (
+                &format!("{ISSUER}sts_endpoint = \"https://u@sts.x\"\n"),
+                "sts_endpoint",
+            ),
+            (
+                &format!("{ISSUER}ca_key_alias = \"keyward\"\n"),
+                "ca_key_alias",
+            ),
+            (
+                &format!("{ISSUER}host_roles = [\"a role\"]\n"),
+                "host_roles",
+            ),
+            (&format!("{ISSUER}tls_key = \"/k\"\n"), "tls_certificate"),
+            (
+                &format!("{ISSUER}tls_certificate = \"c\"\ntls_key = \"/k\"\n"),
+                "absolute",
+            ),
+            ("[issuer]\naudience = \"has space\"\n", "audience"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
     #[test]
     fn star_mixed_with_groups_is_refused() {
         assert!(parse("allowed_groups = [\"*\", \"ops\"]").is_err());
@@ -836,6 +1120,37 @@ mod tests {
             "sync_concurrency = 1000",
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_ca_key_must_be_an_ecdsa_p256_or_p384_line_and_the_instance_id_an_ec2_id() {
+        let p256 = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDIxSjUJea8/R7sZtXTplF4QlTq8TGgD1NvPUIiZrbFXj/JxFiqiXmla5naP/j/t2h7HhOXofya5Mqc0yDw+bHI= alias/keyward-ca";
+        let c = parse(&format!(
+            "ssh_ca_public_key = \"{p256}\"\ninstance_id = \"i-0123456789abcdef0\""
+        ))
+        .unwrap();
+        assert_eq!(c.ssh_ca_public_key.as_deref(), Some(p256));
+        assert_eq!(c.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let ed25519 =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPem771ZO7qVqfB6sb1dtjWpvcaaJt9MPCab5sOrPxrF x";
+        for (bad, why) in [
+            (
+                format!("ssh_ca_public_key = \"{ed25519}\""),
+                "a ssh-ed25519 key",
+            ),
+            (
+                "ssh_ca_public_key = \"not a key\"".to_owned(),
+                "not an OpenSSH public key",
+            ),
+            (
+                "instance_id = \"i-XYZ\"".to_owned(),
+                "not an EC2 instance id",
+            ),
+        ] {
+            let err = parse(&bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 }

@@ -8,29 +8,14 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-use common::{keyward_cmd, KeyPair, Moto, Run};
+use common::{keyward_cmd, runtime, KeyPair, Moto, Run};
 use keyward::ca::{self, AwsKms, CaError, Curve};
 use keyward::keys::cert::{IamIdentity, UserCertRequest, NONCE_LEN};
 use keyward::keys::PublicKey;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A KMS client for moto, built without touching the process environment.
+/// A KMS client for moto.
 fn kms_client(moto: &Moto) -> aws_sdk_kms::Client {
-    let conf = aws_sdk_kms::Config::builder()
-        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .build();
-    aws_sdk_kms::Client::from_conf(conf)
+    common::kms_client(&moto.endpoint())
 }
 
 fn keyward_ca(moto: &Moto, args: &[&str]) -> Run {

@@ -7,4 +7,5 @@ pub mod login_defs;
 pub mod names;
 pub mod on_login;
 pub mod ownership;
+pub mod principals;
 pub mod throttle;

@@ -18,7 +18,9 @@ use crate::install::{self, InstallOptions, SchedulerChoice};
 What it does: adds keyward's AuthorizedKeysCommand to sshd (a drop-in in /etc/ssh/sshd_config.d \
 when that is read first, else a marked block at the top of /etc/ssh/sshd_config), creates the \
 `keyward` system user, puts the account-creation hook in /etc/pam.d/sshd (create_on_login), \
-and schedules `keyward sync` (systemd timer or /etc/cron.d). Every original is saved under \
+and schedules `keyward sync` (systemd timer or /etc/cron.d). With --ca, sshd also accepts \
+keyward user certificates (the CA key goes to /etc/ssh/keyward_user_ca.pub) and presents the \
+host certificates `keyward host-cert` wrote. Every original is saved under \
 state_dir/install/ first; sshd -t and sshd -T must accept the result or every file is put back. \
 Running it again changes nothing; `keyward uninstall` takes it all back.")]
 pub struct Install {
@@ -37,6 +39,15 @@ pub struct Install {
     /// Do not reload sshd after the change
     #[arg(long)]
     no_reload: bool,
+    /// Also accept keyward user certificates: TrustedUserCAKeys (the CA key from config
+    /// ssh_ca_public_key or --ca-public-key), `keyward authorized-principals` as
+    /// AuthorizedPrincipalsCommand, and HostCertificate for each /etc/ssh/ssh_host_*_key-cert.pub
+    #[arg(long)]
+    ca: bool,
+    /// The CA's public key (what `keyward ca public-key` prints) instead of ssh_ca_public_key;
+    /// implies --ca
+    #[arg(long, value_name = "FILE")]
+    ca_public_key: Option<PathBuf>,
 }
 
 impl Install {
@@ -57,6 +68,12 @@ impl Install {
             replace: self.replace,
             scheduler: self.scheduler,
             reload: !self.no_reload,
+            ca: self.ca || self.ca_public_key.is_some(),
+            ca_public_key: self
+                .ca_public_key
+                .as_deref()
+                .map(read_key_file)
+                .transpose()?,
         };
         install::install(
             &opts,
@@ -67,6 +84,19 @@ impl Install {
         .context("install")?;
         Ok(Exit::Ok)
     }
+}
+
+/// An admin's public key file: one short text line.
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("--ca-public-key {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() <= 16 * 1024,
+        "--ca-public-key {}: larger than a public key",
+        path.display()
+    );
+    String::from_utf8(bytes)
+        .with_context(|| format!("--ca-public-key {}: not UTF-8 text", path.display()))
 }
 
 /// `--root` as an absolute, resolved path (useradd's `--prefix` needs one).

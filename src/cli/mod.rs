@@ -5,6 +5,7 @@
 
 mod audit;
 mod authorized_keys;
+mod authorized_principals;
 mod ca;
 mod config_cmd;
 mod delete_key;
@@ -53,6 +54,8 @@ pub struct Cli {
 pub enum Command {
     /// sshd AuthorizedKeysCommand: print the IAM keys allowed for a Linux user (%u %f %k)
     AuthorizedKeys(authorized_keys::AuthorizedKeys),
+    /// sshd AuthorizedPrincipalsCommand: principals for a keyward user certificate (%u %i); local files only
+    AuthorizedPrincipals(authorized_principals::AuthorizedPrincipals),
     /// pam_exec hook: create the account of a first-time IAM user (reads PAM_USER)
     PamCreateAccount(pam_create_account::PamCreateAccount),
     /// Make Linux accounts and groups follow IAM (run hourly by the timer or cron)
@@ -112,9 +115,10 @@ impl Cli {
             Command::PamCreateAccount(_) if std::env::var_os("PAM_TYPE").is_some() => {
                 logging::Target::Pam
             }
-            Command::AuthorizedKeys(_) | Command::PamCreateAccount(_) | Command::Sync(_) => {
-                logging::Target::Host
-            }
+            Command::AuthorizedKeys(_)
+            | Command::AuthorizedPrincipals(_)
+            | Command::PamCreateAccount(_)
+            | Command::Sync(_) => logging::Target::Host,
             _ => logging::Target::Interactive,
         }
     }
@@ -125,6 +129,7 @@ impl Cli {
         };
         match self.command {
             Command::AuthorizedKeys(c) => c.run(&ctx, &mut std::io::stdout().lock()).await,
+            Command::AuthorizedPrincipals(c) => c.run(&ctx, &mut std::io::stdout().lock()),
             Command::PamCreateAccount(c) => c.run(&ctx).await,
             Command::Sync(c) => c.run(&ctx).await,
             Command::RenameKeymaker(c) => c.run(&ctx).await,
@@ -146,16 +151,25 @@ impl Cli {
     }
 }
 
-/// The subcommand sshd runs with network-supplied arguments.
+/// The subcommands sshd runs with network-supplied arguments.
 const AUTHORIZED_KEYS: &str = "authorized-keys";
+const AUTHORIZED_PRINCIPALS: &str = "authorized-principals";
 
 /// The command line as clap should see it: `--` is put right after `authorized-keys`, so that
 /// whatever sshd passes as %u, %f and %k (`-h`, `--help`, `--config`, `-v`…) is a value that
 /// `authorized-keys` refuses, never a flag clap acts on. Help on stdout would reach sshd as
 /// key lines; a global flag would let a name choose the config. `keyward help
 /// authorized-keys` still prints the help.
+///
+/// Run as `bootstrap` with no arguments (the Lambda custom runtime's entry point), keyward is
+/// `keyward ca lambda`.
 pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
     let mut args: Vec<OsString> = args.into_iter().collect();
+    let program = args.first().map(std::path::Path::new);
+    if args.len() == 1 && program.and_then(|p| p.file_name()) == Some("bootstrap".as_ref()) {
+        args.extend(["ca", "lambda"].map(OsString::from));
+        return args;
+    }
     // Skip the program name and the global options before the subcommand.
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
@@ -163,7 +177,7 @@ pub fn guard_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
             "--config" => i += 2,
             "--stats" | "-v" | "--verbose" => i += 1,
             a if a.starts_with("--config=") => i += 1,
-            AUTHORIZED_KEYS => {
+            AUTHORIZED_KEYS | AUTHORIZED_PRINCIPALS => {
                 args.insert(i + 1, OsString::from("--"));
                 break;
             }
@@ -183,6 +197,16 @@ mod tests {
             .into_iter()
             .map(|a| a.into_string().unwrap_or_default())
             .collect()
+    }
+
+    #[test]
+    fn run_as_lambda_bootstrap_it_is_ca_lambda() {
+        assert_eq!(
+            guarded(&["/var/task/bootstrap"]),
+            ["/var/task/bootstrap", "ca", "lambda"]
+        );
+        assert_eq!(guarded(&["bootstrap", "sync"]), ["bootstrap", "sync"]);
+        assert_eq!(guarded(&["keyward"]), ["keyward"]);
     }
 
     #[test]
@@ -242,6 +266,19 @@ mod tests {
             ));
             match cli.map(|c| c.command) {
                 Ok(Command::AuthorizedKeys(_)) => {}
+                other => panic!("{flag}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_reach_authorized_principals_as_its_user_and_key_id() {
+        for flag in ["-h", "--help", "-V", "--config", "-v"] {
+            let cli = Cli::try_parse_from(guard_args(
+                ["keyward", "authorized-principals", flag, flag].map(OsString::from),
+            ));
+            match cli.map(|c| c.command) {
+                Ok(Command::AuthorizedPrincipals(_)) => {}
                 other => panic!("{flag}: {other:?}"),
             }
         }

@@ -9,12 +9,19 @@ use crate::doctor::policy;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    group(clap::ArgGroup::new("kind").args(["host", "user", "assume_role"])),
+    group(clap::ArgGroup::new("kind").args(["host", "user", "assume_role", "issuer", "ca_admin"])),
     after_help = "\
 --host (the default): the IAM reads of authorized-keys, pam-create-account and sync, for the \
 hosts' instance role (or the role in iam_role_arn). --user: upload/list/enable/disable/delete \
 keys of the caller's own IAM user only (${aws:username}), for a group of people. \
---assume-role: with iam_role_arn set, what the host's own role needs to assume that role."
+--assume-role: with iam_role_arn set, what the host's own role needs to assume that role. \
+--issuer: the certificate issuer's role (kms:Sign on the CA key, the callers' IAM groups, EC2 \
+instances for host certificates); --ca-admin: whoever runs `keyward ca init` (no kms:Sign). \
+Both name the CA key by --key-arn, or else by its alias (the [issuer] table's ca_key_alias, or \
+alias/keyward-ca) through the kms:ResourceAliases condition. Restrict kms:Sign in the CA key's \
+own key policy too: a key policy granting the account root leaves IAM policies in charge. \
+The tests' emulator (moto) enforces neither key policies nor conditions: these documents are \
+reviewed, not tested."
 )]
 pub struct Policy {
     /// The read-only policy for hosts [default]
@@ -26,11 +33,38 @@ pub struct Policy {
     /// The sts:AssumeRole statement for the host's own role (needs iam_role_arn in the config)
     #[arg(long)]
     assume_role: bool,
+    /// The policy for the certificate issuer's role (the only holder of kms:Sign)
+    #[arg(long)]
+    issuer: bool,
+    /// The policy for whoever creates and manages the CA key (no kms:Sign)
+    #[arg(long)]
+    ca_admin: bool,
+    /// The CA key's ARN, to name it instead of its alias (with --issuer or --ca-admin)
+    #[arg(long, value_name = "ARN")]
+    key_arn: Option<String>,
 }
 
 impl Policy {
     pub fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
-        let document = if self.user {
+        let document = if self.issuer || self.ca_admin {
+            let alias = match ctx.load_config() {
+                Ok((config, _)) => config
+                    .issuer
+                    .map_or_else(|| crate::ca::DEFAULT_ALIAS.to_owned(), |i| i.ca_key_alias),
+                Err(e) if ctx.config_path.is_some() => return Err(e.into()),
+                Err(_) => crate::ca::DEFAULT_ALIAS.to_owned(),
+            };
+            if let Some(arn) = &self.key_arn {
+                if !arn.starts_with("arn:") || !arn.contains(":key/") {
+                    anyhow::bail!("--key-arn {arn:?} is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)");
+                }
+            }
+            if self.issuer {
+                policy::issuer_policy(self.key_arn.as_deref(), &alias)
+            } else {
+                policy::ca_admin_policy(self.key_arn.as_deref(), &alias)
+            }
+        } else if self.user {
             policy::user_policy()
         } else if self.assume_role {
             let (config, source) = ctx.load_config()?;

@@ -759,6 +759,139 @@ pub fn sync_plan(config: &Config, plan: &Result<crate::sync::plan::Plan, String>
     )
 }
 
+/// What the certificate check looks at besides `sshd -T`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaFacts {
+    /// config `ssh_ca_public_key`.
+    pub config_key: Option<String>,
+    /// The text of `sshd::CA_KEY_PATH`, when it exists.
+    pub ca_file: Option<String>,
+    /// Files matching `sshd::HOST_CERT_GLOB`.
+    pub host_certificates: Vec<String>,
+}
+
+/// Check: keyward user certificates, when this host is wired for them (`install --ca`):
+/// sshd trusts keyward's CA file and asks `keyward authorized-principals` as the keyward user,
+/// the file holds an ECDSA CA key (the one in the config, when the config names one), and each
+/// host certificate in /etc/ssh is presented. A host never wired for them is skipped.
+pub fn certificates(dump: &SshdDump, binary: &str, facts: &CaFacts) -> Check {
+    const NAME: &str = "certificates";
+    const FIX: &str = "keyward install --ca";
+    let SshdDump::Dump(text) = dump else {
+        return Check::skip(NAME, "no sshd -T output (see the sshd check)");
+    };
+    let eff = sshd::effective_from_dump(&sshd::parse_dump(text));
+    let trusted = eff.trusted_ca.as_ref().map(|s| s.value.as_str());
+    let command = eff.principals_command.as_ref().map(|s| s.value.clone());
+    let keywards = command
+        .as_deref()
+        .is_some_and(|c| c.split_ascii_whitespace().nth(1) == Some("authorized-principals"));
+    if trusted != Some(sshd::CA_KEY_PATH) && !keywards {
+        return match &facts.config_key {
+            Some(_) => Check::problem(
+                NAME,
+                "ssh_ca_public_key is set, but sshd does not trust keyward's CA",
+                FIX,
+            ),
+            None => Check::skip(
+                NAME,
+                "not wired for keyward user certificates (keyward install --ca)",
+            ),
+        };
+    }
+    let mut problems = Vec::new();
+    if trusted != Some(sshd::CA_KEY_PATH) {
+        problems.push(format!(
+            "TrustedUserCAKeys is {:?}, not {:?}",
+            trusted.unwrap_or("none"),
+            sshd::CA_KEY_PATH
+        ));
+    }
+    let program = command
+        .as_deref()
+        .and_then(|c| c.split_ascii_whitespace().next())
+        .unwrap_or(binary);
+    let want = sshd::authorized_principals_command(program);
+    if command.as_deref() != Some(want.as_str()) {
+        problems.push(format!(
+            "AuthorizedPrincipalsCommand is {:?}, not {want:?}",
+            command.as_deref().unwrap_or("none")
+        ));
+    }
+    let user = dump_setting(text, sshd::APC_USER);
+    if user.as_deref() != Some(sshd::COMMAND_USER) {
+        problems.push(format!(
+            "AuthorizedPrincipalsCommandUser is {:?}, not {:?}",
+            user.as_deref().unwrap_or("none"),
+            sshd::COMMAND_USER
+        ));
+    }
+    let key = facts.ca_file.as_deref().and_then(|text| {
+        text.lines()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .and_then(|l| crate::config::ca_public_key(l).ok())
+    });
+    match (&key, &facts.config_key) {
+        (None, _) => problems.push(format!(
+            "{} holds no ECDSA P-256/P-384 CA key",
+            sshd::CA_KEY_PATH
+        )),
+        (Some(key), Some(line)) => {
+            let wanted = crate::config::ca_public_key(line)
+                .ok()
+                .map(|k| k.fingerprint());
+            if wanted.as_deref() != Some(key.fingerprint().as_str()) {
+                problems.push(format!(
+                    "{} holds CA {}, not ssh_ca_public_key's",
+                    sshd::CA_KEY_PATH,
+                    key.fingerprint()
+                ));
+            }
+        }
+        (Some(_), None) => {}
+    }
+    let presented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("hostcertificate "))
+        .map(str::trim)
+        .collect();
+    let missing: Vec<&str> = facts
+        .host_certificates
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !presented.contains(c))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "host certificates not presented by sshd: {}",
+            missing.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Check::ok(
+            NAME,
+            format!(
+                "user CA {} in {}, principals from {want} as {}; {} host certificate(s) presented",
+                key.map(|k| k.fingerprint()).unwrap_or_default(),
+                sshd::CA_KEY_PATH,
+                sshd::COMMAND_USER,
+                presented.len()
+            ),
+        )
+    } else {
+        Check::problem(NAME, problems.join("; "), FIX)
+    }
+}
+
+/// A keyword's first value in `sshd -T` output (`None` for `none` or missing).
+fn dump_setting(dump: &str, keyword: &str) -> Option<String> {
+    sshd::parse_dump(dump)
+        .into_iter()
+        .find(|(k, _)| k == keyword)
+        .map(|(_, v)| v)
+        .filter(|v| v != "none")
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -1155,6 +1288,77 @@ mod tests {
             Some("/k/keyward authorized-keys %u %f %k".into())
         );
         assert_eq!(effective_command("authorizedkeyscommand none\n"), None);
+    }
+
+    const CA_LINE: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDIxSjUJea8/R7sZtXTplF4QlTq8TGgD1NvPUIiZrbFXj/JxFiqiXmla5naP/j/t2h7HhOXofya5Mqc0yDw+bHI= alias/keyward-ca";
+
+    fn ca_dump(extra: &str) -> SshdDump {
+        SshdDump::Dump(format!(
+            "port 22\ntrustedusercakeys /etc/ssh/keyward_user_ca.pub\nauthorizedprincipalscommand {BIN} authorized-principals %u %i\nauthorizedprincipalscommanduser keyward\n{extra}"
+        ))
+    }
+
+    fn ca_facts() -> CaFacts {
+        CaFacts {
+            config_key: Some(CA_LINE.into()),
+            ca_file: Some(format!("# Managed by keyward install\n{CA_LINE}\n")),
+            host_certificates: vec!["/etc/ssh/ssh_host_ed25519_key-cert.pub".into()],
+        }
+    }
+
+    #[test]
+    fn certificates_wired_by_install_ca_are_ok_and_each_gap_is_named() {
+        let good = ca_dump("hostcertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n");
+        let c = certificates(&good, BIN, &ca_facts());
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(
+            c.detail.contains("1 host certificate(s) presented"),
+            "{c:?}"
+        );
+
+        let c = certificates(&ca_dump(""), BIN, &ca_facts());
+        assert_eq!(c.status, Status::Problem);
+        assert!(
+            c.detail.contains("host certificates not presented"),
+            "{c:?}"
+        );
+        assert_eq!(c.fix.as_deref(), Some("keyward install --ca"));
+
+        let mut other = ca_facts();
+        other.host_certificates.clear();
+        other.ca_file = Some(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPem771ZO7qVqfB6sb1dtjWpvcaaJt9MPCab5sOrPxrF x\n"
+                .into(),
+        );
+        let c = certificates(&good, BIN, &other);
+        assert!(
+            c.detail.contains("holds no ECDSA P-256/P-384 CA key"),
+            "{c:?}"
+        );
+
+        let wrong_user = SshdDump::Dump(format!(
+            "trustedusercakeys /etc/ssh/keyward_user_ca.pub\nauthorizedprincipalscommand {BIN} authorized-principals %u %i\nauthorizedprincipalscommanduser nobody\n"
+        ));
+        let c = certificates(&wrong_user, BIN, &ca_facts());
+        assert!(
+            c.detail
+                .contains("AuthorizedPrincipalsCommandUser is \"nobody\""),
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn certificates_are_skipped_on_a_host_never_wired_unless_the_config_names_a_ca() {
+        let plain = SshdDump::Dump("port 22\n".into());
+        let none = CaFacts::default();
+        assert_eq!(certificates(&plain, BIN, &none).status, Status::Skip);
+        let c = certificates(&plain, BIN, &ca_facts());
+        assert_eq!(c.status, Status::Problem);
+        assert!(c.detail.contains("ssh_ca_public_key is set"), "{c:?}");
+        assert_eq!(
+            certificates(&SshdDump::NotRoot, BIN, &ca_facts()).status,
+            Status::Skip
+        );
     }
 }
 

@@ -32,6 +32,7 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
             "iam",
             "clock",
             "sshd",
+            "certificates",
             "command path",
             "pam",
             "sync schedule",
@@ -49,6 +50,11 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
     let this_binary = current_binary();
     let dump = sshd_dump(is_root);
     out.push(checks::sshd(&dump, &this_binary, config.create_on_login));
+    out.push(checks::certificates(
+        &dump,
+        &this_binary,
+        &ca_facts(&config),
+    ));
     // The binary sshd runs is the one whose path must pass sshd's rule and that PAM and cron
     // should run too; without sshd's word, what install recorded, else this binary.
     let installed = match &dump {
@@ -219,6 +225,21 @@ fn tried<T>(result: Result<T, IamError>) -> Result<(), IamError> {
 }
 
 /// The running binary, as sshd would name it in AuthorizedKeysCommand.
+/// The CA file install wrote and the host certificates in /etc/ssh (all world-readable).
+fn ca_facts(config: &Config) -> checks::CaFacts {
+    checks::CaFacts {
+        config_key: config.ssh_ca_public_key.clone(),
+        ca_file: std::fs::read(install::sshd::CA_KEY_PATH)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        host_certificates: host::Host::new(None)
+            .glob(install::sshd::HOST_CERT_GLOB)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect(),
+    }
+}
+
 fn current_binary() -> String {
     std::env::current_exe()
         .and_then(|p| p.canonicalize())

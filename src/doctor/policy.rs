@@ -51,6 +51,8 @@ pub struct Statement {
     pub effect: &'static str,
     pub action: Vec<&'static str>,
     pub resource: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<serde_json::Value>,
 }
 
 fn allow(sid: &'static str, action: &[&'static str], resource: &str) -> Document {
@@ -61,6 +63,7 @@ fn allow(sid: &'static str, action: &[&'static str], resource: &str) -> Document
             effect: "Allow",
             action: action.to_vec(),
             resource: resource.to_owned(),
+            condition: None,
         }],
     }
 }
@@ -78,6 +81,97 @@ pub fn user_policy() -> Document {
 /// With `iam_role_arn`: what the host's own role needs to assume the role that reads IAM.
 pub fn assume_role_policy(role_arn: &str) -> Document {
     allow("KeywardAssumeIamReader", &["sts:AssumeRole"], role_arn)
+}
+
+/// What the certificate issuer calls on the CA key: `ca::open` (DescribeKey, GetPublicKey) and
+/// signing. Only the issuer may hold `kms:Sign` on it.
+pub const ISSUER_KMS_ACTIONS: &[&str] = &["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"];
+/// The issuer's IAM read: the caller's groups, for `allowed_groups`.
+pub const ISSUER_IAM_ACTIONS: &[&str] = &["iam:ListGroupsForUser"];
+/// Host certificates: the instance named by the session, and its profile's roles.
+pub const ISSUER_HOST_ACTIONS: &[&str] = &["ec2:DescribeInstances", "iam:GetInstanceProfile"];
+/// `keyward ca init` and `ca public-key` (ScheduleKeyDeletion: a key that lost the alias race),
+/// and reading and narrowing the key policy. Never `kms:Sign`.
+pub const CA_ADMIN_KEY_ACTIONS: &[&str] = &[
+    "kms:CreateAlias",
+    "kms:DescribeKey",
+    "kms:GetPublicKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:GetKeyPolicy",
+    "kms:PutKeyPolicy",
+];
+
+fn statement(
+    sid: &'static str,
+    action: &[&'static str],
+    resource: &str,
+    condition: Option<serde_json::Value>,
+) -> Statement {
+    Statement {
+        sid,
+        effect: "Allow",
+        action: action.to_vec(),
+        resource: resource.to_owned(),
+        condition,
+    }
+}
+
+/// The KMS key a statement may use: `key_arn`, or any key that `alias` names
+/// (`kms:ResourceAliases`), when the key's ARN is not at hand.
+fn ca_key(key_arn: Option<&str>, alias: &str) -> (String, Option<serde_json::Value>) {
+    match key_arn {
+        Some(arn) => (arn.to_owned(), None),
+        None => (
+            "arn:aws:kms:*:*:key/*".to_owned(),
+            Some(serde_json::json!({
+                "ForAnyValue:StringEquals": { "kms:ResourceAliases": alias }
+            })),
+        ),
+    }
+}
+
+/// The certificate issuer's role (the Lambda function's, or `ca serve`'s host): sign with the
+/// CA key, read the caller's groups, check instances for host certificates.
+pub fn issuer_policy(key_arn: Option<&str>, alias: &str) -> Document {
+    let (resource, condition) = ca_key(key_arn, alias);
+    Document {
+        version: VERSION,
+        statement: vec![
+            statement(
+                "KeywardIssuerSignsWithCaKey",
+                ISSUER_KMS_ACTIONS,
+                &resource,
+                condition,
+            ),
+            statement(
+                "KeywardIssuerReadsGroups",
+                ISSUER_IAM_ACTIONS,
+                "arn:aws:iam::*:user/*",
+                None,
+            ),
+            statement(
+                "KeywardIssuerChecksInstances",
+                ISSUER_HOST_ACTIONS,
+                "*",
+                None,
+            ),
+        ],
+    }
+}
+
+/// Whoever runs `keyward ca init`: create and inspect the CA key, narrow its key policy; no
+/// `kms:Sign` (only the issuer signs).
+pub fn ca_admin_policy(key_arn: Option<&str>, alias: &str) -> Document {
+    let alias_arn = format!("arn:aws:kms:*:*:{alias}");
+    let key = key_arn.unwrap_or("arn:aws:kms:*:*:key/*");
+    Document {
+        version: VERSION,
+        statement: vec![
+            statement("KeywardCaCreateKey", &["kms:CreateKey"], "*", None),
+            statement("KeywardCaAlias", &["kms:CreateAlias"], &alias_arn, None),
+            statement("KeywardCaManageKey", CA_ADMIN_KEY_ACTIONS, key, None),
+        ],
+    }
 }
 
 /// Pretty JSON with a final newline, as `aws iam create-policy --policy-document file://`
@@ -200,8 +294,21 @@ mod tests {
         for f in files {
             all.extend(classified_actions(&std::fs::read_to_string(f).unwrap()));
         }
-        // KMS actions (src/ca) belong to the CA admin's and the issuer's policies (issue 11),
-        // not to these two.
+        // KMS actions (src/ca) belong to the CA admin's and the issuer's policies (issue 11).
+        let kms: Vec<String> = all
+            .iter()
+            .filter(|a| a.starts_with("kms:"))
+            .cloned()
+            .collect();
+        assert!(kms.len() >= 5, "{kms:?}");
+        for action in &kms {
+            assert!(
+                action == "kms:CreateKey"
+                    || CA_ADMIN_KEY_ACTIONS.contains(&action.as_str())
+                    || ISSUER_KMS_ACTIONS.contains(&action.as_str()),
+                "{action} is called but in no policy"
+            );
+        }
         all.retain(|action| !action.starts_with("kms:"));
         assert!(all.contains("iam:UploadSSHPublicKey"), "{all:?}");
         for action in &all {
@@ -235,6 +342,38 @@ mod tests {
         for write in WRITES {
             assert!(text.contains(write), "{write} missing");
         }
+    }
+
+    #[test]
+    fn only_the_issuer_policy_grants_kms_sign_and_on_the_ca_key_only() {
+        let issuer: Value =
+            serde_json::from_str(&render(&issuer_policy(None, "alias/keyward-ca"))).unwrap();
+        let sign = &issuer["Statement"][0];
+        assert!(sign["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&"kms:Sign".into()));
+        assert_eq!(
+            sign["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
+            "alias/keyward-ca"
+        );
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let pinned: Value = serde_json::from_str(&render(&issuer_policy(Some(arn), "x"))).unwrap();
+        assert_eq!(pinned["Statement"][0]["Resource"], arn);
+        assert!(pinned["Statement"][0].get("Condition").is_none());
+        for document in [
+            ca_admin_policy(None, "alias/keyward-ca"),
+            host_policy(),
+            user_policy(),
+        ] {
+            assert!(!render(&document).contains("kms:Sign"));
+        }
+        let admin = render(&ca_admin_policy(None, "alias/keyward-ca"));
+        assert!(
+            admin.contains("arn:aws:kms:*:*:alias/keyward-ca"),
+            "{admin}"
+        );
+        assert!(admin.contains("kms:CreateKey"), "{admin}");
     }
 
     #[test]

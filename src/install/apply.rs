@@ -126,7 +126,7 @@ pub fn apply_install(
                 record_manifest(host, undo, dirs, &manifest).map_err(failed("writing files"))
             }
             InstallStep::CheckSshd { sshd } => {
-                check_sshd(sys, sshd, &plan.binary, plan.create_on_login).inspect(|()| {
+                check_sshd(sys, sshd, &plan.binary, plan.create_on_login, plan.ca).inspect(|()| {
                     say(out, "sshd -t and sshd -T accept the new configuration");
                 })
             }
@@ -268,13 +268,14 @@ fn check_sshd(
     sshd: &str,
     binary: &str,
     create_on_login: bool,
+    ca: bool,
 ) -> Result<(), Failure> {
     sshd_accepts(sys, sshd)?;
     let dump = run_checked(sys, sshd, &["-T"]).map_err(|e| Failure {
         what: format!("{sshd} -T"),
         cause: e.into(),
     })?;
-    sshd::verify_dump(&sshd::parse_dump(&dump), binary, create_on_login).map_err(|e| Failure {
+    sshd::verify_dump(&sshd::parse_dump(&dump), binary, create_on_login, ca).map_err(|e| Failure {
         what: format!("{sshd} -T (keyward's directives must be the effective ones)"),
         cause: e.into(),
     })

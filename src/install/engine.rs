@@ -292,6 +292,8 @@ pub(crate) mod tests {
         pub(crate) scheduler: SchedulerChoice,
         pub(crate) reload: bool,
         pub(crate) force: bool,
+        /// `--ca --ca-public-key` with this key text.
+        pub(crate) ca_public_key: Option<String>,
     }
 
     impl Options {
@@ -303,6 +305,8 @@ pub(crate) mod tests {
                 replace: self.replace,
                 scheduler: self.scheduler,
                 reload: self.reload,
+                ca: self.ca_public_key.is_some(),
+                ca_public_key: self.ca_public_key.clone(),
             }
         }
 
@@ -396,6 +400,7 @@ pub(crate) mod tests {
                 scheduler: SchedulerChoice::Auto,
                 reload: true,
                 force: false,
+                ca_public_key: None,
             }
         }
 

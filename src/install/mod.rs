@@ -133,6 +133,12 @@ pub enum InstallError {
     CacheSpecial { path: String, kind: &'static str },
     #[error("the saved original of {path} ({copy}) is missing or does not match the manifest; restore {path} by hand")]
     BadBackup { path: String, copy: String },
+    #[error(
+        "--ca needs the CA's public key: set ssh_ca_public_key in the config (`keyward ca public-key` prints it) or pass --ca-public-key FILE; nothing was changed"
+    )]
+    NoCaKey,
+    #[error("{from}: {problem}; nothing was changed")]
+    BadCaKey { from: &'static str, problem: String },
 }
 
 impl From<CommandError> for InstallError {

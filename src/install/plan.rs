@@ -22,9 +22,10 @@ use super::cache;
 use super::manifest::{self, sha256_hex, Manifest};
 use super::schedule::{self, Scheduler, SchedulerChoice};
 use super::snapshot::{HostSnapshot, Layout, SshdDump};
-use super::sshd::{self, DROPIN_PATH, MAIN_CONFIG};
+use super::sshd::{self, CaWiring, Directives, CA_KEY_PATH, DROPIN_PATH, MAIN_CONFIG};
 use super::{blocks, pam, InstallError, CHAIN_PATH, MANAGED_MARK};
-use crate::config::Config;
+use crate::config::{self, Config};
+use crate::keys::PublicKey;
 
 /// `keyward install`'s options.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct InstallOptions {
     pub scheduler: SchedulerChoice,
     /// Reload sshd after a successful change.
     pub reload: bool,
+    /// `--ca`: sshd accepts keyward user certificates (see [`ca_wiring`]).
+    pub ca: bool,
+    /// The text of `--ca-public-key FILE`; else config `ssh_ca_public_key`.
+    pub ca_public_key: Option<String>,
 }
 
 /// `keyward uninstall`'s options.
@@ -123,6 +128,8 @@ pub struct InstallPlan {
     pub layout: Layout,
     pub binary: String,
     pub create_on_login: bool,
+    /// sshd is wired for keyward user certificates (checked in `sshd -T` too).
+    pub ca: bool,
     /// The record to start from: the previous one (or a new one) naming this binary and
     /// scheduler, and whether keyward created its user.
     pub manifest: Manifest,
@@ -281,7 +288,21 @@ pub fn plan_install(
         }
     }
     let old = snap.manifest.as_ref();
-    let sshd_plan = sshd::plan(&clean_main, &events, bin, create_on_login);
+    let ca = ca_wiring(snap, config, opts, old)?;
+    if let Some((wiring, key)) = &ca {
+        notes.extend(ca_notes(
+            wiring,
+            key,
+            dumped.as_ref().unwrap_or(&parsed),
+            bin,
+        ));
+    }
+    let directives = Directives {
+        binary: bin,
+        create_on_login,
+        ca: ca.as_ref().map(|(wiring, _)| wiring),
+    };
+    let sshd_plan = sshd::plan(&clean_main, &events, &directives);
     notes.push(match &sshd_plan.placement {
         sshd::Placement::DropIn => format!(
             "sshd: keyward's directives go in {DROPIN_PATH}, read before anything else sets them"
@@ -295,6 +316,10 @@ pub fn plan_install(
     let mut wants: Vec<(&str, Want)> = vec![
         (MAIN_CONFIG, Want::Content(sshd_plan.main)),
         (DROPIN_PATH, Want::from_option(sshd_plan.dropin)),
+        (
+            CA_KEY_PATH,
+            Want::from_option(ca.as_ref().map(|(_, key)| render_ca_key(key))),
+        ),
     ];
     match text(snap, pam::PAM_PATH)? {
         Some(text) => wants.push((
@@ -459,9 +484,113 @@ pub fn plan_install(
         layout,
         binary: bin.to_owned(),
         create_on_login,
+        ca: ca.is_some(),
         manifest,
         systemctl,
     })
+}
+
+/// Whether sshd is to accept keyward user certificates, and with which CA key: with `--ca`,
+/// or when an earlier `install --ca` wrote the CA file (so a plain re-install keeps the
+/// wiring). The key is `--ca-public-key`'s, else config `ssh_ca_public_key`, else (a
+/// re-install) the one installed; it must be ECDSA P-256 or P-384. The host certificates are
+/// those present now that hold an OpenSSH certificate.
+pub fn ca_wiring(
+    snap: &HostSnapshot,
+    config: &Config,
+    opts: &InstallOptions,
+    old: Option<&Manifest>,
+) -> Result<Option<(CaWiring, PublicKey)>, InstallError> {
+    let installed = old
+        .and_then(|m| m.record(CA_KEY_PATH))
+        .is_some_and(|r| r.written_sha256.is_some());
+    if !opts.ca && !installed {
+        return Ok(None);
+    }
+    let (line, source) = if let Some(text) = &opts.ca_public_key {
+        (text.clone(), "--ca-public-key")
+    } else if let Some(line) = &config.ssh_ca_public_key {
+        (line.clone(), "ssh_ca_public_key")
+    } else if let Some(line) = snap.file(CA_KEY_PATH).and_then(installed_ca_line) {
+        (line, CA_KEY_PATH)
+    } else {
+        return Err(InstallError::NoCaKey);
+    };
+    let key = config::ca_public_key(&line).map_err(|problem| InstallError::BadCaKey {
+        from: source,
+        problem,
+    })?;
+    let host_certificates = snap
+        .host_certificates
+        .iter()
+        .filter(|(path, text)| super::is_plain_path(path) && is_certificate(text))
+        .map(|(path, _)| path.clone())
+        .collect();
+    Ok(Some((CaWiring { host_certificates }, key)))
+}
+
+/// The key line of the CA file install wrote: its first line that is not a comment.
+fn installed_ca_line(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes)
+        .ok()?
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+}
+
+/// An OpenSSH certificate line: its type ends in `-cert-v01@openssh.com`.
+fn is_certificate(text: &str) -> bool {
+    text.split_ascii_whitespace()
+        .next()
+        .is_some_and(|t| t.ends_with("-cert-v01@openssh.com"))
+}
+
+/// The CA file sshd reads (`TrustedUserCAKeys`): keyward's mark, then the key line.
+pub fn render_ca_key(key: &PublicKey) -> String {
+    format!(
+        "{MANAGED_MARK}: the user CA sshd trusts (TrustedUserCAKeys).\n\
+         # keyward uninstall removes this file; `keyward install --ca` rewrites it.\n{}\n",
+        key.to_line()
+    )
+}
+
+/// What `--ca` means on this host, and what it overrides.
+fn ca_notes(
+    wiring: &CaWiring,
+    key: &PublicKey,
+    before: &sshd::Effective,
+    bin: &str,
+) -> Vec<String> {
+    let mut notes = vec![format!(
+        "certificates: sshd trusts the user CA {} ({}) in {CA_KEY_PATH}; `keyward authorized-principals` accepts a certificate only for the keyward account of the IAM UserId in its key id",
+        key.fingerprint(),
+        key.key_type().name()
+    )];
+    if wiring.host_certificates.is_empty() {
+        notes.push("certificates: no host certificate in /etc/ssh (`keyward host-cert` writes them; run install again after)".into());
+    } else {
+        notes.push(format!(
+            "certificates: sshd presents host certificates {}",
+            wiring.host_certificates.join(", ")
+        ));
+    }
+    if let Some(s) = &before.trusted_ca {
+        if s.value != CA_KEY_PATH {
+            notes.push(format!(
+                "warning: {}: TrustedUserCAKeys {} is replaced by keyward's (sshd keeps the first value it reads)",
+                s.origin, s.value
+            ));
+        }
+    }
+    if let Some(s) = &before.principals_command {
+        if s.value != sshd::authorized_principals_command(bin) {
+            notes.push(format!(
+                "warning: {}: AuthorizedPrincipalsCommand {} is replaced by keyward's",
+                s.origin, s.value
+            ));
+        }
+    }
+    notes
 }
 
 /// Everything `keyward uninstall` does on the host in `snap`, or why it refuses.
@@ -737,6 +866,7 @@ mod tests {
             )),
             host_identity: "4b2d0b0f1c3e4a8f9d6e7c5b4a39281f".into(),
             binary_problem: None,
+            host_certificates: Vec::new(),
         }
     }
 
@@ -748,6 +878,8 @@ mod tests {
             replace: false,
             scheduler: SchedulerChoice::Auto,
             reload: true,
+            ca: false,
+            ca_public_key: None,
         }
     }
 
@@ -1312,5 +1444,122 @@ mod tests {
             plan_uninstall(&snap, &force),
             Err(InstallError::BadBackup { .. })
         ));
+    }
+    const CA_P256: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDIxSjUJea8/R7sZtXTplF4QlTq8TGgD1NvPUIiZrbFXj/JxFiqiXmla5naP/j/t2h7HhOXofya5Mqc0yDw+bHI= alias/keyward-ca";
+    const HOST_CERT: &str = "/etc/ssh/ssh_host_ed25519_key-cert.pub";
+
+    fn ca_config() -> Config {
+        Config {
+            ssh_ca_public_key: Some(CA_P256.into()),
+            ..Config::default()
+        }
+    }
+
+    fn ca_opts() -> InstallOptions {
+        InstallOptions { ca: true, ..opts() }
+    }
+
+    fn desired(p: &InstallPlan, path: &str) -> Option<String> {
+        p.file_steps()
+            .find(|f| f.change.path == path)
+            .and_then(|f| f.change.desired.clone())
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn ca_writes_the_ca_key_and_the_principals_wiring_and_a_rerun_plans_nothing() {
+        let snap = fresh();
+        let p = plan_install(&snap, &ca_config(), &ca_opts()).unwrap();
+        assert!(p.ca);
+        let key = desired(&p, CA_KEY_PATH).unwrap();
+        assert!(key.starts_with(MANAGED_MARK), "{key}");
+        assert!(key.ends_with(&format!("\n{CA_P256}\n")), "{key}");
+        let dropin = desired(&p, DROPIN_PATH).unwrap();
+        for line in [
+            format!("TrustedUserCAKeys {CA_KEY_PATH}"),
+            format!("AuthorizedPrincipalsCommand {BIN} authorized-principals %u %i"),
+            "AuthorizedPrincipalsCommandUser keyward".to_owned(),
+        ] {
+            assert!(dropin.lines().any(|l| l == line), "{line:?} in\n{dropin}");
+        }
+        assert!(!dropin.contains("HostCertificate"), "{dropin}");
+        let lines = describe::install(&p, true).join("\n");
+        assert!(
+            lines.contains("would create /etc/ssh/keyward_user_ca.pub:"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("certificates: sshd trusts the user CA SHA256:"),
+            "{lines}"
+        );
+        assert!(lines.contains("no host certificate in /etc/ssh"), "{lines}");
+
+        // Idempotent, and a plain re-install (no --ca, no key in the config) keeps the wiring.
+        let installed = applied(&snap, &p);
+        assert!(plan_install(&installed, &ca_config(), &ca_opts())
+            .unwrap()
+            .is_empty());
+        let again = plan_install(&installed, &Config::default(), &opts()).unwrap();
+        assert!(again.is_empty(), "{:?}", again.steps);
+        assert!(again.ca);
+
+        // Uninstall removes the CA file with the rest.
+        let u = plan_uninstall(&installed, &uninstall_opts()).unwrap();
+        assert!(u.steps.contains(&UninstallStep::RestoreFile(FileChange {
+            path: CA_KEY_PATH.into(),
+            current: Some(key.into_bytes()),
+            desired: None,
+        })));
+    }
+
+    #[test]
+    fn ca_adds_host_certificates_present_at_plan_time_and_skips_other_files() {
+        let mut snap = installed();
+        snap.host_certificates = vec![
+            (
+                "/etc/ssh/ssh_host_ecdsa_key-cert.pub".into(),
+                "not a certificate\n".into(),
+            ),
+            (
+                HOST_CERT.into(),
+                "ssh-ed25519-cert-v01@openssh.com AAAA host\n".into(),
+            ),
+        ];
+        let p = plan_install(&snap, &ca_config(), &ca_opts()).unwrap();
+        let dropin = desired(&p, DROPIN_PATH).unwrap();
+        assert!(dropin
+            .lines()
+            .any(|l| l == format!("HostCertificate {HOST_CERT}")));
+        assert_eq!(dropin.matches("HostCertificate").count(), 1, "{dropin}");
+        assert!(p.notes.contains(&format!(
+            "certificates: sshd presents host certificates {HOST_CERT}"
+        )));
+        assert!(plan_install(&applied(&snap, &p), &ca_config(), &ca_opts())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn ca_without_a_usable_ecdsa_key_is_refused_before_anything_changes() {
+        let err = plan_install(&fresh(), &Config::default(), &ca_opts()).unwrap_err();
+        assert!(matches!(err, InstallError::NoCaKey), "{err}");
+        assert!(err.to_string().contains("ssh_ca_public_key"), "{err}");
+        let ed25519 = InstallOptions {
+            ca_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPem771ZO7qVqfB6sb1dtjWpvcaaJt9MPCab5sOrPxrF x\n".into()),
+            ..ca_opts()
+        };
+        let err = plan_install(&fresh(), &ca_config(), &ed25519).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("--ca-public-key: a ssh-ed25519 key; a keyward CA is ECDSA"),
+            "{err}"
+        );
+        // --ca-public-key wins over the config.
+        let file = InstallOptions {
+            ca_public_key: Some(format!("{CA_P256}\n")),
+            ..ca_opts()
+        };
+        let p = plan_install(&fresh(), &Config::default(), &file).unwrap();
+        assert!(desired(&p, CA_KEY_PATH).unwrap().contains(CA_P256));
     }
 }

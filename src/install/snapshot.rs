@@ -19,16 +19,17 @@ use std::path::Path;
 use super::host::{self, Host};
 use super::manifest::{escape_path, Manifest};
 use super::schedule;
-use super::sshd::{self, DROPIN_PATH, MAIN_CONFIG};
+use super::sshd::{self, CA_KEY_PATH, DROPIN_PATH, HOST_CERT_GLOB, MAIN_CONFIG};
 use super::system::{self, System};
 use super::{blocks, cache, pam, InstallError, CHAIN_PATH, USER};
 use crate::config::Config;
 use crate::state::StateDir;
 
 /// Every file install may write or remove, in the order it handles them.
-pub const MANAGED_PATHS: [&str; 7] = [
+pub const MANAGED_PATHS: [&str; 8] = [
     MAIN_CONFIG,
     DROPIN_PATH,
+    CA_KEY_PATH,
     pam::PAM_PATH,
     CHAIN_PATH,
     schedule::SERVICE_PATH,
@@ -131,6 +132,8 @@ pub struct HostSnapshot {
     pub host_identity: String,
     /// Why sshd would refuse the binary as AuthorizedKeysCommand (install only).
     pub binary_problem: Option<String>,
+    /// The files matching `sshd::HOST_CERT_GLOB` (path, text), sorted (install only).
+    pub host_certificates: Vec<(String, String)>,
 }
 
 impl HostSnapshot {
@@ -188,6 +191,10 @@ pub fn read_host(
         Some(Some(main)) => read_includes(host, main),
         _ => BTreeMap::new(),
     };
+    let host_certificates = match job {
+        Job::Install { .. } => host.glob(HOST_CERT_GLOB),
+        Job::Uninstall => Vec::new(),
+    };
     let (binary_problem, sshd_dump, cache) = match job {
         Job::Install { binary, dry_run } => {
             let problem = match host::ancestry(Path::new(binary)) {
@@ -227,6 +234,7 @@ pub fn read_host(
         timer_enabled,
         sshd_dump,
         binary_problem,
+        host_certificates,
     })
 }
 

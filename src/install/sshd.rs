@@ -30,6 +30,13 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 
 pub const AKC: &str = "authorizedkeyscommand";
 pub const AKC_USER: &str = "authorizedkeyscommanduser";
+pub const TRUSTED_CA: &str = "trustedusercakeys";
+pub const APC: &str = "authorizedprincipalscommand";
+pub const APC_USER: &str = "authorizedprincipalscommanduser";
+/// The user CA's public key file `install --ca` writes (root, 0644) for `TrustedUserCAKeys`.
+pub const CA_KEY_PATH: &str = "/etc/ssh/keyward_user_ca.pub";
+/// The host certificates `keyward host-cert` writes, next to the host keys they certify.
+pub const HOST_CERT_GLOB: &str = "/etc/ssh/ssh_host_*_key-cert.pub";
 pub const KBD: &str = "kbdinteractiveauthentication";
 /// The pre-8.7 spelling of KbdInteractiveAuthentication; sshd treats both as one keyword.
 const KBD_ALIAS: &str = "challengeresponseauthentication";
@@ -39,15 +46,57 @@ pub fn authorized_keys_command(binary: &str) -> String {
     format!("{binary} authorized-keys %u %f %k")
 }
 
-/// The whole drop-in file, from the template.
-pub fn render_dropin(binary: &str, create_on_login: bool) -> String {
-    super::render_template(TEMPLATE, &[("@KEYWARD@", binary)], create_on_login)
+/// The AuthorizedPrincipalsCommand line keyward installs for `binary` (`install --ca`).
+pub fn authorized_principals_command(binary: &str) -> String {
+    format!("{binary} authorized-principals %u %i")
 }
 
-/// The marked block for the top of sshd_config: the template's directive lines only.
-pub fn render_block(binary: &str, create_on_login: bool) -> String {
+/// What `install --ca` adds to sshd: the user CA, and the host certificates present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaWiring {
+    /// `HostCertificate` paths (from [`HOST_CERT_GLOB`]), sorted.
+    pub host_certificates: Vec<String>,
+}
+
+/// keyward's sshd directives, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directives<'a> {
+    pub binary: &'a str,
+    pub create_on_login: bool,
+    pub ca: Option<&'a CaWiring>,
+}
+
+/// The whole drop-in file, from the template, with the certificate directives when `ca` is
+/// set. Those come before AuthorizedKeysCommand: OpenSSH (9.2 at least) keeps an
+/// AuthorizedPrincipalsCommand only while no AuthorizedKeysCommand has been read yet (both go
+/// through one parser that tests the AuthorizedKeysCommand's slot), so after it, sshd -T shows
+/// `authorizedprincipalscommand none` and certificates would get no principals.
+pub fn render_dropin(d: &Directives<'_>) -> String {
+    let mut text = super::render_template(TEMPLATE, &[("@KEYWARD@", d.binary)], d.create_on_login);
+    if let Some(ca) = d.ca {
+        let mut lines = String::new();
+        lines.push_str(&format!(
+            "# keyward user certificates (install --ca): the CA, and the principals rule\n\
+             TrustedUserCAKeys {CA_KEY_PATH}\n\
+             AuthorizedPrincipalsCommand {}\n\
+             AuthorizedPrincipalsCommandUser {COMMAND_USER}\n",
+            authorized_principals_command(d.binary)
+        ));
+        for cert in &ca.host_certificates {
+            lines.push_str(&format!("HostCertificate {cert}\n"));
+        }
+        let at = text
+            .find("\nAuthorizedKeysCommand ")
+            .map_or(text.len(), |i| i + 1);
+        text.insert_str(at, &lines);
+    }
+    text
+}
+
+/// The marked block for the top of sshd_config: the drop-in's directive lines only.
+pub fn render_block(d: &Directives<'_>) -> String {
     let mut block = format!("{BLOCK_BEGIN}\n");
-    for line in render_dropin(binary, create_on_login).lines() {
+    for line in render_dropin(d).lines() {
         if !line.trim_start().starts_with('#') && !line.trim().is_empty() {
             block.push_str(line);
             block.push('\n');
@@ -221,6 +270,8 @@ pub struct Effective {
     pub command_user: Option<Setting>,
     pub kbd_interactive: Option<Setting>,
     pub use_pam: Option<Setting>,
+    pub trusted_ca: Option<Setting>,
+    pub principals_command: Option<Setting>,
     /// `file:line` of Match blocks that set AuthorizedKeysCommand(User): they override keyward
     /// for the connections they match.
     pub match_overrides: Vec<String>,
@@ -249,6 +300,8 @@ pub fn effective(events: &[Event]) -> Effective {
                     AKC_USER => &mut eff.command_user,
                     KBD => &mut eff.kbd_interactive,
                     "usepam" => &mut eff.use_pam,
+                    TRUSTED_CA => &mut eff.trusted_ca,
+                    APC => &mut eff.principals_command,
                     _ => continue,
                 };
                 if slot.is_none() {
@@ -261,7 +314,12 @@ pub fn effective(events: &[Event]) -> Effective {
             Event::DropInSlot | Event::Unknown { .. } => {}
         }
     }
-    for slot in [&mut eff.command, &mut eff.command_user] {
+    for slot in [
+        &mut eff.command,
+        &mut eff.command_user,
+        &mut eff.trusted_ca,
+        &mut eff.principals_command,
+    ] {
         if slot.as_ref().is_some_and(|s| s.value == "none") {
             *slot = None;
         }
@@ -279,8 +337,15 @@ pub enum Placement {
 }
 
 /// The drop-in is enough only when sshd reads it before anything that sets one of keyward's
-/// keywords and before any Match; otherwise the block at the top of sshd_config.
-pub fn placement(events: &[Event]) -> Placement {
+/// keywords (the certificate ones too, with `ca`) and before any Match; otherwise the block at
+/// the top of sshd_config.
+pub fn placement(events: &[Event], ca: bool) -> Placement {
+    let ours = |keyword: &str| {
+        keyword == AKC
+            || keyword == AKC_USER
+            || keyword == KBD
+            || (ca && [TRUSTED_CA, APC, APC_USER].contains(&keyword))
+    };
     for event in events {
         match event {
             Event::DropInSlot => return Placement::DropIn,
@@ -291,7 +356,7 @@ pub fn placement(events: &[Event]) -> Placement {
             }
             Event::Set {
                 keyword, origin, ..
-            } if keyword == AKC || keyword == AKC_USER || keyword == KBD => {
+            } if ours(keyword) => {
                 return Placement::Block {
                     reason: format!("{origin} sets {keyword} before {DROPIN_PATH} is read"),
                 }
@@ -320,17 +385,17 @@ pub struct SshdPlan {
 }
 
 /// `main_clean` is sshd_config without keyward's block; `events` come from `walk` over it.
-pub fn plan(main_clean: &str, events: &[Event], binary: &str, create_on_login: bool) -> SshdPlan {
-    let placement = placement(events);
+pub fn plan(main_clean: &str, events: &[Event], d: &Directives<'_>) -> SshdPlan {
+    let placement = placement(events, d.ca.is_some());
     match placement {
         Placement::DropIn => SshdPlan {
             placement,
             main: main_clean.to_owned(),
-            dropin: Some(render_dropin(binary, create_on_login)),
+            dropin: Some(render_dropin(d)),
         },
         Placement::Block { .. } => SshdPlan {
             // At the very top: before any Include, any other setting and any Match.
-            main: blocks::insert_block_at(main_clean, 0, &render_block(binary, create_on_login)),
+            main: blocks::insert_block_at(main_clean, 0, &render_block(d)),
             placement,
             dropin: None,
         },
@@ -379,6 +444,8 @@ pub fn effective_from_dump(dump: &[(String, String)]) -> Effective {
         command_user: setting(AKC_USER),
         kbd_interactive: setting(KBD),
         use_pam: setting("usepam"),
+        trusted_ca: setting(TRUSTED_CA),
+        principals_command: setting(APC),
         match_overrides: Vec::new(),
     }
 }
@@ -395,6 +462,7 @@ pub fn verify_dump(
     dump: &[(String, String)],
     binary: &str,
     create_on_login: bool,
+    ca: bool,
 ) -> Result<(), NotEffective> {
     let want = authorized_keys_command(binary);
     let mut problems = Vec::new();
@@ -414,6 +482,18 @@ pub fn verify_dump(
             problems.push(format!(
                 "kbdinteractiveauthentication is {got:?}, not \"yes\""
             ));
+        }
+    }
+    if ca {
+        for (keyword, want) in [
+            (TRUSTED_CA, CA_KEY_PATH.to_owned()),
+            (APC, authorized_principals_command(binary)),
+            (APC_USER, COMMAND_USER.to_owned()),
+        ] {
+            let got = dump_value(dump, keyword).unwrap_or("none");
+            if got != want {
+                problems.push(format!("{keyword} is {got:?}, not {want:?}"));
+            }
         }
     }
     if problems.is_empty() {
@@ -546,9 +626,17 @@ AuthorizedKeysCommandUser ec2-instance-connect
         }
     }
 
+    fn directives(create_on_login: bool, ca: Option<&CaWiring>) -> Directives<'_> {
+        Directives {
+            binary: BIN,
+            create_on_login,
+            ca,
+        }
+    }
+
     fn plan_for(main: &str, dropins: &[(&str, &str)]) -> SshdPlan {
         let events = walk(main, &files(dropins));
-        plan(main, &events, BIN, true)
+        plan(main, &events, &directives(true, None))
     }
 
     #[test]
@@ -567,9 +655,9 @@ AuthorizedKeysCommandUser ec2-instance-connect
     #[test]
     fn without_create_on_login_keyboard_interactive_is_left_alone() {
         let events = walk(DEBIAN_SSHD, &files(&[]));
-        let p = plan(DEBIAN_SSHD, &events, BIN, false);
+        let p = plan(DEBIAN_SSHD, &events, &directives(false, None));
         assert!(!p.dropin.unwrap().contains("KbdInteractive"));
-        let block = render_block(BIN, false);
+        let block = render_block(&directives(false, None));
         assert!(!block.contains("KbdInteractive"));
     }
 
@@ -578,7 +666,7 @@ AuthorizedKeysCommandUser ec2-instance-connect
         let p = plan_for(AMAZON_LINUX_SSHD, &[]);
         assert!(matches!(p.placement, Placement::Block { .. }));
         assert!(p.dropin.is_none());
-        assert!(p.main.starts_with(&render_block(BIN, true)));
+        assert!(p.main.starts_with(&render_block(&directives(true, None))));
         assert_eq!(blocks::remove_block(&p.main).unwrap(), AMAZON_LINUX_SSHD);
         let before = effective(&walk(AMAZON_LINUX_SSHD, &files(&[])));
         assert_eq!(
@@ -747,17 +835,76 @@ AuthorizedKeysCommandUser ec2-instance-connect
             "port 22\nauthorizedkeyscommand {}\nauthorizedkeyscommanduser keyward\nkbdinteractiveauthentication yes\n",
             authorized_keys_command(BIN)
         );
-        assert_eq!(verify_dump(&parse_dump(&good), BIN, true), Ok(()));
+        assert_eq!(verify_dump(&parse_dump(&good), BIN, true, false), Ok(()));
         let bad = "authorizedkeyscommand none\nauthorizedkeyscommanduser none\nkbdinteractiveauthentication no\n";
-        let err = verify_dump(&parse_dump(bad), BIN, true)
+        let err = verify_dump(&parse_dump(bad), BIN, true, false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("authorizedkeyscommand is \"none\""), "{err}");
         assert!(err.contains("kbdinteractiveauthentication"), "{err}");
-        assert!(verify_dump(&parse_dump(bad), BIN, false).is_err());
+        assert!(verify_dump(&parse_dump(bad), BIN, false, false).is_err());
+        // With --ca, the certificate directives must be in effect too.
+        let err = verify_dump(&parse_dump(&good), BIN, true, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trustedusercakeys is \"none\""), "{err}");
+        assert!(err.contains("authorizedprincipalscommanduser"), "{err}");
+        let with_ca = format!(
+            "{good}trustedusercakeys {CA_KEY_PATH}\nauthorizedprincipalscommand {}\nauthorizedprincipalscommanduser keyward\n",
+            authorized_principals_command(BIN)
+        );
+        assert_eq!(verify_dump(&parse_dump(&with_ca), BIN, true, true), Ok(()));
         let eff = effective_from_dump(&parse_dump(
             "authorizedkeyscommand /opt/aws/bin/eic_run_authorized_keys %u %f\nauthorizedkeyscommanduser ec2-instance-connect\n",
         ));
         assert_eq!(eff.command_user.unwrap().value, "ec2-instance-connect");
+    }
+
+    #[test]
+    fn ca_adds_the_user_ca_the_principals_command_and_each_host_certificate() {
+        let ca = CaWiring {
+            host_certificates: vec!["/etc/ssh/ssh_host_ed25519_key-cert.pub".into()],
+        };
+        let events = walk(DEBIAN_SSHD, &files(&[]));
+        let p = plan(DEBIAN_SSHD, &events, &directives(true, Some(&ca)));
+        assert_eq!(p.placement, Placement::DropIn);
+        let dropin = p.dropin.unwrap();
+        for line in [
+            "\nAuthorizedKeysCommand /usr/local/bin/keyward authorized-keys %u %f %k\n",
+            "\nTrustedUserCAKeys /etc/ssh/keyward_user_ca.pub\n",
+            "\nAuthorizedPrincipalsCommand /usr/local/bin/keyward authorized-principals %u %i\n",
+            "\nAuthorizedPrincipalsCommandUser keyward\n",
+            "\nHostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n",
+        ] {
+            assert!(dropin.contains(line), "{line:?} missing in:\n{dropin}");
+        }
+        // The block carries the same directives.
+        let block = render_block(&directives(true, Some(&ca)));
+        assert!(
+            block.contains("\nAuthorizedPrincipalsCommandUser keyward\n"),
+            "{block}"
+        );
+        assert!(block.contains("\nHostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n"));
+        // OpenSSH drops an AuthorizedPrincipalsCommand read after an AuthorizedKeysCommand.
+        for text in [&dropin, &block] {
+            let line = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap();
+            assert!(
+                line("AuthorizedPrincipalsCommand ") < line("AuthorizedKeysCommand "),
+                "{text}"
+            );
+        }
+        // An earlier TrustedUserCAKeys would win over the drop-in: the block, but only with --ca.
+        let main = format!("TrustedUserCAKeys /etc/ssh/other_ca.pub\n{DEBIAN_SSHD}");
+        let events = walk(&main, &files(&[]));
+        assert!(matches!(
+            plan(&main, &events, &directives(true, Some(&ca))).placement,
+            Placement::Block { reason } if reason.contains("trustedusercakeys")
+        ));
+        assert_eq!(
+            plan(&main, &events, &directives(true, None)).placement,
+            Placement::DropIn
+        );
+        let eff = effective(&events);
+        assert_eq!(eff.trusted_ca.unwrap().value, "/etc/ssh/other_ca.pub");
     }
 }

@@ -26,9 +26,13 @@
 //!   certificates, after EC2 confirmed the instance); SSO role sessions and other assumed roles
 //!   are refused with a message that says so.
 
+pub mod check;
 pub mod client;
+pub mod handler;
 pub mod host;
+pub mod lambda;
 pub mod proof;
+pub mod serve;
 pub mod sts;
 pub mod wire;
 

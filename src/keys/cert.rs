@@ -63,9 +63,8 @@ pub const DEFAULT_HOST_VALIDITY_SECS: u64 = 30 * 24 * 60 * 60;
 pub const MAX_PRINCIPALS: usize = 32;
 /// Long enough for a DNS name; Linux user names are far shorter.
 const MAX_PRINCIPAL_LEN: usize = 253;
-/// IAM's own limits: user names up to 64 characters, unique ids up to 128.
+/// IAM's own limit on user names (UserIds: `ownership::is_plausible_user_id`).
 const MAX_IAM_USER_LEN: usize = 64;
-const MAX_USER_ID_LEN: usize = 128;
 const MAX_SOURCE_ADDRESSES: usize = 16;
 pub const NONCE_LEN: usize = 32;
 /// PROTOCOL.certkeys: SSH_CERT_TYPE_USER.
@@ -103,7 +102,7 @@ pub enum CertError {
     InvalidPrincipal,
     #[error("the IAM user name must be 1 to 64 characters of letters, digits and + = , . @ _ -")]
     InvalidIamUser,
-    #[error("the IAM UserId must be 1 to 128 upper-case letters and digits")]
+    #[error("the IAM UserId must be 1 to 128 letters, digits and _")]
     InvalidUserId,
     #[error("the validity window must start before it ends and last at most 24 hours")]
     InvalidValidity,
@@ -557,15 +556,30 @@ fn key_id(identity: &IamIdentity, serial: u64) -> Result<String, CertError> {
     if !user_ok {
         return Err(CertError::InvalidIamUser);
     }
-    let id = &identity.user_id;
-    let id_ok = (1..=MAX_USER_ID_LEN).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
-    if !id_ok {
+    // IAM documents UserIds as `[\w]+` (AWS issues `AIDA…`; emulators lower case): the same
+    // rule the ownership records use, so every account's UserId can be certified.
+    if !crate::accounts::ownership::is_plausible_user_id(&identity.user_id) {
         return Err(CertError::InvalidUserId);
     }
-    Ok(format!("keyward:{user}:{id}:{serial}"))
+    Ok(format!("keyward:{user}:{}:{serial}", identity.user_id))
+}
+
+/// The IAM identity and serial a keyward key id names, or `None` for anything that is not
+/// exactly what [`build_user_cert`] writes (`keyward:<iam user>:<UserId>:<serial>`, each part
+/// valid, the serial without leading zeros): the parts are rebuilt and must give back `text`.
+pub fn parse_key_id(text: &str) -> Option<(IamIdentity, u64)> {
+    let rest = text.strip_prefix("keyward:")?;
+    let mut parts = rest.split(':');
+    let (user_name, user_id, serial) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let serial: u64 = serial.parse().ok()?;
+    let identity = IamIdentity {
+        user_name: user_name.to_owned(),
+        user_id: user_id.to_owned(),
+    };
+    (key_id(&identity, serial).ok()? == text).then_some((identity, serial))
 }
 
 fn is_valid_principal(principal: &str) -> bool {

@@ -413,6 +413,27 @@ impl Host {
     }
 }
 
+/// A single-threaded runtime for the SDK calls a test makes itself.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A KMS client for moto at `endpoint`, built without touching the process environment.
+pub fn kms_client(endpoint: &str) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::Config::builder()
+        .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+        .region(aws_sdk_kms::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_kms::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
 /// A `keyward` command pointed at moto with static test credentials, isolated from the
 /// caller's AWS config and from the instance metadata service.
 pub fn keyward_cmd(endpoint: &str) -> Command {

@@ -147,11 +147,14 @@ sshd_reload() {
 }
 
 # ssh_key USER KEY [COMMAND...]: a publickey-only login (no agent, no prompts), 20 s at most.
-# Prints the command's stdout; returns ssh's exit code (255: not let in).
+# Prints the command's stdout; returns ssh's exit code (255: not let in). With E2E_SSH_ALGS set
+# (e.g. ssh-ed25519-cert-v01@openssh.com), ssh offers only identities of those algorithms: the
+# certificate KEY-cert.pub and not the plain key.
 ssh_key() {
     local user=$1 key=$2
     shift 2
     timeout 20 ssh -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        ${E2E_SSH_ALGS:+-o PubkeyAcceptedAlgorithms="$E2E_SSH_ALGS"} \
         -o BatchMode=yes -o PreferredAuthentications=publickey -o IdentitiesOnly=yes \
         -o IdentityAgent=none -o ConnectTimeout=10 -o LogLevel=ERROR \
         -i "$key" -p 22 -- "$user@127.0.0.1" "${@:-id -u}" </dev/null

@@ -1,0 +1,413 @@
+//! The one request handler both runners (`ca serve`, the Lambda function) call.
+//!
+//! [`handle_http`] takes the bytes of an HTTP request (method, path, body) and gives back a
+//! status and a JSON body; [`issue`] decides a parsed [`IssueRequest`]. The order is fixed: the
+//! public key through keyward's key policy, the proof through [`check::check_proof`] (bound to
+//! this issuer and to that key), STS's verdict on the proof ([`Sts::caller`]), the kind of
+//! caller ([`check::classify`]), and only then IAM (groups), the config (allowed groups, name
+//! mapping) and KMS.
+//!
+//! Invariants:
+//! - **Nothing the client says decides what is certified** beyond the public key, a lifetime
+//!   (clamped to `max_validity`), `source-address` entries and an instance to scope the
+//!   principal to. The principal is the Linux name of the IAM user STS named; the key id
+//!   carries the UserId STS returned.
+//! - **Refusals before STS accepted the proof describe the request only**; after, they may
+//!   name the caller (its own ARN, groups it lacks) and never anyone else.
+//! - Every issuance and every refusal is logged (caller ARN, key fingerprint, serial,
+//!   principals); the proof never is: it is a bearer credential for 15 minutes.
+//! - The serial and the nonce come from the OS CSPRNG ([`OsRandom`]).
+
+use std::future::Future;
+
+use super::check::{self, printable};
+use super::wire::{self, CertKind, ErrorResponse, IssueRequest, IssueResponse};
+use super::{Caller, CallerKind, IssueError, Sts};
+use crate::ca::{Ca, CaError, Kms, KmsError};
+use crate::config::{Config, IssuerConfig};
+use crate::ec2::{Ec2, Ec2Error, Instance};
+use crate::iam::{Directory, IamError};
+use crate::keys::cert::{CertError, IamIdentity, UserCertRequest, MAX_VALIDITY_SECS, NONCE_LEN};
+use crate::keys::PublicKey;
+
+/// How far before "now" a certificate starts, for hosts whose clock is a little behind.
+pub const BACKDATE_SECS: u64 = 60;
+
+/// Everything the handler talks to, and what it is configured with.
+pub struct Deps<S, D, K, E> {
+    pub sts: S,
+    pub iam: D,
+    pub ca: Ca<K>,
+    /// For host certificates (`CertKind::Host`).
+    pub ec2: E,
+    /// allowed_groups, name_mapping, reserved_users and min_rsa_bits, as on the hosts.
+    pub config: Config,
+    pub issuer: IssuerConfig,
+}
+
+/// The source of serials and nonces.
+pub trait Random {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), IssueError>;
+}
+
+/// The operating system's CSPRNG (getrandom(2)).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), IssueError> {
+        getrandom::getrandom(buf)
+            .map_err(|e| IssueError::Internal(format!("the OS random source failed: {e}")))
+    }
+}
+
+/// EC2 for an issuer that does not issue host certificates (yet): every call is refused.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEc2;
+
+impl Ec2 for NoEc2 {
+    fn instance(&self, _id: &str) -> impl Future<Output = Result<Option<Instance>, Ec2Error>> {
+        std::future::ready(Err(Ec2Error::Unreachable(
+            "EC2 is not configured on this issuer".into(),
+        )))
+    }
+}
+
+/// Why an issuer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "{0} has no [issuer] table: an issuer needs at least `[issuer]` with \
+         `audience = \"https://…\"` (its URL, which clients bind their proofs to)"
+    )]
+    NoIssuerTable(String),
+    #[error(transparent)]
+    UntrustedAwsConfig(#[from] crate::iam::UntrustedAwsConfig),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+    #[error("the CA key: {0}")]
+    Ca(#[from] CaError),
+    #[error("the STS endpoint: {0}")]
+    Sts(IssueError),
+}
+
+/// The issuer's configuration: the `[issuer]` table, which must be there.
+pub fn issuer_config(config: &Config, source: &str) -> Result<IssuerConfig, SetupError> {
+    config
+        .issuer
+        .clone()
+        .ok_or_else(|| SetupError::NoIssuerTable(source.to_owned()))
+}
+
+/// The production dependencies: KMS, IAM and STS from the standard AWS chain (region,
+/// credentials, `AWS_ENDPOINT_URL` for emulators; the config's `iam_role_arn` and
+/// `aws_config_file` as on hosts), and the CA key the `[issuer]` table names, opened and
+/// checked now so that a missing or wrong key stops the issuer at start.
+pub async fn aws_deps(
+    config: Config,
+    issuer: IssuerConfig,
+) -> Result<Deps<StsPending, crate::iam::AwsIam, crate::ca::AwsKms, NoEc2>, SetupError> {
+    let options = crate::iam::ClientOptions::for_host(&config)?;
+    let kms = crate::ca::AwsKms::new(&options).await?;
+    let ca = crate::ca::open(kms, &issuer.ca_key_alias).await?;
+    let iam = crate::iam::AwsIam::new(&options).await;
+    Ok(Deps {
+        sts: StsPending,
+        iam,
+        ca,
+        ec2: NoEc2,
+        config,
+        issuer,
+    })
+}
+
+/// Stands in for the STS replay until it lands (issue 11): refuses every proof.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StsPending;
+
+impl Sts for StsPending {
+    fn caller(&self, _proof: &super::Proof) -> impl Future<Output = Result<Caller, IssueError>> {
+        std::future::ready(Err(IssueError::Unavailable(
+            "this issuer cannot replay proofs to STS yet".into(),
+        )))
+    }
+}
+
+/// Answers one HTTP request: `(status, JSON body)`. Only `POST` [`wire::PATH`] with a body of
+/// at most [`wire::MAX_REQUEST_BYTES`] reaches [`issue`].
+pub async fn handle_http<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    deps: &Deps<S, D, K, E>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now: u64,
+    rng: &mut impl Random,
+) -> (u16, String) {
+    let result = if path != wire::PATH {
+        Err((
+            404,
+            format!("not found: the issuer answers POST {}", wire::PATH),
+        ))
+    } else if method != "POST" {
+        Err((405, format!("method not allowed: use POST {}", wire::PATH)))
+    } else if body.len() > wire::MAX_REQUEST_BYTES {
+        Err((
+            413,
+            format!(
+                "the request is larger than {} bytes",
+                wire::MAX_REQUEST_BYTES
+            ),
+        ))
+    } else {
+        match serde_json::from_slice::<IssueRequest>(body) {
+            Err(e) => {
+                let err = IssueError::BadRequest(format!("the request is not valid JSON: {e}"));
+                tracing::warn!(status = 400, error = %err, "refused a certificate request");
+                Err((400, err.to_string()))
+            }
+            Ok(request) => issue(&request, deps, now, rng)
+                .await
+                .map_err(|e| (e.http_status(), e.to_string())),
+        }
+    };
+    let (status, json) = match result {
+        Ok(response) => (200, serde_json::to_string(&response)),
+        Err((status, error)) => (status, serde_json::to_string(&ErrorResponse { error })),
+    };
+    match json {
+        Ok(json) => (status, json),
+        Err(_) => (
+            500,
+            r#"{"error":"issuer error: cannot encode the answer"}"#.into(),
+        ),
+    }
+}
+
+/// What is known about a request so far, for the log line of a refusal.
+#[derive(Default)]
+struct Trail {
+    fingerprint: Option<String>,
+    caller: Option<String>,
+}
+
+/// Decides one request: a certificate, or why not. Logs the outcome.
+pub async fn issue<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    request: &IssueRequest,
+    deps: &Deps<S, D, K, E>,
+    now: u64,
+    rng: &mut impl Random,
+) -> Result<IssueResponse, IssueError> {
+    let mut trail = Trail::default();
+    let result = decide(request, deps, now, rng, &mut trail).await;
+    if let Err(err) = &result {
+        tracing::warn!(
+            kind = ?request.kind,
+            caller = trail.caller.as_deref().unwrap_or("-"),
+            fingerprint = trail.fingerprint.as_deref().unwrap_or("-"),
+            status = err.http_status(),
+            error = %err,
+            "refused a certificate request"
+        );
+    }
+    result
+}
+
+async fn decide<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    request: &IssueRequest,
+    deps: &Deps<S, D, K, E>,
+    now: u64,
+    rng: &mut impl Random,
+    trail: &mut Trail,
+) -> Result<IssueResponse, IssueError> {
+    let key = PublicKey::parse(&request.public_key)
+        .and_then(|key| {
+            key.check_min_rsa_bits(deps.config.min_rsa_bits)
+                .map(|()| key)
+        })
+        .map_err(|e| IssueError::BadRequest(format!("the public key: {e}")))?;
+    let fingerprint = key.fingerprint();
+    trail.fingerprint = Some(fingerprint.clone());
+    check::check_proof(&request.proof, &deps.issuer.audience, &fingerprint, now)?;
+    let caller = deps.sts.caller(&request.proof).await?;
+    trail.caller = Some(printable(&caller.arn));
+    let kind = check::classify(&caller)?;
+    match request.kind {
+        CertKind::User => issue_user_cert(request, &key, &caller, kind, deps, now, rng).await,
+        CertKind::Host => issue_host_cert(request, &key, &caller, kind, deps, now, rng).await,
+    }
+}
+
+/// THE SEAM FOR HOST CERTIFICATES (issue 11, helper D): replace this body with
+/// `super::host::issue_host(request, key, caller, kind, deps, now, rng).await`. Reached only
+/// after the proof was checked and STS named the caller (`caller`, classified as `kind`).
+async fn issue_host_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    _request: &IssueRequest,
+    _key: &PublicKey,
+    _caller: &Caller,
+    _kind: CallerKind,
+    _deps: &Deps<S, D, K, E>,
+    _now: u64,
+    _rng: &mut impl Random,
+) -> Result<IssueResponse, IssueError> {
+    Err(IssueError::Forbidden(
+        "host certificates are not enabled on this issuer".into(),
+    ))
+}
+
+async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    request: &IssueRequest,
+    key: &PublicKey,
+    caller: &Caller,
+    kind: CallerKind,
+    deps: &Deps<S, D, K, E>,
+    now: u64,
+    rng: &mut impl Random,
+) -> Result<IssueResponse, IssueError> {
+    let user = match kind {
+        CallerKind::IamUser { name } => name,
+        CallerKind::SsoSession { .. } => {
+            return Err(IssueError::Forbidden(
+                "SSO sessions are not supported yet: use an IAM user's credentials".into(),
+            ))
+        }
+        CallerKind::AssumedRole { role, .. } => {
+            return Err(IssueError::Forbidden(format!(
+                "user certificates are issued to IAM users, and this proof was signed by a \
+                 session of the role {role}: use an IAM user's credentials"
+            )))
+        }
+    };
+    let groups = deps
+        .iam
+        .groups_for_user(&user)
+        .await
+        .map_err(|e| iam_error(&user, e))?;
+    if !deps.config.allows(Some(&groups)) {
+        return Err(IssueError::Forbidden(format!(
+            "IAM user {user} is not in any of this issuer's allowed_groups ({}): ask an admin \
+             to add you to one",
+            deps.config.allowed_groups.join(", ")
+        )));
+    }
+    let linux = deps
+        .config
+        .name_mapping
+        .to_linux(&user)
+        .map_err(|e| IssueError::Forbidden(format!("no Linux account name: {e}")))?;
+    if deps.config.is_reserved(&linux) {
+        return Err(IssueError::Forbidden(format!(
+            "{linux} is a reserved account name on the hosts: keyward never logs anyone in as it"
+        )));
+    }
+    let principal = match &request.host_scope {
+        None => linux,
+        Some(instance) if check::is_valid_instance_id(instance) => format!("{linux}@{instance}"),
+        Some(_) => {
+            return Err(IssueError::BadRequest(
+                "host_scope must be an EC2 instance id (i- and 8 or 17 hex digits)".into(),
+            ))
+        }
+    };
+    let (valid_after, valid_before) = window(request.validity_secs, &deps.issuer, now)?;
+    let (serial, nonce) = serial_and_nonce(rng)?;
+    let cert_request = UserCertRequest {
+        subject: key,
+        identity: IamIdentity {
+            user_name: user,
+            user_id: caller.user_id.clone(),
+        },
+        serial,
+        principals: vec![principal],
+        valid_after,
+        valid_before,
+        source_addresses: request.source_addresses.clone(),
+        nonce,
+    };
+    let cert = deps
+        .ca
+        .sign_user_cert(&cert_request)
+        .await
+        .map_err(ca_error)?;
+    tracing::info!(
+        caller = printable(&caller.arn),
+        fingerprint = key.fingerprint(),
+        serial,
+        principals = cert.principals().join(","),
+        key_id = cert.key_id(),
+        valid_before = cert.valid_before(),
+        "issued a user certificate"
+    );
+    Ok(IssueResponse {
+        certificate: cert.to_line(),
+    })
+}
+
+/// `[valid_after, valid_before)`: from [`BACKDATE_SECS`] ago to the requested lifetime (or the
+/// default) from now, clamped to `max_validity` and the 24-hour ceiling.
+pub fn window(
+    requested: Option<u64>,
+    issuer: &IssuerConfig,
+    now: u64,
+) -> Result<(u64, u64), IssueError> {
+    let lifetime = match requested {
+        Some(0) => {
+            return Err(IssueError::BadRequest(
+                "validity_secs must be at least 1".into(),
+            ))
+        }
+        Some(secs) => secs.min(issuer.max_validity.as_secs()),
+        None => issuer.default_validity.as_secs(),
+    };
+    let valid_after = now.saturating_sub(BACKDATE_SECS);
+    let valid_before = now
+        .saturating_add(lifetime)
+        .min(valid_after.saturating_add(MAX_VALIDITY_SECS));
+    Ok((valid_after, valid_before))
+}
+
+/// A non-zero serial and a certificate nonce, from `rng`.
+pub fn serial_and_nonce(rng: &mut impl Random) -> Result<(u64, [u8; NONCE_LEN]), IssueError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)?;
+    let mut serial = [0u8; 8];
+    rng.fill(&mut serial)?;
+    let serial = u64::from_be_bytes(serial).max(1);
+    Ok((serial, nonce))
+}
+
+/// IAM's answer about the caller, as the caller and the admin should see it. The details of a
+/// misconfiguration go to the log, not to the caller.
+fn iam_error(user: &str, err: IamError) -> IssueError {
+    match err {
+        IamError::NotFound(_) => IssueError::Forbidden(format!("IAM has no user {user}")),
+        IamError::Unreachable(_) => IssueError::Unavailable(err.to_string()),
+        other => {
+            tracing::error!(error = %other, "the issuer cannot read IAM groups");
+            IssueError::Internal(
+                "the issuer cannot read IAM groups (see its log; `keyward policy --issuer`)".into(),
+            )
+        }
+    }
+}
+
+fn ca_error(err: CaError) -> IssueError {
+    match err {
+        CaError::Cert(
+            e @ (CertError::RsaKeyTooLarge { .. }
+            | CertError::TooLarge { .. }
+            | CertError::InvalidSourceAddress),
+        ) => IssueError::BadRequest(e.to_string()),
+        CaError::TooLarge { .. } => IssueError::BadRequest(err.to_string()),
+        CaError::Kms(KmsError::Unreachable(_)) => IssueError::Unavailable(err.to_string()),
+        other => {
+            tracing::error!(error = %other, "the issuer cannot sign");
+            IssueError::Internal(
+                "the issuer cannot sign (see its log; `keyward policy --issuer`)".into(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod tests;
