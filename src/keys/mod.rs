@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod cache;
 pub mod cert;
+pub mod cert_check;
 pub mod chain;
 pub mod lookup;
 mod parse;

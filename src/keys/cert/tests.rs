@@ -400,6 +400,37 @@ fn security_key_subjects_get_their_own_certificate_type() {
     assert!(listing.contains("Type: sk-ssh-ed25519-cert-v01@openssh.com user certificate"));
 }
 
+#[test]
+fn a_key_id_parses_back_only_when_it_is_exactly_what_the_builder_writes() {
+    let ca = ca_public(&ca_signer());
+    let subject = generated_key(&["-t", "ed25519"]);
+    let cert = sign(
+        &ca_signer(),
+        build_user_cert(&request(&subject), &ca).unwrap(),
+    );
+    let (identity, serial) = parse_key_id(cert.key_id()).unwrap();
+    assert_eq!(identity.user_name, "alice.smith");
+    assert_eq!(identity.user_id, "AIDAEXAMPLE0ALICE01");
+    assert_eq!(serial, 7);
+    for bad in [
+        "",
+        "keyward",
+        "keyward:alice:AIDA1",
+        "keyward:alice:AIDA1:7:8",
+        "keyward:alice:AIDA1:07",
+        "keyward:alice:AIDA1:+7",
+        "keyward:alice:AIDA1:18446744073709551616",
+        "keyward::AIDA1:7",
+        "keyward:alice::7",
+        "keyward:alice:AI-DA1:7",
+        "keyward:al ice:AIDA1:7",
+        "KEYWARD:alice:AIDA1:7",
+        " keyward:alice:AIDA1:7",
+        "other:alice:AIDA1:7",
+    ] {
+        assert_eq!(parse_key_id(bad), None, "{bad:?}");
+    }
+}
 // ---- host certificates ------------------------------------------------------------------
 
 const INSTANCE: &str = "i-0123456789abcdef0";
@@ -672,36 +703,4 @@ fn known_hosts_line_trusts_the_ca_for_plain_patterns_only() {
         known_hosts_line(&not_a_ca, &["*".to_owned()]),
         Err(CertError::UnsupportedCaKey(_))
     ));
-}
-
-#[test]
-fn a_key_id_parses_back_only_when_it_is_exactly_what_the_builder_writes() {
-    let ca = ca_public(&ca_signer());
-    let subject = generated_key(&["-t", "ed25519"]);
-    let cert = sign(
-        &ca_signer(),
-        build_user_cert(&request(&subject), &ca).unwrap(),
-    );
-    let (identity, serial) = parse_key_id(cert.key_id()).unwrap();
-    assert_eq!(identity.user_name, "alice.smith");
-    assert_eq!(identity.user_id, "AIDAEXAMPLE0ALICE01");
-    assert_eq!(serial, 7);
-    for bad in [
-        "",
-        "keyward",
-        "keyward:alice:AIDA1",
-        "keyward:alice:AIDA1:7:8",
-        "keyward:alice:AIDA1:07",
-        "keyward:alice:AIDA1:+7",
-        "keyward:alice:AIDA1:18446744073709551616",
-        "keyward::AIDA1:7",
-        "keyward:alice::7",
-        "keyward:alice:AI-DA1:7",
-        "keyward:al ice:AIDA1:7",
-        "KEYWARD:alice:AIDA1:7",
-        " keyward:alice:AIDA1:7",
-        "other:alice:AIDA1:7",
-    ] {
-        assert_eq!(parse_key_id(bad), None, "{bad:?}");
-    }
 }
