@@ -313,7 +313,9 @@ mod tests {
         assert!(all.contains("iam:UploadSSHPublicKey"), "{all:?}");
         for action in &all {
             assert!(
-                HOST_ACTIONS.contains(&action.as_str()) || USER_ACTIONS.contains(&action.as_str()),
+                HOST_ACTIONS.contains(&action.as_str())
+                    || USER_ACTIONS.contains(&action.as_str())
+                    || ISSUER_HOST_ACTIONS.contains(&action.as_str()),
                 "{action} is called but in no policy"
             );
         }
