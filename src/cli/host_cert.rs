@@ -2,9 +2,9 @@
 //!
 //! Run as root at boot (cloud-init) and daily, with the instance-profile credentials. Only
 //! argument handling, file reads and writes live here: what to keep is
-//! [`cert::existing_host_cert`], what to accept is [`cert::check_host_cert`], and the issuer
-//! decides what to certify (`issuer::host`). Idempotent: a certificate with more than a third of
-//! its life left is kept. A certificate is written only after the check passed, atomically,
+//! [`cert::existing_host_cert`], what to accept is [`check_host_cert`] (its signature verified
+//! against the CA key), and the issuer decides what to certify (`issuer::host`). Idempotent: a
+//! certificate with more than a third of its life left is kept. A certificate is written only after the check passed, atomically,
 //! mode 0644, next to its key (`ssh_host_ed25519_key-cert.pub`); nothing else on the host is
 //! changed (sshd's `HostCertificate` line is `keyward install --ca`'s).
 
@@ -19,6 +19,7 @@ use crate::issuer::client::{self, CertificateRequest};
 use crate::issuer::proof::ProofSigner;
 use crate::issuer::CertKind;
 use crate::keys::cert::{self, HostCertState};
+use crate::keys::cert_check::check_host_cert;
 use crate::keys::PublicKey;
 
 /// The host keys certified unless `--key` names others, those present.
@@ -35,7 +36,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[command(after_help = "\
 For each host key it asks the issuer (with this instance's role credentials, from the AWS \
 credential chain: IMDS on EC2) for a host certificate, checks it (a host certificate for that \
-very key, valid now, signed by the --ca-public-key CA when given) and writes \
+very key, valid now, its signature verified against the CA's public key) and writes \
 KEY-cert.pub next to the key (root-owned, 0644, atomically). A certificate with more than a \
 third of its life left is kept. The issuer certifies only the names EC2 reports for this \
 instance (instance id, private/public IP and DNS), never its Name tag. sshd serves the \
@@ -55,18 +56,27 @@ pub struct HostCert {
     /// Ask for a new certificate even when the one there has more than a third of its life left
     #[arg(long)]
     force: bool,
-    /// The CA's public key (what `keyward ca public-key` prints): a certificate from the issuer
-    /// is written only when this CA signed it
+    /// The CA's public key (what `keyward ca public-key` prints) [default: ssh_ca_public_key
+    /// from the config]: a certificate is written only when its signature verifies against it
     #[arg(long, value_name = "FILE")]
     ca_public_key: Option<PathBuf>,
 }
 
 impl HostCert {
-    pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
-        let ca = match &self.ca_public_key {
-            Some(path) => Some(read_key(path)?),
-            None => None,
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<Exit> {
+        let (config, _) = ctx.load_config()?;
+        let ca_line = match (&self.ca_public_key, &config.ssh_ca_public_key) {
+            (Some(path), _) => read_text(path)?
+                .with_context(|| format!("--ca-public-key {} does not exist", path.display()))?,
+            (None, Some(line)) => line.clone(),
+            (None, None) => bail!(
+                "host-cert needs the CA's public key to check the certificate it is given: set \
+                 ssh_ca_public_key in the config or pass --ca-public-key FILE (`keyward ca \
+                 public-key` prints it)"
+            ),
         };
+        let ca = crate::config::ca_public_key(&ca_line)
+            .map_err(|problem| anyhow::anyhow!("the CA's public key: {problem}"))?;
         let signer = ProofSigner::load(&super::laptop::interactive_options(), None)
             .await
             .context("AWS credentials for the proof")?;
@@ -82,7 +92,7 @@ impl HostCert {
             let (dir, cert_name) = cert_path(key_path)?;
             let cert_file = dir.join(&cert_name);
             let existing = read_text(&cert_file)?;
-            match cert::existing_host_cert(existing.as_deref(), &host_key, ca.as_ref(), now) {
+            match cert::existing_host_cert(existing.as_deref(), &host_key, &ca, now) {
                 HostCertState::Current { valid_before } if !self.force => {
                     eprintln!(
                         "keyward: {} is valid until {} with more than a third of its life left; kept",
@@ -123,21 +133,20 @@ impl HostCert {
                     return Ok(exit_of(&err));
                 }
             };
-            let checked = cert::check_host_cert(&answer, &host_key, ca.as_ref(), now)
-                .with_context(|| {
-                    format!(
-                        "the issuer's certificate for {} was not written",
-                        key_path.display()
-                    )
-                })?;
-            let line = certificate_line(&answer)?;
+            let checked = check_host_cert(&answer, &host_key, &ca, now).with_context(|| {
+                format!(
+                    "the issuer's certificate for {} was not written",
+                    key_path.display()
+                )
+            })?;
+            let line = checked.to_line();
             files::write_atomic(&dir, &cert_name, format!("{line}\n").as_bytes(), 0o644)
                 .map_err(files::IoError::at("write", &cert_file))?;
             written += 1;
             eprintln!(
                 "keyward: wrote {} (host certificate for {}; valid until {})",
                 cert_file.display(),
-                checked.valid_principals().join(", "),
+                checked.principals().join(", "),
                 humantime::format_rfc3339_seconds(
                     UNIX_EPOCH + Duration::from_secs(checked.valid_before())
                 )
@@ -216,15 +225,6 @@ fn cert_path(key: &Path) -> anyhow::Result<(PathBuf, String)> {
         _ => PathBuf::from("."),
     };
     Ok((dir, format!("{name}-cert.pub")))
-}
-
-/// The checked certificate's type and base64, without whatever comment the answer carried.
-fn certificate_line(answer: &str) -> anyhow::Result<String> {
-    let mut fields = answer.split_whitespace();
-    match (fields.next(), fields.next()) {
-        (Some(kind), Some(data)) => Ok(format!("{kind} {data}")),
-        _ => bail!("the issuer's answer is not a certificate line"),
-    }
 }
 
 #[cfg(test)]

@@ -227,21 +227,51 @@ async fn decide<S: Sts, D: Directory, K: Kms, E: Ec2>(
     }
 }
 
-/// THE SEAM FOR HOST CERTIFICATES (issue 11, helper D): replace this body with
-/// `super::host::issue_host(request, key, caller, kind, deps, now, rng).await`. Reached only
-/// after the proof was checked and STS named the caller (`caller`, classified as `kind`).
+/// Host certificates ([`super::host`]): for the instance the role session names, as EC2 and IAM
+/// confirm it, to roles listed in `host_roles`. Reached only after the proof was checked and
+/// STS named the caller (`caller`, classified as `kind`).
 async fn issue_host_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
-    _request: &IssueRequest,
-    _key: &PublicKey,
-    _caller: &Caller,
-    _kind: CallerKind,
-    _deps: &Deps<S, D, K, E>,
-    _now: u64,
-    _rng: &mut impl Random,
+    request: &IssueRequest,
+    key: &PublicKey,
+    caller: &Caller,
+    kind: CallerKind,
+    deps: &Deps<S, D, K, E>,
+    now: u64,
+    rng: &mut impl Random,
 ) -> Result<IssueResponse, IssueError> {
-    Err(IssueError::Forbidden(
-        "host certificates are not enabled on this issuer".into(),
-    ))
+    if deps.issuer.host_roles.is_empty() {
+        return Err(IssueError::Forbidden(
+            "host certificates are not enabled on this issuer: its [issuer] table lists no \
+             host_roles"
+                .into(),
+        ));
+    }
+    if !request.source_addresses.is_empty() || request.host_scope.is_some() {
+        return Err(IssueError::BadRequest(
+            "a host certificate takes no source_addresses and no host_scope".into(),
+        ));
+    }
+    let (serial, nonce) = serial_and_nonce(rng)?;
+    let ask = super::host::HostAsk {
+        caller,
+        kind: &kind,
+        subject: key,
+        validity_secs: request.validity_secs,
+        now,
+        serial,
+        nonce,
+    };
+    let cert = super::host::issue_host(
+        &ask,
+        &deps.issuer.host_roles,
+        &deps.ec2,
+        &deps.iam,
+        &deps.ca,
+    )
+    .await?;
+    Ok(IssueResponse {
+        certificate: cert.to_line(),
+    })
 }
 
 async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
@@ -382,7 +412,7 @@ fn iam_error(user: &str, err: IamError) -> IssueError {
     }
 }
 
-fn ca_error(err: CaError) -> IssueError {
+pub(super) fn ca_error(err: CaError) -> IssueError {
     match err {
         CaError::Cert(
             e @ (CertError::RsaKeyTooLarge { .. }

@@ -20,19 +20,17 @@
 //!   [`MIN_HOST_VALIDITY_SECS`]..=[`cert::MAX_HOST_VALIDITY_SECS`], default
 //!   [`cert::DEFAULT_HOST_VALIDITY_SECS`].
 
-use crate::ca::{Ca, CaError, Kms, KmsError};
+use crate::ca::{Ca, Kms};
 use crate::ec2::{Ec2, Ec2Error, Instance};
 use crate::iam::{Directory, IamError};
-use crate::keys::cert::{self, CertError, Certificate, HostCertRequest, NONCE_LEN};
+use crate::keys::cert::{self, Certificate, HostCertRequest, NONCE_LEN};
 use crate::keys::PublicKey;
 
+use super::handler::BACKDATE_SECS;
 use super::{Caller, CallerKind, IssueError};
 
 /// The shortest host certificate the issuer makes: an hour.
 pub const MIN_HOST_VALIDITY_SECS: u64 = 60 * 60;
-/// A certificate is valid from this long before it was issued, for hosts and clients whose
-/// clocks run a little behind the issuer's.
-pub const BACKDATE_SECS: u64 = 5 * 60;
 /// The EC2 state of an instance that may get a certificate.
 const RUNNING: &str = "running";
 
@@ -236,7 +234,10 @@ where
         valid_before: valid_after + host_validity(ask.validity_secs),
         nonce: ask.nonce,
     };
-    let certificate = ca.sign_host_cert(&request).await.map_err(ca_error)?;
+    let certificate = ca
+        .sign_host_cert(&request)
+        .await
+        .map_err(super::handler::ca_error)?;
     tracing::info!(
         instance_id = session,
         role,
@@ -261,18 +262,6 @@ fn ec2_error(err: Ec2Error) -> IssueError {
 fn iam_error(err: IamError) -> IssueError {
     match err {
         IamError::Unreachable(_) => IssueError::Unavailable(err.to_string()),
-        _ => IssueError::Internal(err.to_string()),
-    }
-}
-
-/// What a failed signature means for the caller: a host key the builder refuses is the
-/// caller's to fix; KMS out of reach is an outage; the rest is the issuer's.
-fn ca_error(err: CaError) -> IssueError {
-    match err {
-        CaError::Cert(CertError::RsaKeyTooLarge { .. } | CertError::TooLarge { .. }) => {
-            IssueError::BadRequest(err.to_string())
-        }
-        CaError::Kms(KmsError::Unreachable(_)) => IssueError::Unavailable(err.to_string()),
         _ => IssueError::Internal(err.to_string()),
     }
 }

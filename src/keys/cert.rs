@@ -32,9 +32,10 @@
 //!   the `ssh-key` crate; it does not verify the signature (keyward carries no curve arithmetic
 //!   in production). Whoever hands a certificate out or uses it checks the signature against the
 //!   CA's public key.
-//! - On the host, a certificate from the issuer is used only after [`check_host_cert`] found it
-//!   to be a host certificate for the host's own key, valid now, signed by the configured CA key
-//!   when there is one.
+//! - On the host, a certificate from the issuer is written only after
+//!   [`cert_check::check_host_cert`](super::cert_check::check_host_cert) found it to be a host
+//!   certificate for the host's own key, valid now, whose signature verifies against the
+//!   configured CA key.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,6 +46,7 @@ use ssh_encoding::Encode as _;
 use ssh_key::certificate::OptionsMap;
 use ssh_key::{Algorithm, EcdsaCurve, Mpint, Signature};
 
+use super::cert_check::{check_host_cert, CheckedCert};
 use super::{KeyType, PublicKey};
 
 /// Real KMS refuses a RAW message over 4096 bytes; moto does not, so the cap is keyward's.
@@ -424,61 +426,10 @@ impl Certificate {
     }
 }
 
-/// Why a host certificate is not used on the host (the issuer's answer, or the file already
-/// there). Names what is wrong, never echoes the certificate.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum HostCertError {
-    #[error("not an OpenSSH certificate: {0}")]
-    Unreadable(String),
-    #[error("a user certificate, not a host certificate")]
-    NotHost,
-    #[error("a certificate for another key, not this host key")]
-    OtherKey,
-    #[error("not valid now (valid from {valid_after} to {valid_before}, unix seconds)")]
-    NotValidNow { valid_after: u64, valid_before: u64 },
-    #[error("signed by another CA than the configured one (ssh_ca_public_key)")]
-    OtherCa,
-    #[error("a certificate whose key id is not keyward's keyward-host:<instance id>:<serial>")]
-    NotKeywards,
-}
-
-/// Checks a host certificate line before the host serves it: a host certificate (type 2) made
-/// by keyward, for `host_key`, valid at `now`, and, when the host knows the CA's public key,
-/// naming it as signer. The signature itself is not verified here (no curve arithmetic in
-/// production); clients verify it against their `@cert-authority` line at every connection.
-pub fn check_host_cert(
-    line: &str,
-    host_key: &PublicKey,
-    ca: Option<&PublicKey>,
-    now: u64,
-) -> Result<ssh_key::Certificate, HostCertError> {
-    let cert = ssh_key::Certificate::from_openssh(line.trim())
-        .map_err(|err| HostCertError::Unreadable(err.to_string()))?;
-    if !cert.cert_type().is_host() {
-        return Err(HostCertError::NotHost);
-    }
-    if cert.public_key() != host_key.key_data() {
-        return Err(HostCertError::OtherKey);
-    }
-    if !cert.key_id().starts_with("keyward-host:") {
-        return Err(HostCertError::NotKeywards);
-    }
-    if !(cert.valid_after() <= now && now < cert.valid_before()) {
-        return Err(HostCertError::NotValidNow {
-            valid_after: cert.valid_after(),
-            valid_before: cert.valid_before(),
-        });
-    }
-    if ca.is_some_and(|ca| cert.signature_key() != ca.key_data()) {
-        return Err(HostCertError::OtherCa);
-    }
-    Ok(cert)
-}
-
 /// Whether a certificate valid at `now` should be replaced: when at most a third of its
 /// validity window is left (so a 30-day certificate is renewed after 20 days; a daily
 /// `keyward host-cert` then always renews in time).
-pub fn renewal_due(cert: &ssh_key::Certificate, now: u64) -> bool {
+pub fn renewal_due(cert: &CheckedCert, now: u64) -> bool {
     let life = cert.valid_before().saturating_sub(cert.valid_after());
     let left = cert.valid_before().saturating_sub(now);
     left.saturating_mul(3) <= life
@@ -498,7 +449,7 @@ pub enum HostCertState {
 pub fn existing_host_cert(
     existing: Option<&str>,
     host_key: &PublicKey,
-    ca: Option<&PublicKey>,
+    ca: &PublicKey,
     now: u64,
 ) -> HostCertState {
     let Some(text) = existing else {

@@ -1,12 +1,13 @@
-//! Checking a user certificate before a laptop uses it, and deciding whether the one already
-//! next to a key can be used again.
+//! Checking a user certificate before a laptop uses it (and a host certificate before a host
+//! serves it), and deciding whether the one already next to a key can be used again.
 //!
 //! The issuer is reached over the network, and a certificate file on disk may be stale or
 //! planted, so a certificate is used (written next to the key, given to ssh or the agent) only
 //! once [`check_user_cert`] accepted it: it decodes canonically, it is a USER certificate, it
 //! certifies exactly the caller's public key, it is valid now, it names at least one principal,
 //! and its signature verifies against the CA public key the laptop was configured with (not the
-//! key the certificate carries).
+//! key the certificate carries). [`check_host_cert`] checks a host certificate the same way,
+//! as a HOST certificate, before `keyward host-cert` writes it.
 //!
 //! Invariants:
 //! - Pure: bytes, keys and a `now` in, a verdict out; no file, clock or network here.
@@ -18,6 +19,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ssh_key::certificate::CertType;
 use ssh_key::{Certificate, HashAlg};
 
 use super::{KeyType, PublicKey};
@@ -42,6 +44,8 @@ pub enum CertCheckError {
     UnsupportedCa(KeyType),
     #[error("it is a host certificate, not a user certificate")]
     NotUser,
+    #[error("it is a user certificate, not a host certificate")]
+    NotHost,
     #[error("it certifies another key ({found}), not {expected}")]
     OtherKey { expected: String, found: String },
     #[error("it names no principal")]
@@ -60,7 +64,7 @@ fn time(secs: u64) -> humantime::Rfc3339Timestamp {
     humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(secs))
 }
 
-/// A user certificate that passed [`check_user_cert`].
+/// A certificate that passed [`check_user_cert`] or [`check_host_cert`].
 #[derive(Debug, Clone)]
 pub struct CheckedCert {
     bytes: Vec<u8>,
@@ -112,12 +116,36 @@ pub fn check_user_cert(
     ca: &PublicKey,
     now: u64,
 ) -> Result<CheckedCert, CertCheckError> {
+    check_cert(line, subject, ca, now, CertType::User)
+}
+
+/// The same checks for a HOST certificate, before `keyward host-cert` writes it next to the
+/// host key (`subject`) for sshd to serve.
+pub fn check_host_cert(
+    line: &str,
+    subject: &PublicKey,
+    ca: &PublicKey,
+    now: u64,
+) -> Result<CheckedCert, CertCheckError> {
+    check_cert(line, subject, ca, now, CertType::Host)
+}
+
+fn check_cert(
+    line: &str,
+    subject: &PublicKey,
+    ca: &PublicKey,
+    now: u64,
+    cert_type: CertType,
+) -> Result<CheckedCert, CertCheckError> {
     if !matches!(ca.key_type(), KeyType::EcdsaP256 | KeyType::EcdsaP384) {
         return Err(CertCheckError::UnsupportedCa(ca.key_type()));
     }
     let (bytes, decoded) = decode(line)?;
-    if !decoded.cert_type().is_user() {
-        return Err(CertCheckError::NotUser);
+    if decoded.cert_type() != cert_type {
+        return Err(match cert_type {
+            CertType::User => CertCheckError::NotUser,
+            CertType::Host => CertCheckError::NotHost,
+        });
     }
     if decoded.public_key() != subject.key_data() {
         return Err(CertCheckError::OtherKey {
