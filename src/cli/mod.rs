@@ -19,6 +19,8 @@ mod pam_create_account;
 mod policy;
 mod rename_keymaker;
 mod rotate_key;
+mod ssh;
+mod ssh_cert;
 mod sync;
 mod uninstall;
 mod upload_key;
@@ -93,6 +95,10 @@ pub enum Command {
     /// SSH certificate authority whose key stays in KMS (init, public-key; in progress)
     #[command(subcommand_required = true)]
     Ca(ca::Ca),
+    /// Get a short-lived SSH certificate for your key from the keyward issuer
+    SshCert(ssh_cert::SshCert),
+    /// Log in with a keyward certificate (reused while valid), then run ssh
+    Ssh(ssh::Ssh),
 }
 
 /// Options every command may need.
@@ -143,6 +149,8 @@ impl Cli {
             Command::Doctor(c) => c.run(&ctx).await,
             Command::Policy(c) => c.run(&ctx),
             Command::Ca(c) => c.run(&ctx).await,
+            Command::SshCert(c) => c.run(&ctx).await,
+            Command::Ssh(c) => c.run(&ctx).await,
         }
     }
 }
