@@ -462,7 +462,7 @@ impl Config {
             }
         }
         if let Some(id) = &self.instance_id {
-            if !crate::keys::principals::is_valid_instance_id(id) {
+            if !crate::ec2::is_instance_id(id) {
                 return Err(invalid(
                     "instance_id",
                     format!(

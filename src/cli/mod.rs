@@ -20,6 +20,8 @@ mod pam_create_account;
 mod policy;
 mod rename_keymaker;
 mod rotate_key;
+mod ssh;
+mod ssh_cert;
 mod sync;
 mod uninstall;
 mod upload_key;
@@ -96,6 +98,10 @@ pub enum Command {
     Ca(ca::Ca),
     /// Get or renew SSH host certificates for this instance's host keys (run as root at boot)
     HostCert(host_cert::HostCert),
+    /// Get a short-lived SSH certificate for your key from the keyward issuer
+    SshCert(ssh_cert::SshCert),
+    /// Log in with a keyward certificate (reused while valid), then run ssh
+    Ssh(ssh::Ssh),
 }
 
 /// Options every command may need.
@@ -147,6 +153,8 @@ impl Cli {
             Command::Policy(c) => c.run(&ctx),
             Command::Ca(c) => c.run(&ctx).await,
             Command::HostCert(c) => c.run(&ctx).await,
+            Command::SshCert(c) => c.run(&ctx).await,
+            Command::Ssh(c) => c.run(&ctx).await,
         }
     }
 }

@@ -15,6 +15,17 @@ pub mod query;
 use std::future::Future;
 use std::net::IpAddr;
 
+/// `i-` then 8 (older instances) or 17 lower-case hex digits, as EC2 writes them: the only
+/// instance ids keyward puts in a request, a certificate, a principal or a log line.
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// One instance as DescribeInstances reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {

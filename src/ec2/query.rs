@@ -80,7 +80,7 @@ impl AwsEc2 {
 
 impl Ec2 for AwsEc2 {
     async fn instance(&self, id: &str) -> Result<Option<Instance>, Ec2Error> {
-        if !is_instance_id(id) {
+        if !super::is_instance_id(id) {
             return Ok(None);
         }
         let credentials = self
@@ -120,16 +120,6 @@ impl Ec2 for AwsEc2 {
             .map_err(|e: HttpError| Ec2Error::Unreachable(e.to_string()))?;
         judge(id, answer.status, &answer.body)
     }
-}
-
-/// `i-` and 8 or 17 lower-case hex digits.
-pub fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// What an answer to DescribeInstances for `id` says.

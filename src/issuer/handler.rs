@@ -321,7 +321,7 @@ async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
     }
     let principal = match &request.host_scope {
         None => linux,
-        Some(instance) if crate::accounts::principals::is_valid_instance_id(instance) => {
+        Some(instance) if crate::ec2::is_instance_id(instance) => {
             format!("{linux}@{instance}")
         }
         Some(_) => {

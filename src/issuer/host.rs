@@ -79,7 +79,7 @@ pub fn host_session<'a>(
              instance roles that may in `host_roles` ([issuer] in keyward.toml)"
         )));
     }
-    if !crate::ec2::query::is_instance_id(session) {
+    if !crate::ec2::is_instance_id(session) {
         return Err(IssueError::Forbidden(
             "the role session is not an instance id (i-…): host certificates are issued to \
              EC2 instance credentials only, whose session EC2 names after the instance"

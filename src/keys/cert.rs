@@ -258,7 +258,7 @@ pub fn build_host_cert(
     ) {
         return Err(CertError::InvalidHostValidity);
     }
-    if !crate::ec2::query::is_instance_id(&request.instance_id) {
+    if !crate::ec2::is_instance_id(&request.instance_id) {
         return Err(CertError::InvalidInstanceId);
     }
     build(

@@ -47,7 +47,7 @@ pub struct InstanceId(String);
 impl InstanceId {
     /// The id `text` is exactly, or `None`.
     pub fn parse(text: &str) -> Option<InstanceId> {
-        is_valid_instance_id(text).then(|| InstanceId(text.to_owned()))
+        crate::ec2::is_instance_id(text).then(|| InstanceId(text.to_owned()))
     }
 
     /// The id in cloud-init's file: one line, its newline optional.
@@ -59,16 +59,6 @@ impl InstanceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// `i-` then 8 (older instances) or 17 lower-case hex digits, as EC2 writes them.
-pub fn is_valid_instance_id(text: &str) -> bool {
-    text.strip_prefix("i-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// What sync's lock record for an account says.

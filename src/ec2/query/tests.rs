@@ -1,4 +1,5 @@
 use super::*;
+use crate::ec2::is_instance_id;
 
 const ID: &str = "i-071a2348550130307";
 
