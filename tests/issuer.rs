@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use common::{keyward_cmd, KeyPair, Moto, Run};
+use common::{keyward_cmd, ssh_keygen_list, KeyPair, Moto, Run};
 use keyward::http::Target;
 use keyward::issuer::proof::sign_proof;
 use keyward::issuer::wire::{CertKind, IssueRequest};
@@ -166,23 +166,6 @@ fn user_request(
         host_scope: None,
     })
     .unwrap()
-}
-
-/// `ssh-keygen -L` of a certificate line.
-fn ssh_keygen_list(dir: &Path, certificate: &str) -> String {
-    let path = dir.join("id-cert.pub");
-    std::fs::write(&path, format!("{certificate}\n")).unwrap();
-    let out = Command::new("ssh-keygen")
-        .arg("-Lf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `ssh-keygen -lf` fingerprint of a key line.

@@ -421,6 +421,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `ssh-keygen -L` (times in UTC) of a certificate line, written to `dir`; the test fails when
+/// OpenSSH cannot read it (or, reading it, finds its signature bad).
+pub fn ssh_keygen_list(dir: &Path, certificate: &str) -> String {
+    let path = dir.join("listed-cert.pub");
+    std::fs::write(&path, format!("{certificate}\n")).unwrap();
+    let out = Command::new("ssh-keygen")
+        .env("TZ", "UTC")
+        .arg("-Lf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A KMS client for moto at `endpoint`, built without touching the process environment.
 pub fn kms_client(endpoint: &str) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
