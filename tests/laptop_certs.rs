@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{keyward_cmd, KeyPair, Moto, Run};
+use common::{keyward_cmd, Issuer, KeyPair, Moto, Run};
 
 // ---- a fake issuer --------------------------------------------------------------------
 
@@ -564,54 +564,6 @@ fn ssh_refuses_a_host_that_looks_like_an_option() {
 }
 // ---- the real chain: moto, `keyward ca init`, `keyward ca serve` ---------------------------
 
-/// `keyward ca serve` on 127.0.0.1:0 with moto's KMS, IAM and STS; stopped when dropped.
-struct Issuer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Issuer {
-    fn start(moto: &Moto, audience: &str) -> Issuer {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("keyward.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "allowed_groups = [\"ssh-users\"]\n\n[issuer]\naudience = \"{audience}\"\nsts_endpoint = \"{}\"\n",
-                moto.endpoint()
-            ),
-        )
-        .unwrap();
-        let mut cmd = keyward_cmd(&moto.endpoint());
-        let mut child = cmd
-            .arg("--config")
-            .arg(&config)
-            .args(["ca", "serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("http://127.0.0.1:"), "{line:?}");
-        Issuer {
-            child,
-            url: line.trim().to_owned(),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `keyward ssh-cert` as IAM user `user` against the real issuer.
 fn ssh_cert_as(moto: &Moto, user: &str, home: &Path, issuer: &Issuer, ca_line: &str) -> Run {
     let (key, secret) = moto.iam().access_key(user);
@@ -642,7 +594,14 @@ fn ssh_cert_gets_a_certificate_from_the_real_issuer_for_a_member_of_an_allowed_g
     })
     .ok();
     let ca_line = init.stdout.trim().to_owned();
-    let issuer = Issuer::start(&moto, "keyward-test");
+    let issuer = Issuer::spawn(
+        &moto,
+        ("testing", "testing"),
+        "keyward-test",
+        "allowed_groups = [\"ssh-users\"]",
+        "",
+        tempfile::tempdir().unwrap(),
+    );
 
     let home = tempfile::tempdir().unwrap();
     let ssh = home.path().join(".ssh");
