@@ -26,6 +26,7 @@ use crate::files;
 use crate::issuer::client::{self, CertificateRequest, ClientError};
 use crate::issuer::proof::ProofSigner;
 use crate::issuer::CertKind;
+use crate::keys::cert::known_hosts_line;
 use crate::keys::cert_check::{check_user_cert, CheckedCert};
 use crate::keys::{KeyType, PublicKey};
 
@@ -430,10 +431,10 @@ fn default_known_hosts() -> anyhow::Result<PathBuf> {
 /// The `@cert-authority` line that makes ssh trust host certificates from `ca` for every host
 /// (the CA key without its comment).
 fn cert_authority_line(ca: &PublicKey) -> anyhow::Result<String> {
-    Ok(format!(
-        "@cert-authority * {}",
-        ca.clone().with_comment("").to_line()
-    ))
+    Ok(known_hosts_line(
+        &ca.clone().with_comment(""),
+        &["*".to_owned()],
+    )?)
 }
 
 /// `existing` (a known_hosts file's text) with the line for `ca` appended, or `None` when a
