@@ -1,0 +1,54 @@
+//! The certificate demo, `scripts/demo-certs`, run as a reader would run it (with the binary
+//! cargo built, through `KEYWARD_BIN`), so that it cannot rot: it must finish, and it says what
+//! it checked. Every step of `scripts/demo-certs-namespace.sh` fails the demo when what it
+//! shows does not hold (a certificate login with a nonzero IAM count, a refused login that got
+//! in, ...); this test also reads the lines a reader relies on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod e2e_support;
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use e2e_support::repo;
+
+#[test]
+fn the_certificate_demo_runs_end_to_end() {
+    let started = Instant::now();
+    let out = Command::new(repo().join("scripts/demo-certs"))
+        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/demo-certs: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "scripts/demo-certs failed ({}) after {:.1?}; its output:\n{said}",
+        out.status,
+        started.elapsed()
+    );
+    for line in [
+        "keyward: created KMS key",
+        "issued a user certificate caller=\"arn:aws:iam::123456789012:user/alice\"",
+        "user certificate",
+        "host certificate issued",
+        "logged in as alice on",
+        "AWS requests the host made for this login (counted by a proxy in front of moto): 0",
+        "keyward: iam_calls=0",
+        "Host key verification failed.",
+        "not in any of this issuer's allowed_groups",
+        "alice@127.0.0.1: Permission denied",
+        "certificate refused: sync locked the account",
+        "demo finished",
+    ] {
+        assert!(
+            said.contains(line),
+            "the demo did not say {line:?}:\n{said}"
+        );
+    }
+    eprintln!("{said}");
+}
