@@ -296,7 +296,7 @@ fn issuer_answers_map_to_exit_codes_with_the_issuers_reason() {
         r#"{"error":"refused: IAM user alice.smith is in none of the issuer's allowed_groups (ssh-users)"}"#,
     );
     let run = laptop.keyward(&issuer, &["ssh-cert"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(
         run.stderr.contains("allowed_groups (ssh-users)"),
         "{}",
@@ -631,7 +631,7 @@ fn ssh_cert_gets_a_certificate_from_the_real_issuer_for_a_member_of_an_allowed_g
     std::fs::create_dir(&ssh).unwrap();
     KeyPair::generate(&ssh, "id_ed25519", "ed25519", "mallory@laptop");
     let run = ssh_cert_as(&moto, "mallory", outsider.path(), &issuer, &ca_line);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("allowed_groups"), "{}", run.stderr);
     assert!(!ssh.join("id_ed25519-cert.pub").exists());
 }

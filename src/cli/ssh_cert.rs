@@ -304,20 +304,11 @@ pub enum ObtainError {
 }
 
 impl ObtainError {
-    /// 3 when the issuer (or what it depends on) could not be reached, 4 when the caller's AWS
-    /// credentials are missing or were not accepted, 1 when the issuer refused (its reason is
-    /// in the message) or its answer is not usable.
+    /// The issuer's failures as [`Exit::of_issuer`] says; a certificate keyward does not use is 1.
     pub fn exit(&self) -> Exit {
         match self {
-            ObtainError::Issuer {
-                error: ClientError::Unavailable(_),
-                ..
-            } => Exit::IamUnreachable,
-            ObtainError::Issuer {
-                error: ClientError::Credentials(_),
-                ..
-            } => Exit::IamCredentials,
-            ObtainError::Issuer { .. } | ObtainError::Unusable { .. } => Exit::Failure,
+            ObtainError::Issuer { error, .. } => Exit::of_issuer(error),
+            ObtainError::Unusable { .. } => Exit::Failure,
         }
     }
 }
