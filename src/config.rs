@@ -499,8 +499,9 @@ pub struct IssuerConfig {
     /// The KMS alias of the CA key.
     #[serde(default = "default_ca_key_alias")]
     pub ca_key_alias: String,
-    /// Where proofs are replayed; none = the regional `https://sts.{region}.amazonaws.com` of
-    /// the issuer's own region. Plain `http://` only on loopback (emulators).
+    /// Where proofs are replayed; none = STS's global endpoint `https://sts.amazonaws.com`, what
+    /// clients sign for unless `AWS_ENDPOINT_URL_STS` says otherwise. Plain `http://` only on
+    /// loopback (emulators).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sts_endpoint: Option<String>,
     /// Lifetime of a certificate whose request names none.
@@ -553,14 +554,13 @@ fn deserialize_issuer_validity<'de, D: Deserializer<'de>>(d: D) -> Result<Durati
 }
 
 impl IssuerConfig {
-    /// The STS endpoint proofs are replayed to: `sts_endpoint`, else the regional endpoint of
-    /// the issuer's region. Never the SDK's endpoint settings: where proofs go is the config's
-    /// decision alone.
-    pub fn sts_endpoint_for(&self, region: &str) -> Result<String, crate::sigv4::SignError> {
-        match &self.sts_endpoint {
-            Some(endpoint) => Ok(endpoint.clone()),
-            None => crate::sigv4::default_endpoint("sts", region),
-        }
+    /// The STS endpoint proofs are replayed to: `sts_endpoint`, else STS's global endpoint
+    /// ([`crate::issuer::DEFAULT_STS_ENDPOINT`], the clients' default too). Never the SDK's
+    /// endpoint settings: where proofs go is the config's decision alone.
+    pub fn sts_endpoint(&self) -> &str {
+        self.sts_endpoint
+            .as_deref()
+            .unwrap_or(crate::issuer::DEFAULT_STS_ENDPOINT)
     }
 
     fn validate(&self) -> Result<(), InvalidSetting> {
@@ -1031,11 +1031,7 @@ mod tests {
         assert_eq!(issuer.ca_key_alias, crate::ca::DEFAULT_ALIAS);
         assert_eq!(issuer.default_validity, Duration::from_secs(3600));
         assert!(issuer.max_validity <= MAX_ISSUER_VALIDITY);
-        assert_eq!(
-            issuer.sts_endpoint_for("eu-west-1").unwrap(),
-            "https://sts.eu-west-1.amazonaws.com"
-        );
-        assert!(issuer.sts_endpoint_for("evil.com/x").is_err());
+        assert_eq!(issuer.sts_endpoint(), "https://sts.amazonaws.com");
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
         let full = parse(&format!(
             "{ISSUER}ca_key_alias = \"alias/ca2\"\nsts_endpoint = \"http://127.0.0.1:5000\"\n\
@@ -1044,10 +1040,7 @@ mod tests {
         ))
         .unwrap();
         let issuer = full.issuer.clone().unwrap();
-        assert_eq!(
-            issuer.sts_endpoint_for("x").unwrap(),
-            "http://127.0.0.1:5000"
-        );
+        assert_eq!(issuer.sts_endpoint(), "http://127.0.0.1:5000");
         assert_eq!(issuer.max_validity, MAX_ISSUER_VALIDITY);
         assert_eq!(issuer.host_roles, ["web-host"]);
         assert_eq!(parse(&full.to_toml()).unwrap(), full);

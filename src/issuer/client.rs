@@ -156,12 +156,15 @@ pub fn read_answer(status: u16, body: &[u8], key: &PublicKey) -> Result<String, 
         Ok(e) => crate::iam::printable(&e.error),
         Err(_) => format!("HTTP {status}"),
     };
+    // The issuer's text starts with what its status means ("refused: …"); so does each
+    // variant's message, once.
+    let said = |prefix: &str| said.strip_prefix(prefix).unwrap_or(&said).to_owned();
     Err(match status {
-        400 => ClientError::BadRequest(said),
-        401 => ClientError::Credentials(said),
-        403 => ClientError::Refused(said),
-        429 | 502 | 503 | 504 => ClientError::Unavailable(said),
-        _ => ClientError::Issuer(said),
+        400 => ClientError::BadRequest(said("bad request: ")),
+        401 => ClientError::Credentials(said("not authenticated: ")),
+        403 => ClientError::Refused(said("refused: ")),
+        429 | 502 | 503 | 504 => ClientError::Unavailable(said("unavailable: ")),
+        _ => ClientError::Issuer(said("issuer error: ")),
     })
 }
 

@@ -100,11 +100,7 @@ pub async fn aws_deps(config: Config, issuer: IssuerConfig) -> Result<AwsDeps, S
     let ec2 = crate::ec2::query::AwsEc2::new(&options)
         .await
         .map_err(SetupError::Ec2)?;
-    let region = crate::sigv4::AwsContext::load(&options).await;
-    let region = region.region().ok_or(KmsError::NoRegion)?;
-    let endpoint = issuer
-        .sts_endpoint_for(region)
-        .map_err(|e| SetupError::Sts(IssueError::Internal(e.to_string())))?;
+    let endpoint = issuer.sts_endpoint().to_owned();
     let sts = StsReplay::new(&endpoint, STS_TIMEOUT).map_err(SetupError::Sts)?;
     Ok(Deps {
         sts,

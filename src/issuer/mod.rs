@@ -45,6 +45,12 @@ pub const AUDIENCE_HEADER: &str = "x-keyward-audience";
 /// The header that binds a proof to one public key: `SHA256:<base64>` of the key's blob, as
 /// `ssh-keygen -lf` prints it.
 pub const KEY_HEADER: &str = "x-keyward-key";
+/// Where a proof is signed for and replayed to unless configured otherwise, on both sides: STS's
+/// global endpoint (signed for `us-east-1`). A proof is signed for one STS host, so a laptop
+/// and an issuer in different regions must agree on it; one default that does not depend on
+/// either side's region makes them agree with no configuration. An issuer configured with
+/// another `sts_endpoint` needs its clients to set `AWS_ENDPOINT_URL_STS` to the same URL.
+pub const DEFAULT_STS_ENDPOINT: &str = "https://sts.amazonaws.com";
 /// The only body the issuer ever sends to STS.
 pub const STS_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 /// The only headers copied from a proof into the replayed STS request (lower case). `host` is

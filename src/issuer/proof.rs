@@ -132,15 +132,14 @@ impl ProofSigner {
         aws: AwsContext,
         sts_endpoint: Option<&str>,
     ) -> Result<ProofSigner, ProofError> {
-        let region = aws.region().unwrap_or(DEFAULT_REGION).to_owned();
         let url = match sts_endpoint {
             Some(url) => url.to_owned(),
-            None => match aws.configured_endpoint("STS") {
-                Some(url) => url,
-                None => sigv4::default_endpoint("sts", &region)?,
-            },
+            None => aws
+                .configured_endpoint("STS")
+                .unwrap_or_else(|| super::DEFAULT_STS_ENDPOINT.to_owned()),
         };
         let sts_endpoint = Target::parse(&url).map_err(ProofError::Endpoint)?;
+        let region = signing_region(sts_endpoint.host(), aws.region());
         Ok(ProofSigner {
             aws,
             region,
@@ -172,6 +171,23 @@ impl ProofSigner {
             key_fingerprint,
             now,
         )
+    }
+}
+
+/// The region a proof for STS at `host` is signed for: STS checks the signature's scope against
+/// itself, so it follows the endpoint (`sts.amazonaws.com`: us-east-1; `sts.REGION.amazonaws.com`:
+/// REGION), and only for any other host (an emulator, a VPC endpoint) the caller's region.
+pub fn signing_region(host: &str, configured: Option<&str>) -> String {
+    let named = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"));
+    match named {
+        Some("sts") => DEFAULT_REGION.to_owned(),
+        Some(rest) => match rest.strip_prefix("sts.") {
+            Some(region) if sigv4::is_region_name(region) => region.to_owned(),
+            _ => configured.unwrap_or(DEFAULT_REGION).to_owned(),
+        },
+        None => configured.unwrap_or(DEFAULT_REGION).to_owned(),
     }
 }
 

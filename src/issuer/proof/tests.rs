@@ -148,20 +148,41 @@ fn the_sts_endpoint_is_the_given_one_else_the_configured_one_else_the_regions() 
         ProofSigner::from_context(context(Some("eu-west-1"), Some("http://127.0.0.1:1")), None)
             .unwrap();
     assert_eq!(configured.sts_endpoint().authority(), "127.0.0.1:1");
-    let regional = ProofSigner::from_context(context(Some("eu-west-1"), None), None).unwrap();
-    assert_eq!(
-        regional.sts_endpoint().authority(),
-        "sts.eu-west-1.amazonaws.com"
-    );
+    assert_eq!(given.region(), "eu-west-1");
+    // A laptop in eu-west-1 and an issuer anywhere, both unconfigured, agree on one STS host and
+    // the region its signature is scoped to.
+    let elsewhere = ProofSigner::from_context(context(Some("eu-west-1"), None), None).unwrap();
+    assert_eq!(elsewhere.sts_endpoint().authority(), "sts.amazonaws.com");
+    assert_eq!(elsewhere.region(), "us-east-1");
     let unset = ProofSigner::from_context(context(None, None), None).unwrap();
     assert_eq!(unset.region(), DEFAULT_REGION);
-    assert_eq!(
-        unset.sts_endpoint().authority(),
-        "sts.us-east-1.amazonaws.com"
-    );
+    assert_eq!(unset.sts_endpoint().authority(), "sts.amazonaws.com");
+    assert_eq!(configured.region(), "eu-west-1");
     let plain = ProofSigner::from_context(context(None, Some("http://sts.example.com")), None);
     assert!(matches!(
         plain,
         Err(ProofError::Endpoint(HttpError::BadUrl(_)))
     ));
+}
+
+#[test]
+fn the_signing_region_follows_the_sts_endpoint() {
+    assert_eq!(
+        signing_region("sts.amazonaws.com", Some("eu-west-1")),
+        "us-east-1"
+    );
+    assert_eq!(
+        signing_region("sts.eu-west-1.amazonaws.com", Some("us-east-2")),
+        "eu-west-1"
+    );
+    assert_eq!(
+        signing_region("sts.cn-north-1.amazonaws.com.cn", None),
+        "cn-north-1"
+    );
+    assert_eq!(signing_region("127.0.0.1", Some("eu-west-1")), "eu-west-1");
+    assert_eq!(signing_region("127.0.0.1", None), DEFAULT_REGION);
+    assert_eq!(
+        signing_region("sts.evil/x.amazonaws.com", Some("eu-west-1")),
+        "eu-west-1"
+    );
 }
