@@ -139,6 +139,13 @@ fn certificate_of(body: &str) -> String {
         .to_owned()
 }
 
+/// POSTs `body` and expects a refusal with `status` whose message contains `needle`.
+fn assert_refused(issuer: &Issuer, body: &str, status: u16, needle: &str) {
+    let (got, answer) = issuer.request("POST", "/v1/certificate", body);
+    assert_eq!(got, status, "{answer}");
+    assert!(error_of(&answer).contains(needle), "{answer}");
+}
+
 fn error_of(body: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     json["error"]
@@ -202,7 +209,7 @@ fn a_user_in_allowed_groups_gets_a_certificate_and_others_are_refused_clearly() 
     assert!(listed.contains("permit-pty"), "{listed}");
 
     // A proof captured for another key, replayed with this key: refused before STS.
-    let body = user_request(
+    let replayed = user_request(
         &moto,
         alice,
         &key.line(),
@@ -210,31 +217,27 @@ fn a_user_in_allowed_groups_gets_a_certificate_and_others_are_refused_clearly() 
         AUDIENCE,
         |_| {},
     );
-    let (status, answer) = issuer.request("POST", "/v1/certificate", &body);
-    assert_eq!(status, 401, "{answer}");
-    assert!(
-        error_of(&answer).contains("the proof is for another public key"),
-        "{answer}"
+    assert_refused(
+        &issuer,
+        &replayed,
+        401,
+        "the proof is for another public key",
     );
 
     // A proof made for another issuer.
-    let body = user_request(
+    let other_issuer = "https://other-issuer.example.com";
+    let elsewhere = user_request(
         &moto,
         alice,
         &key.line(),
         &key.fingerprint(),
-        "https://other-issuer.example.com",
+        other_issuer,
         |_| {},
     );
-    let (status, answer) = issuer.request("POST", "/v1/certificate", &body);
-    assert_eq!(status, 401, "{answer}");
-    assert!(
-        error_of(&answer).contains("the proof is for another issuer"),
-        "{answer}"
-    );
+    assert_refused(&issuer, &elsewhere, 401, "the proof is for another issuer");
 
     // An IAM user outside allowed_groups: STS accepts the proof, the issuer refuses and says why.
-    let body = user_request(
+    let outsider = user_request(
         &moto,
         bob,
         &key.line(),
@@ -242,12 +245,12 @@ fn a_user_in_allowed_groups_gets_a_certificate_and_others_are_refused_clearly() 
         AUDIENCE,
         |_| {},
     );
-    let (status, answer) = issuer.request("POST", "/v1/certificate", &body);
-    assert_eq!(status, 403, "{answer}");
-    assert_eq!(
-        error_of(&answer),
-        "refused: IAM user bob is not in any of this issuer's allowed_groups (ssh-users): ask an \
-         admin to add you to one"
+    assert_refused(
+        &issuer,
+        &outsider,
+        403,
+        "refused: IAM user bob is not in any of this issuer's allowed_groups (ssh-users): ask \
+         an admin to add you to one",
     );
 }
 
