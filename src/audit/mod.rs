@@ -54,6 +54,8 @@ pub struct SshdEvent {
     pub method: Option<String>,
     pub key_type: Option<String>,
     pub fingerprint: Option<String>,
+    /// A certificate's key id (`ID …` in sshd's line), as sshd logged it: unchecked.
+    pub cert_id: Option<String>,
 }
 
 /// keyward's audit event kinds, one per `logging::message_id`.
@@ -200,17 +202,32 @@ fn accepted(time: SystemTime, e: &SshdEvent, keyward: &[(SystemTime, &KeywardEve
                 && k.fingerprint.as_ref() == Some(fp)
         })
     });
+    // A keyward certificate names its IAM user in its key id; sshd accepted it, so the CA
+    // signed that id. Only ids exactly as the issuer writes them count.
+    let certified = e
+        .cert_id
+        .as_deref()
+        .and_then(|id| crate::keys::cert::parse_key_id(id).map(|(identity, _)| (id, identity)));
+    let (iam_user, key_id, key_source) = match (served, certified) {
+        (Some(k), _) => (k.iam_user.clone(), k.key_id.clone(), k.source.clone()),
+        (None, Some((id, identity))) => (
+            Some(identity.user_name),
+            Some(id.to_owned()),
+            Some("certificate".to_owned()),
+        ),
+        (None, None) => (None, None, None),
+    };
     Session {
         time,
-        iam_user: served.and_then(|k| k.iam_user.clone()),
+        iam_user,
         from: e.addr.clone(),
         port: e.port,
         linux_user: e.user.clone(),
         result: Verdict::Accepted,
         method: e.method.clone(),
         fingerprint: e.fingerprint.clone(),
-        key_id: served.and_then(|k| k.key_id.clone()),
-        key_source: served.and_then(|k| k.source.clone()),
+        key_id,
+        key_source,
         reason: None,
     }
 }

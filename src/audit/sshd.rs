@@ -62,7 +62,20 @@ fn auth_result(rest: &str, kind: SshdKind) -> Option<SshdEvent> {
     };
     let mut e = event(kind, user, addr, port, fingerprint, key_type);
     e.method = Some(method.to_owned());
+    e.cert_id = key.and_then(cert_id).map(str::to_owned);
     Some(e)
+}
+
+/// A certificate's key id in `TYPE-CERT FP ID KEY_ID (serial N) CA CATYPE CAFP` (OpenSSH's
+/// `format_method_key`); `None` for a plain key. The id is the CA's words, not checked here.
+fn cert_id(key: &str) -> Option<&str> {
+    let (key_type, rest) = key.split_once(' ')?;
+    if !key_type.ends_with("-CERT") {
+        return None;
+    }
+    let (_, rest) = rest.split_once(" ID ")?;
+    let (id, _) = rest.rsplit_once(" (serial ")?;
+    Some(id)
 }
 
 /// After "Connection closed by", "Disconnected from", "Disconnecting": `authenticating user
@@ -106,6 +119,7 @@ fn event(
         fingerprint: fingerprint
             .filter(|f| f.starts_with("SHA256:") || f.starts_with("MD5:"))
             .map(str::to_owned),
+        cert_id: None,
     }
 }
 
@@ -131,6 +145,27 @@ mod tests {
         assert_eq!(e.fingerprint.as_deref(), Some(FP));
         assert_eq!(e.key_type.as_deref(), Some("ED25519"));
         assert_eq!(e.method.as_deref(), Some("publickey"));
+    }
+
+    #[test]
+    fn accepted_certificate_gives_its_key_id() {
+        // OpenSSH's format_method_key for a certificate (auth.c).
+        let e = parse(&format!(
+            "Accepted publickey for alice from 127.0.0.1 port 54746 ssh2: ED25519-CERT {FP} ID \
+             keyward:alice.smith:AIDAEXAMPLE01:17 (serial 17) CA ECDSA {FP}"
+        ))
+        .unwrap();
+        assert_eq!(e.key_type.as_deref(), Some("ED25519-CERT"));
+        assert_eq!(e.fingerprint.as_deref(), Some(FP));
+        assert_eq!(
+            e.cert_id.as_deref(),
+            Some("keyward:alice.smith:AIDAEXAMPLE01:17")
+        );
+        let plain = parse(&format!(
+            "Accepted publickey for alice from 127.0.0.1 port 1 ssh2: ED25519 {FP} ID x (serial 1)"
+        ))
+        .unwrap();
+        assert_eq!(plain.cert_id, None);
     }
 
     #[test]

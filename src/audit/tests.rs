@@ -168,3 +168,26 @@ fn json_has_rfc3339_times_and_lowercase_results() {
     assert_eq!(v[0]["iam_user"], "alice");
     assert_eq!(v[2]["iam_user"], serde_json::Value::Null);
 }
+
+#[test]
+fn a_certificate_login_is_joined_to_the_iam_user_its_key_id_names() {
+    // No keyward event: a certificate login asks keyward only for principals.
+    let s = sessions(&log(&format!(
+        "2026-11-23T13:00:01.320000+00:00 host sshd[200]: Accepted publickey for alice from \
+         127.0.0.1 port 54746 ssh2: ED25519-CERT {ALICE_FP} ID keyward:alice.smith:AIDAEXAMPLE01:17 \
+         (serial 17) CA ECDSA {OTHER_FP}\n\
+         2026-11-23T13:00:02.320000+00:00 host sshd[201]: Accepted publickey for bob from \
+         127.0.0.1 port 54747 ssh2: ED25519-CERT {ALICE_FP} ID someone-else (serial 3) CA ECDSA \
+         {OTHER_FP}\n"
+    )));
+    assert_eq!(s.len(), 2, "{s:#?}");
+    assert_eq!(s[0].iam_user.as_deref(), Some("alice.smith"));
+    assert_eq!(
+        s[0].key_id.as_deref(),
+        Some("keyward:alice.smith:AIDAEXAMPLE01:17")
+    );
+    assert_eq!(s[0].key_source.as_deref(), Some("certificate"));
+    // A key id keyward's issuer did not write names nobody.
+    assert_eq!(s[1].iam_user, None);
+    assert_eq!(s[1].key_id, None);
+}
