@@ -422,6 +422,131 @@ fn cfn_lint_accepts_the_issuer_template() {
     assert!(text.contains("Runtime: provided.al2023"));
 }
 
+/// Review (issue 11): the Function URL is public (AuthType NONE) and anyone can make the
+/// function run (a well-formed fake proof even makes it call STS and wait up to 10 s). Without
+/// ReservedConcurrentExecutions an unauthenticated flood takes the account's regional Lambda
+/// concurrency (1000 by default, shared by every function of the account) and throttles every
+/// other Lambda function there, and runs up the bill.
+#[test]
+fn review_the_public_issuer_has_reserved_concurrency() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/issuer.yaml"))
+            .unwrap();
+    assert!(text.contains("AuthType: NONE"));
+    assert!(
+        text.contains("ReservedConcurrentExecutions:"),
+        "a public Function URL with no ReservedConcurrentExecutions on the issuer function"
+    );
+}
+
+/// Reads deploy/issuer.yaml with cfn-lint's own loader (argv[1]) and checks that every
+/// parameter that reaches the function's TOML config admits no quote, backslash or line break:
+/// its AllowedPattern (CloudFormation matches it against the whole value, or each value of a
+/// list) refuses probes holding them, or its AllowedValues hold none. Prints the parameters it
+/// checked, then the failures.
+const TOML_PARAMETERS_CHECK: &str = r#"
+import re, sys
+from cfnlint.decode import cfn_yaml
+
+template = cfn_yaml.load(sys.argv[1])
+toml = template["Resources"]["IssuerFunction"]["Properties"]["Environment"]["Variables"][
+    "KEYWARD_CONFIG_TOML"
+]["Fn::Sub"]
+text, variables = toml
+params = template["Parameters"]
+
+
+def refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+used = set(re.findall(r"\$\{(\w+)\}", text)) - set(variables) | set(refs(variables))
+used &= set(params)
+bad = ['"', "\\", "\n", "\r"]
+probes = [
+    prefix + c + suffix
+    for c in bad
+    for prefix in ["", "a", "https://x", "https://x/", "alias/a", "1h"]
+    for suffix in ["", "a"]
+]
+failures = []
+for name in sorted(used):
+    spec = params[name]
+    if "AllowedValues" in spec:
+        failures += [f"{name}: {v!r}" for v in spec["AllowedValues"] if any(c in v for c in bad)]
+    elif "AllowedPattern" in spec:
+        failures += [
+            f"{name} admits {p!r}" for p in probes if re.fullmatch(spec["AllowedPattern"], p)
+        ]
+    else:
+        failures.append(f"{name} has neither AllowedPattern nor AllowedValues")
+print(" ".join(sorted(used)))
+print("\n".join(failures))
+sys.exit(1 if failures else 0)
+"#;
+
+/// Runs [`TOML_PARAMETERS_CHECK`] on `template`: (passed, stdout).
+fn check_toml_parameters(template: &Path) -> (bool, String) {
+    let out = Command::new(cfn_lint_path().with_file_name("python3"))
+        .arg("-c")
+        .arg(TOML_PARAMETERS_CHECK)
+        .arg(template)
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Review finding (issue 11): the function's TOML config is built with `!Sub` from parameters,
+/// so a parameter value with a quote or a line break could add or change settings (another
+/// `allowed_groups`, `host_roles`). Every such parameter is held to a strict pattern.
+#[test]
+fn no_parameter_can_change_the_shape_of_the_issuer_toml() {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/issuer.yaml");
+    let (passed, out) = check_toml_parameters(&template);
+    assert!(passed, "{out}");
+    for name in [
+        "AllowedGroups",
+        "Audience",
+        "CaKeyAlias",
+        "HostRoles",
+        "MaxValidity",
+        "NameMapping",
+    ] {
+        assert!(out.lines().next().unwrap().contains(name), "{out}");
+    }
+    // The check is real: the old Audience pattern (any printable character) fails it.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&template).unwrap();
+    let start = text.find("  Audience:").unwrap();
+    let line = start + text[start..].find("AllowedPattern:").unwrap();
+    let end = line + text[line..].find('\n').unwrap();
+    let loose = format!(
+        "{}AllowedPattern: \"[!-~]{{1,256}}\"{}",
+        &text[..line],
+        &text[end..]
+    );
+    let broken = dir.path().join("loose.yaml");
+    std::fs::write(&broken, loose).unwrap();
+    let (passed, out) = check_toml_parameters(&broken);
+    assert!(!passed && out.contains("Audience admits"), "{out}");
+}
+
 #[test]
 fn cfn_lint_fails_a_broken_template() {
     // The check above is real: cfn-lint refuses a template with an unknown property.

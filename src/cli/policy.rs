@@ -16,7 +16,8 @@ hosts' instance role (or the role in iam_role_arn). --user: upload/list/enable/d
 keys of the caller's own IAM user only (${aws:username}), for a group of people. \
 --assume-role: with iam_role_arn set, what the host's own role needs to assume that role. \
 --issuer: the certificate issuer's role (kms:Sign on the CA key, the callers' IAM groups, EC2 \
-instances for host certificates); --ca-admin: whoever runs `keyward ca init` (no kms:Sign). \
+instances for host certificates); --ca-admin: whoever runs `keyward ca init` (no kms:Sign, \
+but kms:PutKeyPolicy on the CA key, which can grant it: as trusted as the issuer). \
 Both name the CA key by --key-arn, or else by its alias (the [issuer] table's ca_key_alias, or \
 alias/keyward-ca) through the kms:ResourceAliases condition. Restrict kms:Sign in the CA key's \
 own key policy too: a key policy granting the account root leaves IAM policies in charge. \
@@ -36,7 +37,7 @@ pub struct Policy {
     /// The policy for the certificate issuer's role (the only holder of kms:Sign)
     #[arg(long)]
     issuer: bool,
-    /// The policy for whoever creates and manages the CA key (no kms:Sign)
+    /// The policy for whoever creates and manages the CA key (as trusted as the issuer)
     #[arg(long)]
     ca_admin: bool,
     /// The CA key's ARN, to name it instead of its alias (with --issuer or --ca-admin)

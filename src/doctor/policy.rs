@@ -90,10 +90,13 @@ pub const ISSUER_KMS_ACTIONS: &[&str] = &["kms:DescribeKey", "kms:GetPublicKey",
 pub const ISSUER_IAM_ACTIONS: &[&str] = &["iam:ListGroupsForUser"];
 /// Host certificates: the instance named by the session, and its profile's roles.
 pub const ISSUER_HOST_ACTIONS: &[&str] = &["ec2:DescribeInstances", "iam:GetInstanceProfile"];
-/// `keyward ca init` and `ca public-key` (ScheduleKeyDeletion: a key that lost the alias race),
-/// and reading and narrowing the key policy. Never `kms:Sign`.
+/// `keyward ca init`: name the new key with the CA alias. Granted on the alias (pinned) and on
+/// the key, as KMS checks both.
+pub const CA_ADMIN_ALIAS_ACTIONS: &[&str] = &["kms:CreateAlias"];
+/// `keyward ca init` and `ca public-key`, reading and narrowing the key policy, and retiring
+/// the CA key: only on the key the CA alias names (or `--key-arn`). Never `kms:Sign`, though
+/// `kms:PutKeyPolicy` on the CA key can grant it: the CA admin is as trusted as the issuer.
 pub const CA_ADMIN_KEY_ACTIONS: &[&str] = &[
-    "kms:CreateAlias",
     "kms:DescribeKey",
     "kms:GetPublicKey",
     "kms:ScheduleKeyDeletion",
@@ -159,17 +162,29 @@ pub fn issuer_policy(key_arn: Option<&str>, alias: &str) -> Document {
     }
 }
 
-/// Whoever runs `keyward ca init`: create and inspect the CA key, narrow its key policy; no
-/// `kms:Sign` (only the issuer signs).
+/// Whoever runs `keyward ca init`: create the CA key and alias it, inspect it, narrow or
+/// rewrite its key policy, retire it. Key actions reach only the key the CA alias names (or
+/// `--key-arn`), never the account's other keys; so the key of a lost `ca init` race (no
+/// alias) is left for the admin to delete, as `ca init` warns. No `kms:Sign`, but
+/// `kms:PutKeyPolicy` on the CA key can grant it: this role is as trusted as the issuer's.
 pub fn ca_admin_policy(key_arn: Option<&str>, alias: &str) -> Document {
     let alias_arn = format!("arn:aws:kms:*:*:{alias}");
-    let key = key_arn.unwrap_or("arn:aws:kms:*:*:key/*");
+    let (key, condition) = ca_key(key_arn, alias);
+    // CreateAlias is checked on the key too, which has no alias yet: any key of the account,
+    // but only ever under the CA alias (the statement above pins it).
+    let new_key = key_arn.unwrap_or("arn:aws:kms:*:*:key/*");
     Document {
         version: VERSION,
         statement: vec![
             statement("KeywardCaCreateKey", &["kms:CreateKey"], "*", None),
-            statement("KeywardCaAlias", &["kms:CreateAlias"], &alias_arn, None),
-            statement("KeywardCaManageKey", CA_ADMIN_KEY_ACTIONS, key, None),
+            statement("KeywardCaAlias", CA_ADMIN_ALIAS_ACTIONS, &alias_arn, None),
+            statement(
+                "KeywardCaAliasTarget",
+                CA_ADMIN_ALIAS_ACTIONS,
+                new_key,
+                None,
+            ),
+            statement("KeywardCaManageKey", CA_ADMIN_KEY_ACTIONS, &key, condition),
         ],
     }
 }
@@ -304,6 +319,7 @@ mod tests {
         for action in &kms {
             assert!(
                 action == "kms:CreateKey"
+                    || CA_ADMIN_ALIAS_ACTIONS.contains(&action.as_str())
                     || CA_ADMIN_KEY_ACTIONS.contains(&action.as_str())
                     || ISSUER_KMS_ACTIONS.contains(&action.as_str()),
                 "{action} is called but in no policy"
@@ -376,6 +392,30 @@ mod tests {
             "{admin}"
         );
         assert!(admin.contains("kms:CreateKey"), "{admin}");
+    }
+
+    /// Review (issue 11): the CA admin's policy is said to hold no `kms:Sign`, but without
+    /// `--key-arn` it grants `kms:PutKeyPolicy` (and ScheduleKeyDeletion) on every KMS key of
+    /// every account and region (`arn:aws:kms:*:*:key/*`, no condition). PutKeyPolicy on the CA
+    /// key is Sign by another name (write a key policy that grants yourself kms:Sign), and on
+    /// every other key of the account it is far beyond what `ca init` needs.
+    #[test]
+    fn review_the_ca_admin_cannot_rewrite_or_delete_every_kms_key() {
+        let admin: Value =
+            serde_json::from_str(&render(&ca_admin_policy(None, "alias/keyward-ca"))).unwrap();
+        for statement in admin["Statement"].as_array().unwrap() {
+            let actions = statement["Action"].as_array().unwrap();
+            let dangerous = actions
+                .iter()
+                .any(|a| a == "kms:PutKeyPolicy" || a == "kms:ScheduleKeyDeletion");
+            if dangerous {
+                assert!(
+                    statement["Resource"] != "arn:aws:kms:*:*:key/*"
+                        || statement.get("Condition").is_some(),
+                    "PutKeyPolicy/ScheduleKeyDeletion on every key, unconditioned: {statement}"
+                );
+            }
+        }
     }
 
     #[test]

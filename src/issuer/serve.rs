@@ -12,12 +12,17 @@
 //!   [`wire::MAX_REQUEST_BYTES`] (refused from its `Content-Length` before it is read), each
 //!   read under a timeout, and at most [`Limits::max_connections`] connections at once; chunked
 //!   bodies are refused.
+//! - **Fair**: one peer holds at most [`Limits::max_connections_per_peer`] of those at once
+//!   (an IPv4 address, or an IPv6 /64, which one host can hold whole; see [`Slots`]), so idle
+//!   connections from one address cannot take every slot. Extra connections are closed
+//!   unanswered. Behind a proxy on the same host every caller is the proxy's address.
 //! - **Plain HTTP only on loopback** ([`plain_http_allowed`]): anywhere else the caller must
 //!   supply TLS ([`tls_acceptor`]), because a proof is a bearer credential for 15 minutes.
 //! - Every answer is JSON and closes the connection.
 
-use std::cell::Cell;
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,7 +42,7 @@ use crate::iam::Directory;
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 const MAX_TARGET_LEN: usize = 2048;
 
-/// Timeouts and the connection cap.
+/// Timeouts and the connection caps.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// For the TLS handshake and the request head.
@@ -47,6 +52,8 @@ pub struct Limits {
     /// For the handler (STS, IAM, KMS) and writing the answer.
     pub answer_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one peer ([`peer_key`]) may hold at once.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +63,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_connections_per_peer: 16,
         }
     }
 }
@@ -202,6 +210,48 @@ pub fn parse_head(head: &[u8]) -> Result<Head, Refusal> {
     })
 }
 
+/// The part of a peer's address the per-peer cap counts: an IPv4 address (IPv4-mapped IPv6
+/// included), or the /64 of an IPv6 address (one host is routinely given a whole /64).
+pub fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
+/// Open connections, in all and per peer; pure bookkeeping, no I/O.
+#[derive(Debug, Default)]
+pub struct Slots {
+    open: usize,
+    per_peer: HashMap<IpAddr, usize>,
+}
+
+impl Slots {
+    /// Takes a slot for `peer` if neither cap is reached.
+    pub fn take(&mut self, peer: IpAddr, limits: &Limits) -> bool {
+        let key = peer_key(peer);
+        let held = self.per_peer.get(&key).copied().unwrap_or(0);
+        if self.open >= limits.max_connections || held >= limits.max_connections_per_peer {
+            return false;
+        }
+        self.open += 1;
+        self.per_peer.insert(key, held + 1);
+        true
+    }
+
+    /// Gives back a slot [`Slots::take`] gave `peer`.
+    pub fn give_back(&mut self, peer: IpAddr) {
+        let key = peer_key(peer);
+        self.open = self.open.saturating_sub(1);
+        if let Some(held) = self.per_peer.get_mut(&key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.per_peer.remove(&key);
+            }
+        }
+    }
+}
+
 /// Accepts connections forever, each answered by a task of its own on the current thread.
 /// Must run inside a `tokio::task::LocalSet`.
 pub async fn serve<S, D, K, E>(
@@ -215,7 +265,7 @@ pub async fn serve<S, D, K, E>(
     K: Kms + 'static,
     E: Ec2 + 'static,
 {
-    let open = Rc::new(Cell::new(0usize));
+    let slots = Rc::new(RefCell::new(Slots::default()));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -226,13 +276,12 @@ pub async fn serve<S, D, K, E>(
                 continue;
             }
         };
-        if open.get() >= limits.max_connections {
-            tracing::warn!(%peer, "too many connections: dropped one");
+        if !slots.borrow_mut().take(peer.ip(), &limits) {
+            tracing::warn!(%peer, "too many connections (in all or from this peer): dropped one");
             drop(stream);
             continue;
         }
-        open.set(open.get() + 1);
-        let (deps, tls, open) = (Rc::clone(&deps), tls.clone(), Rc::clone(&open));
+        let (deps, tls, slots) = (Rc::clone(&deps), tls.clone(), Rc::clone(&slots));
         tokio::task::spawn_local(async move {
             match tls {
                 None => connection(stream, &deps, limits).await,
@@ -244,7 +293,7 @@ pub async fn serve<S, D, K, E>(
                     }
                 }
             }
-            open.set(open.get() - 1);
+            slots.borrow_mut().give_back(peer.ip());
         });
     }
 }

@@ -168,3 +168,65 @@ fn a_slow_client_times_out_without_holding_up_others() {
         }
     });
 }
+
+/// Review (issue 11): one peer holds every connection slot (the default 256) with idle
+/// connections that cost it nothing for the 10-second head timeout (renewed as each one times
+/// out), and every other caller's connection is dropped unanswered: the issuer is down for
+/// everyone while one unauthenticated client keeps ~26 connections a second going.
+#[test]
+fn review_one_peer_cannot_take_every_connection_slot() {
+    with_server(Limits::default(), |addr| async move {
+        let mut idle = Vec::new();
+        for _ in 0..Limits::default().max_connections {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Let the server accept them all.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other
+            .write_all(b"GET /v1/certificate HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        let _ = other.read_to_string(&mut answer).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 405 "),
+            "another peer got no answer while one peer held {} idle connections: {answer:?}",
+            idle.len()
+        );
+    });
+}
+
+#[test]
+fn slots_cap_each_peer_and_the_total_and_come_back() {
+    let limits = Limits {
+        max_connections: 3,
+        max_connections_per_peer: 2,
+        ..Limits::default()
+    };
+    let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+        "192.0.2.1".parse().unwrap(),
+        "::ffff:192.0.2.1".parse().unwrap(),
+        "2001:db8::1".parse().unwrap(),
+    );
+    let mut slots = Slots::default();
+    assert!(slots.take(a, &limits));
+    // The IPv4-mapped form is the same peer.
+    assert!(slots.take(b, &limits));
+    assert!(!slots.take(a, &limits));
+    assert!(slots.take(c, &limits));
+    // The total is reached: another /64 waits too.
+    assert!(!slots.take("2001:db8:1::1".parse().unwrap(), &limits));
+    slots.give_back(a);
+    assert!(slots.take(b, &limits));
+    // Another address of the same /64 is the same peer.
+    slots.give_back(a);
+    assert!(slots.take("2001:db8::2".parse().unwrap(), &limits));
+    assert!(!slots.take(c, &limits));
+    assert_eq!(
+        peer_key("2001:db8::1234:5678".parse().unwrap()),
+        "2001:db8::".parse::<IpAddr>().unwrap()
+    );
+}
