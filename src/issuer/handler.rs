@@ -477,9 +477,9 @@ fn iam_error(user: &str, err: IamError) -> IssueError {
         }
         IamError::Unreachable(_) => IssueError::Unavailable(err.to_string()),
         other => {
-            tracing::error!(error = %other, "the issuer cannot read IAM groups");
+            tracing::error!(error = %other, "the issuer cannot read IAM users or groups");
             IssueError::Internal(
-                "the issuer cannot read IAM groups (see its log; `keyward policy --issuer`)".into(),
+                "the issuer cannot read IAM users or groups (see its log; `keyward policy --issuer`)".into(),
             )
         }
     }
