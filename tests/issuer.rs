@@ -265,7 +265,7 @@ fn a_tampered_proof_is_refused_by_sts() {
     iam.allow("alice", &["sts:GetCallerIdentity"]);
     iam.user("issuer");
     let issuer_key = iam.access_key("issuer");
-    iam.allow("issuer", &["kms:*", "iam:ListGroupsForUser"]);
+    iam.allow("issuer", &["kms:*", "iam:GetUser", "iam:ListGroupsForUser"]);
     iam.group("ssh-users", &["alice"]);
     let issuer_key = (issuer_key.0.as_str(), issuer_key.1.as_str());
     ca_init_as(&moto, issuer_key);

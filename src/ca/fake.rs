@@ -11,6 +11,9 @@ use p256::ecdsa::{Signature, SigningKey};
 use super::der::{P256_SPKI_HEADER, P384_SPKI_HEADER};
 use super::{Curve, KeyInfo, Kms, KmsError};
 
+/// The account every fake key's ARN names (moto's, and the unit tests' STS answers').
+pub const FAKE_ACCOUNT: &str = "123456789012";
+
 #[derive(Default)]
 pub struct FakeKms {
     state: RefCell<State>,
@@ -45,6 +48,7 @@ impl FakeKms {
             SigningKey::from_slice(&[u8::try_from(st.keys.len() + 1).unwrap(); 32]).unwrap()
         });
         let info = KeyInfo {
+            arn: format!("arn:aws:kms:us-east-1:{FAKE_ACCOUNT}:key/{key_id}"),
             key_id: key_id.clone(),
             usage: usage.into(),
             spec: spec.into(),

@@ -143,6 +143,7 @@ fn key_info(operation: &str, metadata: Option<KeyMetadata>) -> Result<KeyInfo, K
         usage: text(metadata.key_usage.as_ref().map(|u| u.as_str()), "KeyUsage")?,
         spec: text(metadata.key_spec.as_ref().map(|s| s.as_str()), "KeySpec")?,
         state: text(metadata.key_state.as_ref().map(|s| s.as_str()), "KeyState")?,
+        arn: text(metadata.arn.as_deref(), "Arn")?,
         key_id: printable(&metadata.key_id),
     })
 }

@@ -105,6 +105,9 @@ impl Curve {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyInfo {
     pub key_id: String,
+    /// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`: the account is the one whose credentials
+    /// named the key (aliases resolve only in the caller's own account).
+    pub arn: String,
     pub usage: String,
     pub spec: String,
     pub state: String,
@@ -241,6 +244,8 @@ pub enum Origin {
 pub struct Ca<K> {
     kms: K,
     key_id: String,
+    /// The AWS account holding the key, from its ARN; `None` when the ARN has none.
+    account: Option<String>,
     curve: Curve,
     public_key: PublicKey,
 }
@@ -297,7 +302,9 @@ pub async fn init<K: Kms>(
     if let Some(info) = kms.describe(alias).await? {
         let curve = judge(alias, &info, wanted)?;
         return Ok((
-            Ca::load(kms, alias, info.key_id, curve).await?,
+            Ca::load(kms, alias, info.key_id, curve)
+                .await?
+                .with_arn(&info.arn),
             Origin::Adopted,
         ));
     }
@@ -310,7 +317,9 @@ pub async fn init<K: Kms>(
         .await?;
     match kms.create_alias(alias, &created.key_id).await {
         Ok(()) => Ok((
-            Ca::load(kms, alias, created.key_id, curve).await?,
+            Ca::load(kms, alias, created.key_id, curve)
+                .await?
+                .with_arn(&created.arn),
             Origin::Created,
         )),
         Err(KmsError::AlreadyExists(_)) => {
@@ -341,7 +350,23 @@ async fn adopt<K: Kms>(kms: K, alias: &str, wanted: Option<Curve>) -> Result<Ca<
             alias: alias.to_owned(),
         })?;
     let curve = judge(alias, &info, wanted)?;
-    Ca::load(kms, alias, info.key_id, curve).await
+    Ok(Ca::load(kms, alias, info.key_id, curve)
+        .await?
+        .with_arn(&info.arn))
+}
+
+/// The 12-digit account of a KMS key ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`).
+pub fn key_account(arn: &str) -> Option<&str> {
+    match arn.split(':').collect::<Vec<_>>()[..] {
+        ["arn", _, "kms", _, account, resource]
+            if account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource.starts_with("key/") =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
 }
 
 fn check_alias(alias: &str) -> Result<(), CaError> {
@@ -375,6 +400,7 @@ impl<K: Kms> Ca<K> {
         Ok(Ca {
             kms,
             key_id,
+            account: None,
             curve,
             public_key,
         })
@@ -387,6 +413,17 @@ impl<K: Kms> Ca<K> {
 
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    fn with_arn(mut self, arn: &str) -> Self {
+        self.account = key_account(arn).map(str::to_owned);
+        self
+    }
+
+    /// The AWS account holding the key (from its ARN): the account whose IAM an issuer
+    /// reads, since it reaches KMS and IAM with the same credentials.
+    pub fn account(&self) -> Option<&str> {
+        self.account.as_deref()
     }
 
     pub fn curve(&self) -> Curve {

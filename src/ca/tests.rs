@@ -278,3 +278,32 @@ fn sign_host_cert_has_kms_sign_a_host_certificate() {
     );
     assert_eq!(kms.signs(), 1);
 }
+
+#[test]
+fn a_key_arn_names_its_account() {
+    assert_eq!(
+        key_account("arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        Some("123456789012")
+    );
+    assert_eq!(
+        key_account("arn:aws-us-gov:kms:us-gov-west-1:210987654321:key/k"),
+        Some("210987654321")
+    );
+    for bad in [
+        "",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+        "arn:aws:kms:eu-west-1:123456789012:alias/keyward-ca",
+        "arn:aws:kms:eu-west-1:12345678901:key/k",
+        "arn:aws:iam::123456789012:key/k",
+        "arn:aws:kms:eu-west-1:123456789012:key/k:extra",
+    ] {
+        assert_eq!(key_account(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn an_opened_ca_knows_its_account() {
+    let kms = FakeKms::default();
+    let (ca, _) = block_on(init(&kms, DEFAULT_ALIAS, None)).unwrap();
+    assert_eq!(ca.account(), Some(crate::ca::fake::FAKE_ACCOUNT));
+}

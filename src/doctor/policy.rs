@@ -86,8 +86,9 @@ pub fn assume_role_policy(role_arn: &str) -> Document {
 /// What the certificate issuer calls on the CA key: `ca::open` (DescribeKey, GetPublicKey) and
 /// signing. Only the issuer may hold `kms:Sign` on it.
 pub const ISSUER_KMS_ACTIONS: &[&str] = &["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"];
-/// The issuer's IAM read: the caller's groups, for `allowed_groups`.
-pub const ISSUER_IAM_ACTIONS: &[&str] = &["iam:ListGroupsForUser"];
+/// The issuer's IAM read: the caller's UserId (it must be the user STS named) and groups, for
+/// `allowed_groups`.
+pub const ISSUER_IAM_ACTIONS: &[&str] = &["iam:GetUser", "iam:ListGroupsForUser"];
 /// Host certificates: the instance named by the session, and its profile's roles.
 pub const ISSUER_HOST_ACTIONS: &[&str] = &["ec2:DescribeInstances", "iam:GetInstanceProfile"];
 /// `keyward ca init`: name the new key with the CA alias. Granted on the alias (pinned) and on

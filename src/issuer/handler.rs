@@ -4,8 +4,9 @@
 //! status and a JSON body; [`issue`] decides a parsed [`IssueRequest`]. The order is fixed: the
 //! public key through keyward's key policy, the proof through [`check::check_proof`] (bound to
 //! this issuer and to that key), STS's verdict on the proof ([`Sts::caller`]), the kind of
-//! caller ([`check::classify`]), and only then IAM (groups), the config (allowed groups, name
-//! mapping) and KMS.
+//! caller ([`check::classify`]), that a user caller is an IAM user of the issuer's own account
+//! (the CA key's account, and the UserId IAM has for that name: `check_own_user`), and only
+//! then IAM groups, the config (allowed groups, name mapping) and KMS.
 //!
 //! Invariants:
 //! - **Nothing the client says decides what is certified** beyond the public key, a lifetime
@@ -13,7 +14,11 @@
 //!   principal to. The principal is the Linux name of the IAM user STS named; the key id
 //!   carries the UserId STS returned.
 //! - **Refusals before STS accepted the proof describe the request only**; after, they may
-//!   name the caller (its own ARN, groups it lacks) and never anyone else.
+//!   name the caller (its own ARN, groups it lacks) and never anyone else. A caller of another
+//!   account, a name IAM does not know and a same-named user with another UserId get one and
+//!   the same refusal (the log says which), so nobody learns which names exist.
+//! - Every message that reaches a log line from a refusal is escaped and capped
+//!   (`logged_error`): it may quote the client.
 //! - Every issuance and every refusal is logged (caller ARN, key fingerprint, serial,
 //!   principals); the proof never is: it is a bearer credential for 15 minutes.
 //! - The serial and the nonce come from the OS CSPRNG ([`OsRandom`]).
@@ -74,6 +79,11 @@ pub enum SetupError {
     Kms(#[from] KmsError),
     #[error("the CA key: {0}")]
     Ca(#[from] CaError),
+    #[error(
+        "the CA key {0}'s ARN names no AWS account: the issuer certifies only IAM users of the \
+         key's account"
+    )]
+    NoAccount(String),
     #[error("the STS endpoint: {0}")]
     Sts(IssueError),
     #[error("EC2: {0}")]
@@ -96,6 +106,9 @@ pub async fn aws_deps(config: Config, issuer: IssuerConfig) -> Result<AwsDeps, S
     let options = crate::iam::ClientOptions::for_host(&config)?;
     let kms = crate::ca::AwsKms::new(&options).await?;
     let ca = crate::ca::open(kms, &issuer.ca_key_alias).await?;
+    if ca.account().is_none() {
+        return Err(SetupError::NoAccount(issuer.ca_key_alias.clone()));
+    }
     let iam = crate::iam::AwsIam::new(&options).await;
     let ec2 = crate::ec2::query::AwsEc2::new(&options)
         .await
@@ -198,11 +211,24 @@ pub async fn issue<S: Sts, D: Directory, K: Kms, E: Ec2>(
             caller = trail.caller.as_deref().unwrap_or("-"),
             fingerprint = trail.fingerprint.as_deref().unwrap_or("-"),
             status = err.http_status(),
-            error = %err,
+            error = logged_error(err),
             "refused a certificate request"
         );
     }
     result
+}
+
+/// How many characters of a refusal's message a log line keeps.
+const LOGGED_ERROR_CHARS: usize = 512;
+
+/// A refusal's message as the log may carry it: it can quote what the client sent (a key type,
+/// a proof's header), so it is escaped and capped as [`crate::logging::untrusted`] text is.
+fn logged_error(err: &IssueError) -> String {
+    crate::logging::capped(&err.to_string(), LOGGED_ERROR_CHARS, |c, out| match c {
+        // Harmless in a quoted value, and in many messages ("this issuer's").
+        '\'' => out.push(c),
+        c => out.extend(c.escape_debug()),
+    })
 }
 
 async fn decide<S: Sts, D: Directory, K: Kms, E: Ec2>(
@@ -300,6 +326,7 @@ async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
             )))
         }
     };
+    check_own_user(&user, caller, deps).await?;
     let groups = deps
         .iam
         .groups_for_user(&user)
@@ -367,6 +394,46 @@ async fn issue_user_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
     })
 }
 
+/// The one refusal for a caller who is not an IAM user of the issuer's account: the same
+/// whether the account differs, IAM has no such user or the user is another one by that name,
+/// so that nobody outside the account learns which names exist there.
+fn not_our_user() -> IssueError {
+    IssueError::Forbidden(
+        "this issuer certifies IAM users of its own AWS account only, and the credentials that \
+         signed the proof are not one of them"
+            .into(),
+    )
+}
+
+/// That STS's caller is the IAM user `user` of the issuer's account, before anything is read
+/// about that name: STS accepts any account's credentials, and a name is not a person (another
+/// account's `alice`, or a deleted and recreated `alice`, has another UserId). The account is
+/// the CA key's ([`Ca::account`]): the issuer reaches KMS and IAM with the same credentials.
+async fn check_own_user<S: Sts, D: Directory, K: Kms, E: Ec2>(
+    user: &str,
+    caller: &Caller,
+    deps: &Deps<S, D, K, E>,
+) -> Result<(), IssueError> {
+    let refuse = |reason: &str| {
+        tracing::warn!(
+            caller = printable(&caller.arn),
+            user_id = printable(&caller.user_id),
+            reason,
+            "refused a caller who is not an IAM user of the issuer's account"
+        );
+        Err(not_our_user())
+    };
+    if deps.ca.account() != Some(caller.account.as_str()) {
+        return refuse("the caller's account is not the CA key's");
+    }
+    match deps.iam.identity(user).await {
+        Ok(identity) if identity.user_id == caller.user_id => Ok(()),
+        Ok(_) => refuse("IAM's UserId for this name differs from STS's"),
+        Err(IamError::NotFound(_)) => refuse("IAM has no user by this name"),
+        Err(err) => Err(iam_error(user, err)),
+    }
+}
+
 /// `[valid_after, valid_before)`: from [`BACKDATE_SECS`] ago to the requested lifetime (or the
 /// default) from now, clamped to `max_validity` and the 24-hour ceiling.
 pub fn window(
@@ -404,12 +471,15 @@ pub fn serial_and_nonce(rng: &mut impl Random) -> Result<(u64, [u8; NONCE_LEN]),
 /// misconfiguration go to the log, not to the caller.
 fn iam_error(user: &str, err: IamError) -> IssueError {
     match err {
-        IamError::NotFound(_) => IssueError::Forbidden(format!("IAM has no user {user}")),
+        IamError::NotFound(_) => {
+            tracing::warn!(user, "IAM has no user by this name (any more)");
+            not_our_user()
+        }
         IamError::Unreachable(_) => IssueError::Unavailable(err.to_string()),
         other => {
-            tracing::error!(error = %other, "the issuer cannot read IAM groups");
+            tracing::error!(error = %other, "the issuer cannot read IAM users or groups");
             IssueError::Internal(
-                "the issuer cannot read IAM groups (see its log; `keyward policy --issuer`)".into(),
+                "the issuer cannot read IAM users or groups (see its log; `keyward policy --issuer`)".into(),
             )
         }
     }

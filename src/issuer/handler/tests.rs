@@ -64,14 +64,24 @@ pub(crate) fn sts_says(arn: &str, user_id: &str) -> FakeSts {
 #[derive(Default)]
 pub(crate) struct FakeIam {
     groups: BTreeMap<String, Result<Vec<String>, IamError>>,
+    /// GetUser's answers; a name absent here is NotFound.
+    ids: BTreeMap<String, Result<Identity, IamError>>,
 }
 
 impl FakeIam {
+    /// IAM user `user` (UserId [`ALICE_ID`]) in `groups`.
     fn with(user: &str, groups: &[&str]) -> FakeIam {
         let mut iam = FakeIam::default();
         iam.groups.insert(
             user.into(),
             Ok(groups.iter().map(|g| (*g).to_owned()).collect()),
+        );
+        iam.ids.insert(
+            user.into(),
+            Ok(Identity {
+                user_name: user.into(),
+                user_id: ALICE_ID.into(),
+            }),
         );
         iam
     }
@@ -91,7 +101,10 @@ impl Directory for FakeIam {
             .unwrap_or_else(|| Err(IamError::NotFound(user.into())))
     }
     async fn identity(&self, user: &str) -> Result<Identity, IamError> {
-        Err(IamError::NotFound(user.into()))
+        self.ids
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| Err(IamError::NotFound(user.into())))
     }
     fn calls(&self) -> usize {
         0
@@ -279,8 +292,83 @@ fn a_caller_outside_allowed_groups_is_refused_with_the_reason() {
         run(&user_request(), &deps),
         "not in any of this issuer's allowed_groups (ssh-users)",
     );
+    assert_eq!(kms.signs(), 0);
+}
+
+/// The one refusal of a caller who is not an IAM user of the issuer's account.
+const NOT_OURS: &str = "IAM users of its own AWS account only";
+
+#[test]
+fn a_user_iam_does_not_know_gets_the_same_refusal_as_a_stranger() {
+    let kms = FakeKms::default();
+    let mut deps = alice_deps(&kms);
     deps.iam = FakeIam::default();
-    forbidden(run(&user_request(), &deps), "IAM has no user alice");
+    forbidden(run(&user_request(), &deps), NOT_OURS);
+    // Known to GetUser but gone by ListGroupsForUser (deleted in between): the same.
+    deps.iam = FakeIam::with("alice", &["ssh-users"]);
+    deps.iam.groups.clear();
+    forbidden(run(&user_request(), &deps), NOT_OURS);
+    assert_eq!(kms.signs(), 0);
+}
+
+#[test]
+fn a_recreated_user_of_the_same_name_is_not_the_caller() {
+    let kms = FakeKms::default();
+    let mut deps = alice_deps(&kms);
+    deps.iam.ids.insert(
+        "alice".into(),
+        Ok(Identity {
+            user_name: "alice".into(),
+            user_id: "AIDAEXAMPLE0OTHER01".into(),
+        }),
+    );
+    forbidden(run(&user_request(), &deps), NOT_OURS);
+    assert_eq!(kms.signs(), 0);
+}
+
+#[test]
+fn a_caller_of_another_account_is_refused_before_iam_is_asked() {
+    let kms = FakeKms::default();
+    let mut deps = alice_deps(&kms);
+    deps.sts = FakeSts {
+        answer: Ok(Caller {
+            arn: "arn:aws:iam::999999999999:user/staff/alice".into(),
+            account: "999999999999".into(),
+            // Even with the victim's UserId, the account decides.
+            user_id: ALICE_ID.into(),
+        }),
+        calls: Cell::new(0),
+    };
+    // Any IAM call would fail differently (503): the refusal comes first.
+    deps.iam
+        .ids
+        .insert("alice".into(), Err(IamError::Unreachable("asked".into())));
+    deps.iam
+        .groups
+        .insert("alice".into(), Err(IamError::Unreachable("asked".into())));
+    let refusal = run(&user_request(), &deps).unwrap_err();
+    assert!(
+        matches!(&refusal, IssueError::Forbidden(m) if m.contains(NOT_OURS)),
+        "{refusal:?}"
+    );
+    // Indistinguishable from "no such user" in the issuer's own account.
+    let mut ours = alice_deps(&kms);
+    ours.iam = FakeIam::default();
+    assert_eq!(
+        refusal.to_string(),
+        run(&user_request(), &ours).unwrap_err().to_string()
+    );
+    assert_eq!(kms.signs(), 0);
+}
+
+#[test]
+fn getuser_outage_is_unavailable_not_a_refusal() {
+    let kms = FakeKms::default();
+    let mut deps = alice_deps(&kms);
+    deps.iam
+        .ids
+        .insert("alice".into(), Err(IamError::Unreachable("timeout".into())));
+    assert_eq!(run(&user_request(), &deps).unwrap_err().http_status(), 503);
     assert_eq!(kms.signs(), 0);
 }
 
@@ -490,4 +578,99 @@ fn os_random_gives_distinct_serials() {
     let (b, nb) = serial_and_nonce(&mut OsRandom).unwrap();
     assert_ne!((a, na), (b, nb));
     assert!(na.iter().any(|b| *b != 0));
+}
+
+/// Review (issue 11): an IAM user of ANOTHER AWS account who happens to share a name with an
+/// allowed IAM user of the issuer's account signs a valid proof (STS answers for any
+/// account's credentials). The issuer looks the *name* up in its own IAM, finds the victim's
+/// groups, and certifies the victim's Linux name. It must refuse: the caller is not the IAM user
+/// whose groups were read (other account, other UserId).
+#[test]
+fn review_a_same_named_user_of_another_account_gets_no_certificate() {
+    let kms = FakeKms::default();
+    let mut deps = alice_deps(&kms);
+    deps.sts = FakeSts {
+        answer: Ok(Caller {
+            arn: "arn:aws:iam::999999999999:user/alice".into(),
+            account: "999999999999".into(),
+            user_id: "AIDAATTACKER0ALICE1".into(),
+        }),
+        calls: Cell::new(0),
+    };
+    let result = run(&user_request(), &deps);
+    assert!(
+        matches!(result, Err(IssueError::Forbidden(_))),
+        "a foreign account's alice got a certificate for the principal alice: {:?}",
+        result
+            .as_ref()
+            .map(|c| (c.valid_principals().to_vec(), c.key_id().to_owned()))
+    );
+    assert_eq!(kms.signs(), 0);
+}
+
+/// Captures what the fmt layer writes (as `ca serve` and the Lambda runtime log to stderr).
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+/// Review (issue 11): an unauthenticated caller's JSON field names and values reach the
+/// issuer's log through serde's error text (`error = %err`, not `logging::untrusted`), so a
+/// newline in a field name forges a log line of its own (CloudWatch makes each line an event).
+#[test]
+fn review_client_text_in_a_bad_request_cannot_forge_a_log_line() {
+    let kms = FakeKms::default();
+    let deps = alice_deps(&kms);
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let body = br#"{"kind":"user","x\nINFO issued a user certificate caller=\"arn:aws:iam::123456789012:user/root\"":1}"#;
+    tracing::subscriber::with_default(subscriber, || {
+        let (status, _) = block_on(handle_http(
+            &deps,
+            "POST",
+            wire::PATH,
+            body,
+            NOW,
+            &mut CountingRandom(0),
+        ));
+        assert_eq!(status, 400);
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        !text.lines().any(|l| l.starts_with("INFO issued")),
+        "a client forged a log line:\n{text}"
+    );
+}
+
+/// A refusal's message may quote the client (the checks before it keep quotes and control
+/// characters out today; this keeps the log safe if one ever does): escaped and capped.
+#[test]
+fn a_refusal_reaches_the_log_escaped_and_capped() {
+    let forged = "x\nINFO issued a user certificate caller=\"arn:aws:iam::123456789012:user/root\"";
+    let logged = logged_error(&IssueError::BadRequest(forged.into()));
+    assert!(!logged.contains('\n'), "{logged}");
+    assert!(logged.contains("x\\nINFO issued"), "{logged}");
+    assert!(logged.contains("caller=\\\"arn"), "{logged}");
+    let long = logged_error(&IssueError::BadRequest("a".repeat(5000)));
+    assert!(long.len() < 600, "{}", long.len());
+    assert!(long.ends_with("bytes)"), "{long}");
 }
