@@ -521,6 +521,14 @@ pub struct IssuerConfig {
     /// IAM role names whose sessions may ask for host certificates.
     #[serde(default)]
     pub host_roles: Vec<String>,
+    /// Longest lifetime of a host certificate (requests are clamped to it); 1h to 90d. Host
+    /// certificates name addresses that outlive an instance: keep this near the renewal period.
+    #[serde(
+        default = "default_max_host_validity",
+        serialize_with = "human_duration::serialize",
+        deserialize_with = "deserialize_host_validity"
+    )]
+    pub max_host_validity: Duration,
     /// PEM certificate chain and private key for `ca serve` on a non-loopback address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certificate: Option<PathBuf>,
@@ -535,6 +543,22 @@ fn default_ca_key_alias() -> String {
 /// Short enough that a certificate outlives a departure by at most about the sync interval.
 fn default_validity() -> Duration {
     Duration::from_secs(3600)
+}
+
+/// `keyward host-cert`'s default request: renewed daily, a certificate ends within a month of
+/// its instance.
+fn default_max_host_validity() -> Duration {
+    Duration::from_secs(crate::keys::cert::DEFAULT_HOST_VALIDITY_SECS)
+}
+
+fn deserialize_host_validity<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    let max = Duration::from_secs(crate::keys::cert::MAX_HOST_VALIDITY_SECS);
+    let value = bounded_duration(d, "max_host_validity", max)?;
+    if value < Duration::from_secs(crate::issuer::host::MIN_HOST_VALIDITY_SECS) {
+        return Err(D::Error::custom("max_host_validity must be at least 1h"));
+    }
+    Ok(value)
 }
 
 /// A working day: a person asks once in the morning at most.
@@ -1032,6 +1056,7 @@ mod tests {
         assert_eq!(issuer.default_validity, Duration::from_secs(3600));
         assert!(issuer.max_validity <= MAX_ISSUER_VALIDITY);
         assert_eq!(issuer.sts_endpoint(), "https://sts.amazonaws.com");
+        assert_eq!(issuer.max_host_validity, Duration::from_secs(30 * 86_400));
         assert_eq!(parse(&c.to_toml()).unwrap(), c);
         let full = parse(&format!(
             "{ISSUER}ca_key_alias = \"alias/ca2\"\nsts_endpoint = \"http://127.0.0.1:5000\"\n\
@@ -1053,6 +1078,11 @@ mod tests {
             (&format!("{ISSUER}audiense = \"x\"\n") as &str, "audiense"),
             (&format!("{ISSUER}max_validity = \"25h\"\n"), "at most"),
             (&format!("{ISSUER}default_validity = \"10s\"\n"), "at least"),
+            (&format!("{ISSUER}max_host_validity = \"91d\"\n"), "at most"),
+            (
+                &format!("{ISSUER}max_host_validity = \"30m\"\n"),
+                "at least 1h",
+            ),
             (
                 &format!("{ISSUER}default_validity = \"2h\"\nmax_validity = \"1h\"\n"),
                 "default_validity",

@@ -132,6 +132,7 @@ fn issue_host_certifies_what_moto_ec2_says_and_refuses_other_sessions() {
             kind: &kind,
             subject: &host_key,
             validity_secs: None,
+            max_validity_secs: keyward::keys::cert::MAX_HOST_VALIDITY_SECS,
             now,
             serial: 5,
             nonce: [0x77; NONCE_LEN],

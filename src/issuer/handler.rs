@@ -286,6 +286,7 @@ async fn issue_host_cert<S: Sts, D: Directory, K: Kms, E: Ec2>(
         kind: &kind,
         subject: key,
         validity_secs: request.validity_secs,
+        max_validity_secs: deps.issuer.max_host_validity.as_secs(),
         now,
         serial,
         nonce,

@@ -45,6 +45,8 @@ pub struct HostAsk<'a> {
     pub subject: &'a PublicKey,
     /// The request's `validity_secs`.
     pub validity_secs: Option<u64>,
+    /// The issuer's `max_host_validity`.
+    pub max_validity_secs: u64,
     /// Seconds since the Unix epoch.
     pub now: u64,
     pub serial: u64,
@@ -180,11 +182,13 @@ pub fn judge_host(
     Ok(principals)
 }
 
-/// The lifetime to certify: the request's, clamped to the issuer's bounds.
-pub fn host_validity(requested: Option<u64>) -> u64 {
+/// The lifetime to certify: the request's (default [`cert::DEFAULT_HOST_VALIDITY_SECS`]),
+/// clamped to the issuer's `max` (its `max_host_validity`) and to keyward's own bounds.
+pub fn host_validity(requested: Option<u64>, max: u64) -> u64 {
+    let ceiling = max.clamp(MIN_HOST_VALIDITY_SECS, cert::MAX_HOST_VALIDITY_SECS);
     requested
         .unwrap_or(cert::DEFAULT_HOST_VALIDITY_SECS)
-        .clamp(MIN_HOST_VALIDITY_SECS, cert::MAX_HOST_VALIDITY_SECS)
+        .clamp(MIN_HOST_VALIDITY_SECS, ceiling)
 }
 
 /// Issues a host certificate to the instance `ask` names, after EC2 and IAM confirmed it
@@ -231,7 +235,7 @@ where
         serial: ask.serial,
         principals,
         valid_after,
-        valid_before: valid_after + host_validity(ask.validity_secs),
+        valid_before: valid_after + host_validity(ask.validity_secs, ask.max_validity_secs),
         nonce: ask.nonce,
     };
     let certificate = ca

@@ -138,6 +138,7 @@ fn issue(
             kind,
             subject: &subject,
             validity_secs,
+            max_validity_secs: cert::MAX_HOST_VALIDITY_SECS,
             now: NOW,
             serial: 11,
             nonce: [0x5C; NONCE_LEN],
@@ -344,10 +345,19 @@ fn ec2_and_iam_failures_are_outages_or_issuer_errors_never_certificates() {
 
 #[test]
 fn the_lifetime_is_clamped_to_the_issuers_bounds() {
-    assert_eq!(host_validity(None), cert::DEFAULT_HOST_VALIDITY_SECS);
-    assert_eq!(host_validity(Some(0)), MIN_HOST_VALIDITY_SECS);
-    assert_eq!(host_validity(Some(7200)), 7200);
-    assert_eq!(host_validity(Some(u64::MAX)), cert::MAX_HOST_VALIDITY_SECS);
+    let max = cert::MAX_HOST_VALIDITY_SECS;
+    assert_eq!(host_validity(None, max), cert::DEFAULT_HOST_VALIDITY_SECS);
+    assert_eq!(host_validity(Some(0), max), MIN_HOST_VALIDITY_SECS);
+    assert_eq!(host_validity(Some(7200), max), 7200);
+    assert_eq!(
+        host_validity(Some(u64::MAX), max),
+        cert::MAX_HOST_VALIDITY_SECS
+    );
+    // The issuer's own maximum, not the requester, has the last word; its default is below it.
+    let week = 7 * 86_400;
+    assert_eq!(host_validity(Some(u64::MAX), week), week);
+    assert_eq!(host_validity(None, week), week);
+    assert_eq!(host_validity(Some(3600), week), 3600);
     let (ec2, iam) = world();
     let (caller, kind) = caller(ROLE, ID);
     let cert = issue(&caller, &kind, &ec2, &iam, Some(365 * 86_400)).unwrap();
