@@ -11,7 +11,8 @@
 //!   x-amzn-trace-id, transfer-encoding); a session token is signed too.
 //! - A default endpoint is built only from a region that is a plain region name.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::ProvideCredentials;
@@ -116,10 +117,24 @@ pub fn default_endpoint(prefix: &str, region: &str) -> Result<String, SignError>
     Ok(format!("https://{prefix}.{region}.{suffix}"))
 }
 
-/// Credentials, region and endpoints from the SDK's standard chain.
+/// Credentials are fetched again when they expire within this margin.
+pub const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// Whether credentials expiring at `expiry` (`None`: never) may still be used at `now`.
+pub fn still_fresh(expiry: Option<SystemTime>, now: SystemTime) -> bool {
+    expiry.is_none_or(|at| {
+        now.checked_add(CREDENTIALS_REFRESH_MARGIN)
+            .is_some_and(|limit| at > limit)
+    })
+}
+
+/// Credentials, region and endpoints from the SDK's standard chain. The chain's providers do
+/// not cache (the SDK clients' identity cache does), so this keeps the last credentials until
+/// they near expiry: an issuer with `role_arn` must not call AssumeRole for every request.
 #[derive(Debug, Clone)]
 pub struct AwsContext {
     config: SdkConfig,
+    cache: Arc<Mutex<Option<Credentials>>>,
 }
 
 impl AwsContext {
@@ -130,7 +145,10 @@ impl AwsContext {
     }
 
     pub fn from_config(config: SdkConfig) -> AwsContext {
-        AwsContext { config }
+        AwsContext {
+            config,
+            cache: Arc::new(Mutex::new(None)),
+        }
     }
 
     pub fn region(&self) -> Option<&str> {
@@ -165,14 +183,28 @@ impl AwsContext {
         }
     }
 
-    /// Fresh credentials from the chain (providers cache and refresh them as they expire).
+    /// Credentials from the chain, or the last ones while [`still_fresh`].
     pub async fn credentials(&self) -> Result<Credentials, SignError> {
+        if let Some(cached) = self.cached(SystemTime::now()) {
+            return Ok(cached);
+        }
         let provider = self.config.credentials_provider().ok_or_else(|| {
             SignError::NoCredentials("no credentials provider is configured".into())
         })?;
-        provider.provide_credentials().await.map_err(|e| {
+        let fresh = provider.provide_credentials().await.map_err(|e| {
             SignError::NoCredentials(crate::iam::printable(&crate::iam::cause_chain(&e)))
-        })
+        })?;
+        if let Ok(mut slot) = self.cache.lock() {
+            *slot = Some(fresh.clone());
+        }
+        Ok(fresh)
+    }
+
+    fn cached(&self, now: SystemTime) -> Option<Credentials> {
+        let slot = self.cache.lock().ok()?;
+        slot.as_ref()
+            .filter(|c| still_fresh(c.expiry(), now))
+            .cloned()
     }
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::Moto;
+use common::{runtime, ssh_keygen_list, Moto};
 use keyward::ca::{self, AwsKms};
 use keyward::ec2::query::AwsEc2;
 use keyward::iam::{AwsIam, ClientOptions, Directory};
@@ -77,24 +77,6 @@ fn session(role: &str, instance: &str) -> (Caller, CallerKind) {
     )
 }
 
-fn ssh_keygen_list(dir: &std::path::Path, line: &str) -> String {
-    let path = dir.join("host-cert.pub");
-    std::fs::write(&path, format!("{line}\n")).unwrap();
-    let out = Command::new("ssh-keygen")
-        .env("TZ", "UTC")
-        .arg("-L")
-        .arg("-f")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn issue_host_certifies_what_moto_ec2_says_and_refuses_other_sessions() {
     let moto = Moto::start();
@@ -125,10 +107,7 @@ fn issue_host_certifies_what_moto_ec2_says_and_refuses_other_sessions() {
         .as_secs();
     let host_roles = vec!["web-host".to_owned()];
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let (iam, ec2, ca) = rt.block_on(async {
         let iam = AwsIam::new(&options).await;
         let ec2 = AwsEc2::new(&options).await.unwrap();

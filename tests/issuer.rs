@@ -5,25 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use aws_credential_types::Credentials;
-use common::{keyward_cmd, KeyPair, Moto, Run};
+use common::{keyward_cmd, ssh_keygen_list, Issuer, KeyPair, Moto, Run};
 use keyward::http::Target;
 use keyward::issuer::proof::sign_proof;
 use keyward::issuer::wire::{CertKind, IssueRequest};
 
 const AUDIENCE: &str = "https://issuer.example.com";
-
-/// A `keyward ca serve` child process, killed when dropped.
-struct Issuer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
 
 impl Issuer {
     /// `ca serve --listen 127.0.0.1:0` with `config` (plus an [issuer] table whose STS is
@@ -45,45 +36,7 @@ impl Issuer {
         issuer_extra: &str,
         dir: tempfile::TempDir,
     ) -> Issuer {
-        let path = dir.path().join("keyward.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "{config}\n[issuer]\naudience = \"{AUDIENCE}\"\nsts_endpoint = \"{}\"\n{issuer_extra}\n",
-                moto.endpoint()
-            ),
-        )
-        .unwrap();
-        let mut child = keyward_cmd(&moto.endpoint())
-            .env("AWS_ACCESS_KEY_ID", credentials.0)
-            .env("AWS_SECRET_ACCESS_KEY", credentials.1)
-            .arg("--config")
-            .arg(&path)
-            .args(["ca", "serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("ca serve printed no URL within 60s");
-        let url = line.trim().to_owned();
-        assert!(
-            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
-            "{url:?}"
-        );
-        Issuer {
-            child,
-            url,
-            _dir: dir,
-        }
+        Issuer::spawn(moto, credentials, AUDIENCE, config, issuer_extra, dir)
     }
 
     /// `curl` to the issuer: (status, body).
@@ -114,13 +67,6 @@ impl Issuer {
         let text = String::from_utf8(out.stdout).unwrap();
         let (body, status) = text.rsplit_once('\n').unwrap();
         (status.parse().unwrap(), body.to_owned())
-    }
-}
-
-impl Drop for Issuer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -166,23 +112,6 @@ fn user_request(
         host_scope: None,
     })
     .unwrap()
-}
-
-/// `ssh-keygen -L` of a certificate line.
-fn ssh_keygen_list(dir: &Path, certificate: &str) -> String {
-    let path = dir.join("id-cert.pub");
-    std::fs::write(&path, format!("{certificate}\n")).unwrap();
-    let out = Command::new("ssh-keygen")
-        .arg("-Lf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `ssh-keygen -lf` fingerprint of a key line.

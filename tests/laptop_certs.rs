@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{keyward_cmd, KeyPair, Run};
+use common::{keyward_cmd, Issuer, KeyPair, Moto, Run};
 
 // ---- a fake issuer --------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ fn issuer_answers_map_to_exit_codes_with_the_issuers_reason() {
         r#"{"error":"refused: IAM user alice.smith is in none of the issuer's allowed_groups (ssh-users)"}"#,
     );
     let run = laptop.keyward(&issuer, &["ssh-cert"]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(
         run.stderr.contains("allowed_groups (ssh-users)"),
         "{}",
@@ -561,4 +561,77 @@ fn ssh_refuses_a_host_that_looks_like_an_option() {
     let run = laptop.keyward(&issuer, &["ssh", "-oProxyCommand=touch /tmp/x"]);
     assert_ne!(run.code, 0);
     assert!(issuer.requests().is_empty());
+}
+// ---- the real chain: moto, `keyward ca init`, `keyward ca serve` ---------------------------
+
+/// `keyward ssh-cert` as IAM user `user` against the real issuer.
+fn ssh_cert_as(moto: &Moto, user: &str, home: &Path, issuer: &Issuer, ca_line: &str) -> Run {
+    let (key, secret) = moto.iam().access_key(user);
+    let mut cmd = keyward_cmd(&moto.endpoint());
+    cmd.env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("KEYWARD_ISSUER", &issuer.url)
+        .env("KEYWARD_AUDIENCE", "keyward-test")
+        .env("KEYWARD_CA_PUBLIC_KEY", ca_line)
+        .arg("ssh-cert");
+    Run::of(cmd)
+}
+
+#[test]
+fn ssh_cert_gets_a_certificate_from_the_real_issuer_for_a_member_of_an_allowed_group() {
+    let moto = Moto::start();
+    let iam = moto.iam();
+    let user_id = iam.user("alice.smith");
+    iam.user("mallory");
+    iam.group("ssh-users", &["alice.smith"]);
+    let init = Run::of({
+        let mut cmd = keyward_cmd(&moto.endpoint());
+        cmd.args(["ca", "init"]);
+        cmd
+    })
+    .ok();
+    let ca_line = init.stdout.trim().to_owned();
+    let issuer = Issuer::spawn(
+        &moto,
+        ("testing", "testing"),
+        "keyward-test",
+        "allowed_groups = [\"ssh-users\"]",
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let key = KeyPair::generate(&ssh, "id_ed25519", "ed25519", "alice@laptop");
+    ssh_cert_as(&moto, "alice.smith", home.path(), &issuer, &ca_line).ok();
+    let listing = keygen_list(&ssh.join("id_ed25519-cert.pub"));
+    assert!(
+        listing.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("Public key: ED25519-CERT {}", key.fingerprint())),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("Key ID: \"keyward:alice.smith:{user_id}:")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("Principals: \n                alice.smith\n"),
+        "{listing}"
+    );
+
+    let outsider = tempfile::tempdir().unwrap();
+    let ssh = outsider.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    KeyPair::generate(&ssh, "id_ed25519", "ed25519", "mallory@laptop");
+    let run = ssh_cert_as(&moto, "mallory", outsider.path(), &issuer, &ca_line);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("allowed_groups"), "{}", run.stderr);
+    assert!(!ssh.join("id_ed25519-cert.pub").exists());
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use crate::ca::{CaError, KmsError};
 use crate::iam::IamError;
+use crate::issuer::client::ClientError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -60,13 +61,16 @@ impl Exit {
                  incompletely (a 200 missing an element IAM always sends, or cut short: treated \
                  as no answer), and no usable cache; `authorized-keys` exits 0 whenever it \
                  printed keys (sshd ignores the output of a command that fails), e.g. a chained \
-                 command's during an outage; for `ca`: likewise, of KMS"
+                 command's during an outage; for `ca`: likewise, of KMS; for `ssh-cert`, `ssh` \
+                 and `host-cert`: the certificate issuer, or the AWS services behind it"
             }
             Exit::IamCredentials => {
                 "AWS credentials missing or rejected, or IAM access denied (the message names \
                  the action), in every command; `authorized-keys` too, when no cached key set \
                  could stand in (with one, it serves it and exits 0, logging why); for `ca`: \
-                 KMS access denied, by IAM or the key policy"
+                 KMS access denied, by IAM or the key policy; for `ssh-cert`, `ssh` and \
+                 `host-cert`: the issuer did not accept the caller's proof, or refused the \
+                 caller (the issuer's reason is in the message, e.g. not in `allowed_groups`)"
             }
         }
     }
@@ -81,6 +85,17 @@ impl Exit {
             | IamError::Duplicate(_)
             | IamError::InvalidKey(_)
             | IamError::Other(_) => Exit::Failure,
+        }
+    }
+
+    /// The code a failed certificate request gets (`ssh-cert`, `ssh`, `host-cert`): the issuer
+    /// unreachable (or AWS behind it) is 3, like IAM; an unaccepted proof or a refusal of the
+    /// caller is 4, like IAM's access denied; a bad request or an issuer failure is 1.
+    pub fn of_issuer(err: &ClientError) -> Exit {
+        match err {
+            ClientError::Unavailable(_) => Exit::IamUnreachable,
+            ClientError::Credentials(_) | ClientError::Refused(_) => Exit::IamCredentials,
+            ClientError::BadRequest(_) | ClientError::Issuer(_) => Exit::Failure,
         }
     }
 

@@ -130,7 +130,7 @@ impl HostCert {
                         "keyward: no host certificate for {}: {err}",
                         key_path.display()
                     );
-                    return Ok(exit_of(&err));
+                    return Ok(Exit::of_issuer(&err));
                 }
             };
             let checked = check_host_cert(&answer, &host_key, &ca, now).with_context(|| {
@@ -198,17 +198,6 @@ fn read_text(path: &Path) -> anyhow::Result<Option<String>> {
     String::from_utf8(bytes)
         .map(Some)
         .with_context(|| format!("{} is not UTF-8 text", path.display()))
-}
-
-/// The exit code of a failed request: 3 when the issuer (or AWS behind it) is unreachable, 4
-/// when the credentials or the issuer's judgement are the problem, else 1.
-fn exit_of(err: &client::ClientError) -> Exit {
-    use client::ClientError::*;
-    match err {
-        Unavailable(_) => Exit::IamUnreachable,
-        Credentials(_) | Refused(_) => Exit::IamCredentials,
-        BadRequest(_) | Issuer(_) => Exit::Failure,
-    }
 }
 
 /// `DIR/ssh_host_ed25519_key.pub` -> (`DIR`, `ssh_host_ed25519_key-cert.pub`), as sshd and

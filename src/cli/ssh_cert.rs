@@ -26,6 +26,7 @@ use crate::files;
 use crate::issuer::client::{self, CertificateRequest, ClientError};
 use crate::issuer::proof::ProofSigner;
 use crate::issuer::CertKind;
+use crate::keys::cert::known_hosts_line;
 use crate::keys::cert_check::{check_user_cert, CheckedCert};
 use crate::keys::{KeyType, PublicKey};
 
@@ -303,20 +304,11 @@ pub enum ObtainError {
 }
 
 impl ObtainError {
-    /// 3 when the issuer (or what it depends on) could not be reached, 4 when the caller's AWS
-    /// credentials are missing or were not accepted, 1 when the issuer refused (its reason is
-    /// in the message) or its answer is not usable.
+    /// The issuer's failures as [`Exit::of_issuer`] says; a certificate keyward does not use is 1.
     pub fn exit(&self) -> Exit {
         match self {
-            ObtainError::Issuer {
-                error: ClientError::Unavailable(_),
-                ..
-            } => Exit::IamUnreachable,
-            ObtainError::Issuer {
-                error: ClientError::Credentials(_),
-                ..
-            } => Exit::IamCredentials,
-            ObtainError::Issuer { .. } | ObtainError::Unusable { .. } => Exit::Failure,
+            ObtainError::Issuer { error, .. } => Exit::of_issuer(error),
+            ObtainError::Unusable { .. } => Exit::Failure,
         }
     }
 }
@@ -430,10 +422,10 @@ fn default_known_hosts() -> anyhow::Result<PathBuf> {
 /// The `@cert-authority` line that makes ssh trust host certificates from `ca` for every host
 /// (the CA key without its comment).
 fn cert_authority_line(ca: &PublicKey) -> anyhow::Result<String> {
-    Ok(format!(
-        "@cert-authority * {}",
-        ca.clone().with_comment("").to_line()
-    ))
+    Ok(known_hosts_line(
+        &ca.clone().with_comment(""),
+        &["*".to_owned()],
+    )?)
 }
 
 /// `existing` (a known_hosts file's text) with the line for `ca` appended, or `None` when a

@@ -36,8 +36,8 @@ pub struct CertificateRequest<'a> {
     pub host_scope: Option<String>,
 }
 
-/// Why no certificate came back. The variant decides the exit code: `Unavailable` 3,
-/// `Credentials` and `Refused` 4, the others 1.
+/// Why no certificate came back. The variant decides the exit code (`cli::Exit::of_issuer`):
+/// `Unavailable` 3, `Credentials` and `Refused` 4, the others 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The issuer (or STS, IAM, EC2, KMS behind it) could not be reached or answered badly.

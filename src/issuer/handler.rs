@@ -151,8 +151,15 @@ pub async fn handle_http<S: Sts, D: Directory, K: Kms, E: Ec2>(
     } else {
         match serde_json::from_slice::<IssueRequest>(body) {
             Err(e) => {
+                // serde's message may quote what the client sent (a proof's header, say): it
+                // goes back to the client, and only its position to the log.
                 let err = IssueError::BadRequest(format!("the request is not valid JSON: {e}"));
-                tracing::warn!(status = 400, error = %err, "refused a certificate request");
+                tracing::warn!(
+                    status = 400,
+                    line = e.line(),
+                    column = e.column(),
+                    "refused a certificate request: not valid JSON"
+                );
                 Err((400, err.to_string()))
             }
             Ok(request) => issue(&request, deps, now, rng)

@@ -216,3 +216,68 @@ fn the_error_code_is_read_from_sts_ec2_and_moto_error_answers() {
         assert_eq!(error_code(body.as_bytes()), None, "{body}");
     }
 }
+
+#[test]
+fn credentials_are_fresh_until_five_minutes_before_they_expire() {
+    assert!(still_fresh(None, noon()));
+    assert!(still_fresh(Some(noon() + Duration::from_secs(301)), noon()));
+    assert!(!still_fresh(
+        Some(noon() + Duration::from_secs(300)),
+        noon()
+    ));
+    assert!(!still_fresh(Some(noon()), noon()));
+}
+
+/// A provider that counts its calls and hands out credentials expiring at `expiry`.
+#[derive(Debug)]
+struct Counting {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    expiry: Option<SystemTime>,
+}
+
+impl ProvideCredentials for Counting {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            self.expiry,
+            "counting",
+        )))
+    }
+}
+
+fn counting(
+    expiry: Option<SystemTime>,
+) -> (AwsContext, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let provider = Counting {
+        calls: calls.clone(),
+        expiry,
+    };
+    let config = SdkConfig::builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build();
+    (AwsContext::from_config(config), calls)
+}
+
+#[tokio::test]
+async fn credentials_are_asked_for_once_while_fresh_and_again_near_expiry() {
+    let (aws, calls) = counting(Some(SystemTime::now() + Duration::from_secs(3600)));
+    aws.credentials().await.unwrap();
+    aws.clone().credentials().await.unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let (aws, calls) = counting(Some(SystemTime::now() + Duration::from_secs(60)));
+    aws.credentials().await.unwrap();
+    aws.credentials().await.unwrap();
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

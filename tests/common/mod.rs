@@ -421,6 +421,25 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `ssh-keygen -L` (times in UTC) of a certificate line, written to `dir`; the test fails when
+/// OpenSSH cannot read it (or, reading it, finds its signature bad).
+pub fn ssh_keygen_list(dir: &Path, certificate: &str) -> String {
+    let path = dir.join("listed-cert.pub");
+    std::fs::write(&path, format!("{certificate}\n")).unwrap();
+    let out = Command::new("ssh-keygen")
+        .env("TZ", "UTC")
+        .arg("-Lf")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A KMS client for moto at `endpoint`, built without touching the process environment.
 pub fn kms_client(endpoint: &str) -> aws_sdk_kms::Client {
     let conf = aws_sdk_kms::Config::builder()
@@ -725,6 +744,76 @@ impl FaultProxy {
 }
 
 impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `keyward ca serve` child process on 127.0.0.1:0, killed when dropped.
+pub struct Issuer {
+    pub child: Child,
+    /// The URL it printed once listening.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Issuer {
+    /// `ca serve --listen 127.0.0.1:0` with the AWS access key `credentials`, against `moto`,
+    /// with `config` plus an `[issuer]` table (`audience`, moto as STS, `issuer_extra` lines)
+    /// written into `dir`; waits for the URL it prints.
+    pub fn spawn(
+        moto: &Moto,
+        credentials: (&str, &str),
+        audience: &str,
+        config: &str,
+        issuer_extra: &str,
+        dir: tempfile::TempDir,
+    ) -> Issuer {
+        use std::io::{BufRead as _, BufReader};
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{config}\n[issuer]\naudience = \"{audience}\"\nsts_endpoint = \"{}\"\n{issuer_extra}\n",
+                moto.endpoint()
+            ),
+        )
+        .unwrap();
+        let mut child = keyward_cmd(&moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", credentials.1)
+            .arg("--config")
+            .arg(&path)
+            .args(["ca", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ca serve printed no URL within 60s");
+        let url = line.trim().to_owned();
+        assert!(
+            url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"),
+            "{url:?}"
+        );
+        Issuer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Issuer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
