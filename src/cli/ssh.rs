@@ -144,20 +144,56 @@ fn ssh_argv(
 /// The certificate's first principal that is a Linux account name, unless the user already
 /// chose the login name (`USER@HOST`, `-l`, `-o User=`).
 fn login_name(principals: &[String], host: &str, user_args: &[OsString]) -> Option<String> {
-    let mut after_o = false;
-    let named = host.contains('@')
-        || user_args.iter().any(|arg| {
-            let arg = arg.to_string_lossy().to_ascii_lowercase();
-            let names_user = arg.starts_with("-l")
-                || arg.starts_with("-ouser")
-                || (after_o && arg.starts_with("user"));
-            after_o = arg == "-o";
-            names_user
-        });
-    if named {
+    if host.contains('@') || names_login(user_args) {
         return None;
     }
     principals.iter().find(|p| is_valid_linux_name(p)).cloned()
+}
+
+/// ssh's options that take a value (ssh.c's getopt string), besides `l` and `o`.
+const SSH_OPTIONS_WITH_VALUE: &str = "bcDEeFIiJLmOpQRSWw";
+
+/// Whether ssh's options among `args` (the arguments after HOST: options, then the remote
+/// command) name the login: `-l NAME`, `-lNAME`, bundled as in `-vl NAME`, or `-o User=NAME`
+/// / `-oUser NAME`. Option values (`-L 8080:…`, `-o UserKnownHostsFile=…`) and the command
+/// never count.
+fn names_login(args: &[OsString]) -> bool {
+    let mut args = args.iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        let Some(flags) = arg.strip_prefix('-').filter(|f| !f.is_empty() && *f != "-") else {
+            // "--" or the remote command: no options follow.
+            return false;
+        };
+        for (at, flag) in flags.char_indices() {
+            let rest = &flags[at + flag.len_utf8()..];
+            match flag {
+                'l' => return true,
+                'o' => {
+                    let value = if rest.is_empty() {
+                        args.next().map(|v| v.into_owned()).unwrap_or_default()
+                    } else {
+                        rest.to_owned()
+                    };
+                    let keyword = value
+                        .split(|c: char| c == '=' || c.is_whitespace())
+                        .next()
+                        .unwrap_or("");
+                    if keyword.eq_ignore_ascii_case("user") {
+                        return true;
+                    }
+                    break;
+                }
+                f if SSH_OPTIONS_WITH_VALUE.contains(f) => {
+                    if rest.is_empty() {
+                        args.next();
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 /// A path as an ssh option value: quoted (spaces), `%` doubled (ssh expands `%` tokens in
@@ -249,7 +285,30 @@ mod tests {
                 "{host} {args:?}: {got:?}"
             );
         }
-        // A remote command mentioning "user" is not a login name.
-        assert!(argv("host", &["ls", "/home/user"]).contains(&"alice_smith".to_owned()));
+        for args in [
+            &["-vl", "bob"][..],
+            &["-o", "user bob"][..],
+            &["-4", "-oUSER=bob"][..],
+        ] {
+            assert!(
+                !argv("host", args).contains(&"alice_smith".to_owned()),
+                "{args:?}"
+            );
+        }
+        // Values of other options and the remote command are not a login name.
+        for args in [
+            &["ls", "/home/user"][..],
+            &["-o", "UserKnownHostsFile=/tmp/kh", "uptime"][..],
+            &["-oUserKnownHostsFile=/tmp/kh"][..],
+            &["-L", "8080:localhost:80"][..],
+            &["-i", "-l"][..],
+            &["-v", "ls", "-la"][..],
+            &["--", "-l", "x"][..],
+        ] {
+            assert!(
+                argv("host", args).contains(&"alice_smith".to_owned()),
+                "{args:?}"
+            );
+        }
     }
 }
