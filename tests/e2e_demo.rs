@@ -7,29 +7,16 @@
 
 mod e2e_support;
 
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-use e2e_support::repo;
+use e2e_support::{repo, run_checked};
 
 #[test]
 fn the_certificate_demo_runs_end_to_end() {
-    let started = Instant::now();
-    let out = Command::new(repo().join("scripts/demo-certs"))
-        .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/demo-certs: {e}"));
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "scripts/demo-certs failed ({}) after {:.1?}; its output:\n{said}",
-        out.status,
-        started.elapsed()
+    let said = run_checked(
+        Command::new(repo().join("scripts/demo-certs")),
+        "scripts/demo-certs",
+        &[],
     );
     for line in [
         "keyward: created KMS key",

@@ -18,18 +18,24 @@ pub fn scenario_with(name: &str, env: &[(&str, &str)]) {
 /// Runs scenario NAME through `runner` (a namespace runner under tests/e2e) and fails the test,
 /// with everything it said, unless it exits 0; returns what it said.
 pub fn run_scenario(runner: &str, name: &str, env: &[(&str, &str)]) -> String {
+    let script = repo()
+        .join("tests/e2e/scenarios")
+        .join(format!("{name}.sh"));
+    let mut command = Command::new(repo().join(runner));
+    command.arg(script);
+    run_checked(command, &format!("scenario {name}"), env)
+}
+
+/// Runs `command` with the built keyward (`KEYWARD_BIN`), `env` added and no stdin, and fails
+/// the test, with everything it said, unless it exits 0; returns what it said.
+pub fn run_checked(mut command: Command, what: &str, env: &[(&str, &str)]) -> String {
     let started = Instant::now();
-    let out = Command::new(repo().join(runner))
-        .arg(
-            repo()
-                .join("tests/e2e/scenarios")
-                .join(format!("{name}.sh")),
-        )
+    let out = command
         .env("KEYWARD_BIN", env!("CARGO_BIN_EXE_keyward"))
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {runner}: {e} (run scripts/test)"));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (run scripts/test)"));
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -37,7 +43,7 @@ pub fn run_scenario(runner: &str, name: &str, env: &[(&str, &str)]) -> String {
     );
     assert!(
         out.status.success(),
-        "scenario {name} failed ({}) after {:.1?}; its output:\n{said}",
+        "{what} failed ({}) after {:.1?}; its output:\n{said}",
         out.status,
         started.elapsed()
     );
