@@ -23,7 +23,8 @@ const ACCOUNT: &str = "123456789012";
 /// Roles web-host and db-host, each in an instance profile, and one running instance per
 /// profile (web at 127.0.0.10, Name tag bastion.example.com); returns (web id, db id).
 fn seed(moto: &Moto) -> (String, String) {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let python = common::venv_tool("python")
+        .expect("no venv python with boto3: run scripts/test (it makes .venv)");
     let out = Command::new(&python)
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env("AWS_ACCESS_KEY_ID", "testing")

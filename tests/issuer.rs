@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_credential_types::Credentials;
-use common::{keyward_cmd, ssh_keygen_list, Issuer, KeyPair, Moto, Run};
+use common::{keyward_cmd, ssh_keygen_list, venv_tool, Issuer, KeyPair, Moto, Run};
 use keyward::http::Target;
 use keyward::issuer::proof::sign_proof;
 use keyward::issuer::wire::{CertKind, IssueRequest};
@@ -380,17 +380,9 @@ fn the_issuer_answers_only_post_to_its_path() {
 /// cfn-lint from the repo's venv (scripts/test installs it beside moto), else beside
 /// MOTO_SERVER.
 fn cfn_lint_path() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/cfn-lint");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(moto) = std::env::var_os("MOTO_SERVER") {
-        let beside = Path::new(&moto).with_file_name("cfn-lint");
-        if beside.exists() {
-            return beside;
-        }
-    }
-    panic!("cfn-lint not found: run scripts/test (it installs cfn-lint into .venv)")
+    venv_tool("cfn-lint").unwrap_or_else(|| {
+        panic!("cfn-lint not found: run scripts/test (it installs cfn-lint into .venv)")
+    })
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{keyward_cmd, Issuer, KeyPair, Moto, Run};
+use common::{keyward_cmd, ssh_keygen_list_file, Issuer, KeyPair, Moto, Run};
 
 // ---- a fake issuer --------------------------------------------------------------------
 
@@ -161,21 +161,6 @@ fn type_and_blob(line: &str) -> String {
         .join(" ")
 }
 
-fn keygen_list(path: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-L")
-        .arg("-f")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 // ---- ssh-cert -----------------------------------------------------------------------------
 
 #[test]
@@ -196,7 +181,7 @@ fn ssh_cert_writes_the_checked_certificate_next_to_the_key() {
     let meta = std::fs::symlink_metadata(laptop.cert_path()).unwrap();
     assert!(meta.is_file());
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
-    let listing = keygen_list(&laptop.cert_path());
+    let listing = ssh_keygen_list_file(&laptop.cert_path());
     assert!(listing.contains("alice_smith"), "{listing}");
     assert!(
         listing.contains("keyward:alice.smith:AIDAEXAMPLE:1"),
@@ -608,7 +593,7 @@ fn ssh_cert_gets_a_certificate_from_the_real_issuer_for_a_member_of_an_allowed_g
     std::fs::create_dir(&ssh).unwrap();
     let key = KeyPair::generate(&ssh, "id_ed25519", "ed25519", "alice@laptop");
     ssh_cert_as(&moto, "alice.smith", home.path(), &issuer, &ca_line).ok();
-    let listing = keygen_list(&ssh.join("id_ed25519-cert.pub"));
+    let listing = ssh_keygen_list_file(&ssh.join("id_ed25519-cert.pub"));
     assert!(
         listing.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"),
         "{listing}"

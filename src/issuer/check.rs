@@ -291,12 +291,12 @@ fn is_iam_name(s: &str, min: usize, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
 }
 
-/// STS's ARN as it may be echoed into a message or log: printable ASCII, at most 256 bytes.
+/// STS's ARN as it may be echoed into a message or log: printable ASCII, cut after 256
+/// characters (`logging::capped`, the shape of every untrusted text keyward logs).
 pub fn printable(arn: &str) -> String {
-    arn.chars()
-        .take(256)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
+    crate::logging::capped(arn, 256, |c, out| {
+        out.push(if c.is_ascii_graphic() { c } else { '?' })
+    })
 }
 
 #[cfg(test)]

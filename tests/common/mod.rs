@@ -426,18 +426,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn ssh_keygen_list(dir: &Path, certificate: &str) -> String {
     let path = dir.join("listed-cert.pub");
     std::fs::write(&path, format!("{certificate}\n")).unwrap();
-    let out = Command::new("ssh-keygen")
-        .env("TZ", "UTC")
-        .arg("-Lf")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    ssh_keygen_list_file(&path)
+}
+
+/// `ssh-keygen -L` of the certificate file at `path` (times in UTC); fails the test when
+/// OpenSSH cannot read it.
+pub fn ssh_keygen_list_file(path: &Path) -> String {
+    let mut list = Command::new("ssh-keygen");
+    list.env("TZ", "UTC").arg("-Lf").arg(path);
+    Run::of(list).ok().stdout
 }
 
 /// A KMS client for moto at `endpoint`, built without touching the process environment.
@@ -640,18 +637,23 @@ impl Fault {
     }
 }
 
+/// `NAME` from the repo's venv (made by scripts/test), else from the venv MOTO_SERVER is in.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    let moto = std::env::var_os("MOTO_SERVER")?;
+    Some(Path::new(&moto).with_file_name(name)).filter(|beside| beside.exists())
+}
+
 /// A Python 3 for tests/faultproxy.py (stdlib only): the repo's venv (made by scripts/test),
 /// the one next to MOTO_SERVER, else python3 on PATH.
 fn python_path() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(moto) = std::env::var_os("MOTO_SERVER") {
-        let beside = Path::new(&moto).with_file_name("python");
-        if beside.exists() {
-            return beside;
-        }
+    if let Some(python) = venv_tool("python") {
+        return python;
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
