@@ -22,12 +22,16 @@ pub struct AwsKms {
 
 impl AwsKms {
     pub async fn new(options: &ClientOptions) -> Result<AwsKms, KmsError> {
-        let shared = crate::iam::sdk_config(options).await;
+        AwsKms::from_config(&crate::iam::sdk_config(options).await)
+    }
+
+    /// A client from an SDK config already loaded (the issuer loads one for KMS, IAM and EC2).
+    pub fn from_config(shared: &aws_config::SdkConfig) -> Result<AwsKms, KmsError> {
         if shared.region().is_none() {
             return Err(KmsError::NoRegion);
         }
         Ok(AwsKms {
-            client: aws_sdk_kms::Client::new(&shared),
+            client: aws_sdk_kms::Client::new(shared),
         })
     }
 

@@ -47,8 +47,17 @@ impl AwsEc2 {
     /// Region, credentials and endpoint (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`, else
     /// `https://ec2.{region}.amazonaws.com`) as keyward's SDK clients find them.
     pub async fn new(options: &crate::iam::ClientOptions) -> Result<AwsEc2, Ec2Error> {
+        AwsEc2::from_config(crate::iam::sdk_config(options).await, options)
+    }
+
+    /// A client from an SDK config already loaded with `options` (the issuer loads one for
+    /// KMS, IAM and EC2).
+    pub fn from_config(
+        shared: aws_config::SdkConfig,
+        options: &crate::iam::ClientOptions,
+    ) -> Result<AwsEc2, Ec2Error> {
         AwsEc2::from_context(
-            AwsContext::load(options).await,
+            AwsContext::from_config(shared),
             options.timeout.unwrap_or(DEFAULT_TIMEOUT),
         )
     }

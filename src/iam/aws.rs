@@ -75,8 +75,12 @@ pub struct AwsIam {
 
 impl AwsIam {
     pub async fn new(options: &ClientOptions) -> AwsIam {
-        let shared = sdk_config(options).await;
-        let mut config = aws_sdk_iam::config::Builder::from(&shared);
+        AwsIam::from_config(&sdk_config(options).await)
+    }
+
+    /// A client from an SDK config already loaded (the issuer loads one for KMS, IAM and EC2).
+    pub fn from_config(shared: &aws_config::SdkConfig) -> AwsIam {
+        let mut config = aws_sdk_iam::config::Builder::from(shared);
         if shared.region().is_none() {
             // IAM is a global service: any region reaches it, so a laptop without a configured
             // region still works.

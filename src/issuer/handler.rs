@@ -104,15 +104,15 @@ pub fn issuer_config(config: &Config, source: &str) -> Result<IssuerConfig, Setu
 /// checked now so that a missing or wrong key stops the issuer at start.
 pub async fn aws_deps(config: Config, issuer: IssuerConfig) -> Result<AwsDeps, SetupError> {
     let options = crate::iam::ClientOptions::for_host(&config)?;
-    let kms = crate::ca::AwsKms::new(&options).await?;
+    // One credential chain (and, with `iam_role_arn`, one assumed role) for all three clients.
+    let shared = crate::iam::sdk_config(&options).await;
+    let kms = crate::ca::AwsKms::from_config(&shared)?;
     let ca = crate::ca::open(kms, &issuer.ca_key_alias).await?;
     if ca.account().is_none() {
         return Err(SetupError::NoAccount(issuer.ca_key_alias.clone()));
     }
-    let iam = crate::iam::AwsIam::new(&options).await;
-    let ec2 = crate::ec2::query::AwsEc2::new(&options)
-        .await
-        .map_err(SetupError::Ec2)?;
+    let iam = crate::iam::AwsIam::from_config(&shared);
+    let ec2 = crate::ec2::query::AwsEc2::from_config(shared, &options).map_err(SetupError::Ec2)?;
     let endpoint = issuer.sts_endpoint().to_owned();
     let sts = StsReplay::new(&endpoint, STS_TIMEOUT).map_err(SetupError::Sts)?;
     Ok(Deps {
