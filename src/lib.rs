@@ -21,6 +21,7 @@ pub mod issuer;
 pub mod keys;
 pub mod logging;
 pub mod process;
+pub mod reach;
 pub mod sigv4;
 pub mod state;
 pub mod sync;

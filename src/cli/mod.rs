@@ -12,16 +12,20 @@ mod delete_key;
 mod doctor;
 mod exit;
 mod host_cert;
+mod hosts;
 mod install;
 mod key_status;
 mod laptop;
 mod list_keys;
+mod open;
 mod pam_create_account;
 mod policy;
+mod proxy;
 mod rename_keymaker;
 mod rotate_key;
 mod ssh;
 mod ssh_cert;
+mod ssh_config;
 mod sync;
 mod uninstall;
 mod upload_key;
@@ -102,6 +106,16 @@ pub enum Command {
     SshCert(ssh_cert::SshCert),
     /// Log in with a keyward certificate (reused while valid), then run ssh
     Ssh(ssh::Ssh),
+    /// ssh ProxyCommand: resolve an instance id, Name tag or IP at connect time and connect
+    Proxy(proxy::Proxy),
+    /// Print the ~/.ssh/config block that reaches instances by name through `keyward proxy`
+    SshConfig(ssh_config::SshConfig),
+    /// List the instances `keyward proxy` would resolve names to
+    Hosts(hosts::Hosts),
+    /// Allow your own address on an instance's security group for a while
+    Open(open::Open),
+    /// Revoke the security-group rules `keyward open` made for you
+    Close(open::Close),
 }
 
 /// Options every command may need.
@@ -148,6 +162,11 @@ impl Cli {
             Command::DisableKey(c) => c.run(&ctx).await,
             Command::DeleteKey(c) => c.run(&ctx).await,
             Command::RotateKey(c) => c.run(&ctx).await,
+            Command::Proxy(c) => c.run(&ctx).await,
+            Command::SshConfig(c) => c.run(&ctx),
+            Command::Hosts(c) => c.run(&ctx).await,
+            Command::Open(c) => c.run(&ctx).await,
+            Command::Close(c) => c.run(&ctx).await,
             Command::Config(c) => c.run(&ctx),
             Command::Doctor(c) => c.run(&ctx).await,
             Command::Policy(c) => c.run(&ctx),

@@ -62,10 +62,13 @@ pub struct IssuerArgs {
 /// `~/.config/keyward/laptop.toml`.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct SettingsFile {
+pub(crate) struct SettingsFile {
     issuer: Option<String>,
     audience: Option<String>,
     ca_public_key: Option<String>,
+    /// `[reach]`: how `proxy`, `hosts`, `ssh-config`, `open` and `close` reach hosts.
+    #[serde(default)]
+    pub(crate) reach: crate::reach::settings::ReachSettings,
 }
 
 /// Where the issuer is and which CA its certificates must come from.
@@ -149,7 +152,15 @@ fn resolve(
     })
 }
 
-fn settings_path() -> Option<PathBuf> {
+/// The `[reach]` table of the settings file (defaults when there is no file).
+pub(crate) fn reach_settings() -> anyhow::Result<crate::reach::settings::ReachSettings> {
+    match settings_path() {
+        Some(path) => Ok(read_settings_file(&path)?.reach),
+        None => Ok(Default::default()),
+    }
+}
+
+pub(crate) fn settings_path() -> Option<PathBuf> {
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
@@ -159,7 +170,7 @@ fn settings_path() -> Option<PathBuf> {
 
 /// The settings file decides which CA the laptop trusts, so it is read the way keyward reads
 /// every file that decides access: owned by the user (or root), writable by nobody else.
-fn read_settings_file(path: &Path) -> anyhow::Result<SettingsFile> {
+pub(crate) fn read_settings_file(path: &Path) -> anyhow::Result<SettingsFile> {
     let Some(bytes) = files::read_trusted(path, files::MAX_TEXT_LEN)? else {
         return Ok(SettingsFile::default());
     };

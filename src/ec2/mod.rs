@@ -1,5 +1,6 @@
-//! EC2, as keyward needs it: what an instance is, by id (issue 11's host certificates; issue 12
-//! reuses it to reach hosts by name).
+//! EC2, as keyward needs it: what an instance is, by id (host certificates), which running
+//! instances a name, id or address means (`proxy`, `hosts`), and the ingress rules `open` and
+//! `close` keep on security groups.
 //!
 //! aws-sdk-ec2 costs ~8 minutes of release build and ~10 GB of rustc memory for a handful of
 //! calls, so keyward speaks EC2's Query API itself (a SigV4-signed form POST and a small XML
@@ -27,7 +28,7 @@ pub fn is_instance_id(id: &str) -> bool {
 }
 
 /// One instance as DescribeInstances reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     pub id: String,
     /// `pending`, `running`, `stopping`, `stopped`, `shutting-down`, `terminated`.
@@ -40,6 +41,12 @@ pub struct Instance {
     pub public_dns: Option<String>,
     /// The `Name` tag: shown to people, never certified (anyone with ec2:CreateTags sets it).
     pub name_tag: Option<String>,
+    /// `vpc-…`, when the instance is in a VPC.
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    /// The ids (`sg-…`) of the security groups of the instance's primary network interface.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
 }
 
 /// Why EC2 gave no answer.
@@ -61,4 +68,121 @@ pub enum Ec2Error {
 pub trait Ec2 {
     /// The instance with this id; `Ok(None)` when EC2 says there is none.
     fn instance(&self, id: &str) -> impl Future<Output = Result<Option<Instance>, Ec2Error>>;
+}
+
+/// What DescribeInstances is asked to match (EC2 filters; several are ANDed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceFilter {
+    /// `instance-id`: only ids that pass [`is_instance_id`] are ever sent.
+    Id(String),
+    /// `tag:Name`, exact.
+    Name(String),
+    /// `private-ip-address`.
+    PrivateIp(IpAddr),
+    /// `ip-address` (the public IPv4 address).
+    PublicIp(IpAddr),
+    /// `tag:KEY` = VALUE.
+    Tag { key: String, value: String },
+    /// `instance-state-name`, e.g. `running`.
+    State(String),
+}
+
+/// Finding instances by what people call them.
+pub trait Instances {
+    /// Every instance matching all `filters` (all pages), each checked like [`Ec2::instance`]'s.
+    fn instances(
+        &self,
+        filters: &[InstanceFilter],
+    ) -> impl Future<Output = Result<Vec<Instance>, Ec2Error>>;
+}
+
+/// A security group, as DescribeSecurityGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroup {
+    /// `sg-…`.
+    pub id: String,
+    pub name: String,
+    pub vpc_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// One ingress rule (`sgr-…`) of a security group, as DescribeSecurityGroupRules reports it.
+/// keyward only ever creates TCP rules for one port and one CIDR; others are read so that they
+/// are left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    /// `sgr-…`.
+    pub id: String,
+    /// `sg-…`.
+    pub group_id: String,
+    /// `tcp`, `udp`, `icmp`, `-1`, …
+    pub protocol: String,
+    pub from_port: i32,
+    pub to_port: i32,
+    /// `a.b.c.d/n` or an IPv6 CIDR; `None` for rules that name a prefix list or another group.
+    pub cidr: Option<ipnet::IpNet>,
+    pub description: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A rule `open` asks for: TCP `port` from `cidr`, tagged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIngressRule {
+    pub group_id: String,
+    pub port: u16,
+    pub cidr: ipnet::IpNet,
+    pub description: String,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Why an ingress change was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// EC2 already has a rule with this group, protocol, port and CIDR
+    /// (`InvalidPermission.Duplicate`): re-read the rules to find it.
+    #[error("the security group already has this rule")]
+    Duplicate,
+    /// `InvalidPermission.NotFound` / `InvalidSecurityGroupRuleId.NotFound`: already gone.
+    #[error("the rule no longer exists")]
+    NotFound,
+    #[error("the security group has no room for another rule ({0})")]
+    LimitExceeded(String),
+    #[error(transparent)]
+    Ec2(#[from] Ec2Error),
+}
+
+/// The ingress rules of security groups: what `open`, `close` and `--sweep` read and change.
+pub trait SecurityGroups {
+    /// The groups with these ids (all of them, or an error).
+    fn security_groups(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>>;
+    /// Every group carrying the tag `key` (any value).
+    fn tagged_security_groups(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<SecurityGroup>, Ec2Error>>;
+    /// Every ingress rule of the group (all pages; egress rules are left out).
+    fn ingress_rules(
+        &self,
+        group_id: &str,
+    ) -> impl Future<Output = Result<Vec<IngressRule>, Ec2Error>>;
+    /// Adds the rule with its tags in one call; the new rule's id.
+    fn authorize_ingress(
+        &self,
+        rule: &NewIngressRule,
+    ) -> impl Future<Output = Result<String, RuleError>>;
+    /// Removes these rules (`sgr-…`) of the group.
+    fn revoke_ingress(
+        &self,
+        group_id: &str,
+        rule_ids: &[String],
+    ) -> impl Future<Output = Result<(), RuleError>>;
+    /// Sets (adds or overwrites) tags on a rule (`CreateTags` on the `sgr-…` id).
+    fn tag_rule(
+        &self,
+        rule_id: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), RuleError>>;
 }

@@ -131,6 +131,56 @@ impl Ec2 for AwsEc2 {
     }
 }
 
+// Issue 12: not yet spoken; the ec2 helper fills these in.
+impl super::Instances for AwsEc2 {
+    async fn instances(
+        &self,
+        _filters: &[super::InstanceFilter],
+    ) -> Result<Vec<Instance>, Ec2Error> {
+        Err(Ec2Error::Unreachable(
+            "DescribeInstances by filter is not implemented yet".into(),
+        ))
+    }
+}
+
+impl super::SecurityGroups for AwsEc2 {
+    async fn security_groups(
+        &self,
+        _ids: &[String],
+    ) -> Result<Vec<super::SecurityGroup>, Ec2Error> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()))
+    }
+    async fn tagged_security_groups(
+        &self,
+        _key: &str,
+    ) -> Result<Vec<super::SecurityGroup>, Ec2Error> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()))
+    }
+    async fn ingress_rules(&self, _group_id: &str) -> Result<Vec<super::IngressRule>, Ec2Error> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()))
+    }
+    async fn authorize_ingress(
+        &self,
+        _rule: &super::NewIngressRule,
+    ) -> Result<String, super::RuleError> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()).into())
+    }
+    async fn revoke_ingress(
+        &self,
+        _group_id: &str,
+        _rule_ids: &[String],
+    ) -> Result<(), super::RuleError> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()).into())
+    }
+    async fn tag_rule(
+        &self,
+        _rule_id: &str,
+        _tags: &[(String, String)],
+    ) -> Result<(), super::RuleError> {
+        Err(Ec2Error::Unreachable("not implemented yet".into()).into())
+    }
+}
+
 /// What an answer to DescribeInstances for `id` says.
 pub fn judge(id: &str, status: u16, body: &[u8]) -> Result<Option<Instance>, Ec2Error> {
     if status == 200 {
@@ -244,6 +294,8 @@ pub fn parse_instance(id: &str, body: &[u8]) -> Result<Option<Instance>, String>
         public_ip: ip(&fields.public_ip, "ipAddress")?,
         public_dns: dns(&fields.public_dns, "dnsName")?,
         name_tag,
+        vpc_id: None,
+        security_groups: Vec::new(),
     }))
 }
 

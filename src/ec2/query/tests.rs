@@ -56,6 +56,7 @@ fn motos_answer_reads_as_the_instance_and_its_own_fields_only() {
             public_ip: None,
             public_dns: None,
             name_tag: Some("web-1".into()),
+            ..Default::default()
         }
     );
 }

@@ -86,6 +86,7 @@ fn instance(id: &str, profile: &str) -> Instance {
         public_ip: Some("203.0.113.7".parse().unwrap()),
         public_dns: Some("ec2-203-0-113-7.eu-west-1.compute.amazonaws.com".into()),
         name_tag: Some("bastion.example.com".into()),
+        ..Default::default()
     }
 }
 
