@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use common::{runtime, Moto};
 use keyward::ec2::query::AwsEc2;
-use keyward::ec2::{Ec2, Instance, InstanceFilter, Instances};
+use keyward::ec2::{
+    is_resource_id, Ec2, Ec2Error, IngressRule, Instance, InstanceFilter, Instances,
+    NewIngressRule, RuleError, SecurityGroup, SecurityGroups,
+};
 use keyward::iam::ClientOptions;
 
 /// Runs `script` (Python with boto3's `ec2` client in scope) against moto; its stdout, parsed
@@ -157,4 +160,148 @@ fn instances_are_found_by_name_address_id_state_and_tag_across_pages() {
         .collect();
     every.sort();
     assert_eq!(ids(&all), every);
+}
+
+fn new_rule(group: &str, cidr: &str, owner: &str) -> NewIngressRule {
+    NewIngressRule {
+        group_id: group.into(),
+        port: 22,
+        cidr: cidr.parse().unwrap(),
+        description: format!("keyward open by {owner}"),
+        tags: vec![
+            ("keyward:owner".into(), owner.into()),
+            ("keyward:expires".into(), "2026-11-30T19:00:00Z".into()),
+        ],
+    }
+}
+
+#[test]
+fn ingress_rules_are_authorized_with_tags_read_back_retagged_and_revoked() {
+    let moto = Moto::start();
+    let seeded: BTreeMap<String, String> = serde_json::from_value(boto3(&moto, SEED)).unwrap();
+    let (sg, other, vpc) = (&seeded["sg"], &seeded["other"], &seeded["vpc"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let ec2 = client(&moto, dir.path()).with_page_size(5);
+
+    // Groups: the tagged one by its tag; both by id; an unknown id is NotFound.
+    let tagged = rt
+        .block_on(ec2.tagged_security_groups("keyward:open"))
+        .unwrap();
+    assert_eq!(
+        tagged,
+        [SecurityGroup {
+            id: sg.clone(),
+            name: "ssh".into(),
+            vpc_id: Some(vpc.clone()),
+            tags: vec![("keyward:open".into(), String::new())],
+        }]
+    );
+    let both = rt
+        .block_on(ec2.security_groups(&[other.clone(), sg.clone()]))
+        .unwrap();
+    let mut names: Vec<&str> = both.iter().map(|g| g.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["other", "ssh"]);
+    assert!(matches!(
+        rt.block_on(ec2.security_groups(&["sg-0123456789abcdef0".into()])),
+        Err(Ec2Error::NotFound(_))
+    ));
+    assert_eq!(
+        rt.block_on(ec2.tagged_security_groups("nobody")),
+        Ok(vec![])
+    );
+
+    // A new group has no ingress rule (its egress rule is left out).
+    assert_eq!(rt.block_on(ec2.ingress_rules(sg)), Ok(vec![]));
+
+    // Authorize with tags: the rule reads back with its CIDR, port, description and tags.
+    let alice = new_rule(
+        sg,
+        "198.51.100.7/32",
+        "arn:aws:iam::123456789012:user/alice",
+    );
+    let id = rt.block_on(ec2.authorize_ingress(&alice)).unwrap();
+    assert!(is_resource_id("sgr", &id), "{id}");
+    let rules = rt.block_on(ec2.ingress_rules(sg)).unwrap();
+    assert_eq!(
+        rules,
+        [IngressRule {
+            id: id.clone(),
+            group_id: sg.clone(),
+            protocol: "tcp".into(),
+            from_port: 22,
+            to_port: 22,
+            cidr: Some("198.51.100.7/32".parse().unwrap()),
+            description: Some(alice.description.clone()),
+            tags: alice.tags.clone(),
+        }]
+    );
+    // The same rule again is Duplicate, and nothing is added.
+    assert_eq!(
+        rt.block_on(ec2.authorize_ingress(&alice)),
+        Err(RuleError::Duplicate)
+    );
+    assert_eq!(rt.block_on(ec2.ingress_rules(sg)).unwrap().len(), 1);
+
+    // tag_rule overwrites one tag and keeps the other.
+    let later = vec![(
+        "keyward:expires".to_owned(),
+        "2026-11-30T20:00:00Z".to_owned(),
+    )];
+    rt.block_on(ec2.tag_rule(&id, &later)).unwrap();
+    let retagged = rt.block_on(ec2.ingress_rules(sg)).unwrap();
+    let mut tags = retagged[0].tags.clone();
+    tags.sort();
+    assert_eq!(
+        tags,
+        [
+            (
+                "keyward:expires".to_owned(),
+                "2026-11-30T20:00:00Z".to_owned()
+            ),
+            (
+                "keyward:owner".into(),
+                "arn:aws:iam::123456789012:user/alice".into()
+            ),
+        ]
+    );
+
+    // An IPv6 /128 rule beside it, and six more (moto ignores MaxResults for rules, so their
+    // pagination is covered by the unit tests).
+    let v6 = new_rule(sg, "2001:db8::7/128", "arn:aws:iam::123456789012:user/bob");
+    let v6_id = rt.block_on(ec2.authorize_ingress(&v6)).unwrap();
+    let mut extra = Vec::new();
+    for n in 1..=6 {
+        let rule = new_rule(sg, &format!("203.0.113.{n}/32"), "carol");
+        extra.push(rt.block_on(ec2.authorize_ingress(&rule)).unwrap());
+    }
+    let rules = rt.block_on(ec2.ingress_rules(sg)).unwrap();
+    assert_eq!(rules.len(), 8);
+    let six = rules.iter().find(|r| r.id == v6_id).unwrap();
+    assert_eq!(six.cidr, Some("2001:db8::7/128".parse().unwrap()));
+    assert_eq!(six.tags, v6.tags);
+    // The other group's rules are its own.
+    assert_eq!(rt.block_on(ec2.ingress_rules(other)), Ok(vec![]));
+
+    // Revoke removes exactly the rules named; revoking one again is NotFound.
+    rt.block_on(ec2.revoke_ingress(sg, &[id.clone(), extra[0].clone()]))
+        .unwrap();
+    let left: Vec<String> = rt
+        .block_on(ec2.ingress_rules(sg))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left.len(), 6);
+    assert!(!left.contains(&id) && !left.contains(&extra[0]) && left.contains(&v6_id));
+    assert_eq!(
+        rt.block_on(ec2.revoke_ingress(sg, std::slice::from_ref(&id))),
+        Err(RuleError::NotFound)
+    );
+    // Nothing invalid is sent.
+    assert!(matches!(
+        rt.block_on(ec2.revoke_ingress(sg, &["sgr-1;x".into()])),
+        Err(RuleError::Ec2(Ec2Error::Invalid(_)))
+    ));
 }

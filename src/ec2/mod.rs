@@ -72,6 +72,12 @@ pub enum Ec2Error {
     },
     #[error("EC2 answered badly: {0}")]
     Malformed(String),
+    /// EC2 says the thing named does not exist (e.g. `InvalidGroup.NotFound`).
+    #[error("EC2 has no {0}")]
+    NotFound(String),
+    /// keyward refused to send the request: an id, tag or description EC2 would not accept.
+    #[error("not sent to EC2: {0}")]
+    Invalid(String),
 }
 
 pub trait Ec2 {

@@ -109,6 +109,45 @@ pub fn percent_encode(text: &str, out: &mut String) {
     }
 }
 
+/// `value` as an exact EC2 filter value: the wildcards `*` and `?` and the escape `\` itself
+/// escaped with `\`.
+pub fn exact_filter_value(value: &str) -> String {
+    let mut exact = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '*' | '?' | '\\') {
+            exact.push('\\');
+        }
+        exact.push(c);
+    }
+    exact
+}
+
+/// EC2's longest tag key and value, in characters.
+pub const MAX_TAG_KEY: usize = 128;
+pub const MAX_TAG_VALUE: usize = 256;
+
+/// Why EC2 could hold no tag key `key`: 1 to 128 characters, no control character.
+pub fn check_tag_key(key: &str) -> Result<(), String> {
+    if !(1..=MAX_TAG_KEY).contains(&key.chars().count()) {
+        return Err(format!("a tag key must be 1 to {MAX_TAG_KEY} characters"));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("a tag key with a control character".into());
+    }
+    Ok(())
+}
+
+/// Why EC2 could hold no tag value `value`: at most 256 characters, no control character.
+pub fn check_tag_value(value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_TAG_VALUE {
+        return Err(format!("a tag value over {MAX_TAG_VALUE} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("a tag value with a control character".into());
+    }
+    Ok(())
+}
+
 /// EC2 in one region, through the standard credential chain. Keep it within one tokio runtime:
 /// it pools connections.
 #[derive(Clone)]
@@ -330,8 +369,8 @@ pub fn refusal(action: Action, status: u16, body: &[u8]) -> Refusal {
 pub struct Shape<'a> {
     /// The root element, e.g. `DescribeInstancesResponse`.
     pub root: &'a str,
-    /// The path below the root to each item, e.g. `reservationSet/item/instancesSet/item`.
-    /// Its first element (the list) may appear at most once.
+    /// The path below the root to each item, e.g. `reservationSet/item/instancesSet/item`
+    /// (empty: no list). Its first element (the list) may appear at most once.
     pub item: &'a [&'a str],
     /// Paths below an item whose texts are read (each occurrence is one value).
     pub fields: &'a [&'a [&'a str]],
@@ -423,7 +462,7 @@ pub fn read_list(body: &[u8], shape: &Shape<'_>) -> Result<List, String> {
                 record(&mut list.top[i], start, text)?;
             }
         }
-        if rel.len() < depth || rel[..depth] != *shape.item {
+        if depth == 0 || rel.len() < depth || rel[..depth] != *shape.item {
             return Ok(());
         }
         let below = &rel[depth..];

@@ -18,7 +18,10 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::{action, read_list, Action, AwsEc2, Form, Item, Page, Shape};
+use super::{
+    action, check_tag_key, check_tag_value, exact_filter_value, read_list, Action, AwsEc2, Form,
+    Item, Page, Shape,
+};
 use crate::ec2::{
     is_instance_id, is_resource_id, Ec2, Ec2Error, Instance, InstanceFilter, Instances,
 };
@@ -32,10 +35,6 @@ const STATES: &[&str] = &[
     "shutting-down",
     "terminated",
 ];
-/// EC2's longest tag key and value.
-pub const MAX_TAG_KEY: usize = 128;
-pub const MAX_TAG_VALUE: usize = 256;
-
 const ID: usize = 0;
 const STATE: usize = 1;
 const PROFILE: usize = 2;
@@ -122,28 +121,17 @@ pub fn filter_form(filters: &[InstanceFilter]) -> Option<Form> {
     Some(form)
 }
 
-/// A tag key that can exist: 1 to 128 characters, no control character, no wildcard (`*`, `?`
-/// or `\` would make the filter name a pattern).
+/// A tag key that can exist, without EC2's wildcards (`*`, `?`, `\`): in a filter name they
+/// would make it a pattern.
 fn tag_key(key: &str) -> Option<&str> {
-    let ok = (1..=MAX_TAG_KEY).contains(&key.chars().count())
-        && !key.chars().any(|c| c.is_control() || "*?\\".contains(c));
-    ok.then_some(key)
+    let exact = check_tag_key(key).is_ok() && !key.chars().any(|c| "*?\\".contains(c));
+    exact.then_some(key)
 }
 
-/// A tag value that can exist (at most 256 characters, no control character), with EC2's
-/// filter wildcards escaped so that it matches exactly.
+/// A tag value that can exist, with EC2's filter wildcards escaped so that it matches exactly.
 fn tag_value(value: &str) -> Option<String> {
-    if value.chars().count() > MAX_TAG_VALUE || value.chars().any(char::is_control) {
-        return None;
-    }
-    let mut exact = String::with_capacity(value.len());
-    for c in value.chars() {
-        if matches!(c, '*' | '?' | '\\') {
-            exact.push('\\');
-        }
-        exact.push(c);
-    }
-    Some(exact)
+    check_tag_value(value).ok()?;
+    Some(exact_filter_value(value))
 }
 
 /// What an answer to DescribeInstances for `id` says.
@@ -213,7 +201,7 @@ fn instance(item: &Item) -> Result<Instance, String> {
         return Err("an <iamInstanceProfile> ARN that is not an instance profile's".into());
     }
     let name_tag = item.tag("Name").filter(|n| !n.is_empty());
-    if name_tag.is_some_and(|n| n.chars().count() > MAX_TAG_VALUE) {
+    if name_tag.is_some_and(|n| n.chars().count() > super::MAX_TAG_VALUE) {
         return Err("a Name tag over 256 characters".into());
     }
     let vpc_id = item.one(VPC, "vpcId")?;
