@@ -31,6 +31,13 @@ grep -q 'jump host: members of Linux group bastion' <<<"$HOST_OUT" || fail "inst
 "$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 [[ $(getent group bastion | cut -d: -f4) == alice,carol ]] || fail "bastion: $(getent group bastion)"
 [[ $(getent group ops | cut -d: -f4) == carol ]] || fail "ops: $(getent group ops)"
+jump_check() {
+    "$KEYWARD" doctor --json 2>/dev/null | "$E2E_PY" -c '
+import json, sys
+c = {c["name"]: c for c in json.load(sys.stdin)}["jump host"]
+print(c["status"], c["detail"])' || true
+}
+[[ $(jump_check) == "ok members of bastion,!ops get no shell"* ]] || fail "doctor's jump host check: $(jump_check)"
 effective() { /usr/sbin/sshd -T -C "user=$1,host=localhost,addr=127.0.0.1"; }
 grep -qx 'permitopen 127.0.0.2:22 127.0.0.3:22' <<<"$(effective alice)" || fail "alice's permitopen: $(effective alice | grep permitopen)"
 grep -qx 'permitopen any' <<<"$(effective carol)" || fail "carol (ops) is restricted: $(effective carol | grep permitopen)"
@@ -144,6 +151,8 @@ out=$(timeout 20 ssh -F "$carol_cfg" carol@127.0.0.1 'id -un' </dev/null) || fai
 step "install without --jump takes the rule out: alice gets a shell"
 host_cmd install --scheduler cron || fail "keyward install without --jump failed (exit $?)"
 [[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "keyward_jump.conf is still there"
+[[ $(jump_check) == "problem the config has a [jump] table, but this host is not a jump host" ]] ||
+    fail "doctor's jump host check without the rule: $(jump_check)"
 out=$(timeout 20 ssh -F "$alice_cfg" alice@127.0.0.1 'id -un' </dev/null) || fail "alice got no shell after the rule came out (exit $?)"
 [[ $out == alice ]] || fail "alice's command said: $out"
 
