@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{runtime, Moto};
 use keyward::ec2::query::AwsEc2;
@@ -16,7 +15,6 @@ use keyward::ec2::{
     is_resource_id, Ec2, Ec2Error, IngressRule, Instance, InstanceFilter, Instances,
     NewIngressRule, RuleError, SecurityGroup, SecurityGroups,
 };
-use keyward::iam::ClientOptions;
 
 /// Runs `script` (Python with boto3's `ec2` client in scope) against moto; its stdout, parsed
 /// as JSON.
@@ -70,21 +68,7 @@ print(json.dumps(out))
 "#;
 
 fn client(moto: &Moto, dir: &std::path::Path) -> AwsEc2 {
-    let aws_config = dir.join("aws-config");
-    std::fs::write(
-        &aws_config,
-        format!(
-            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\n\
-             aws_secret_access_key = testing\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let options = ClientOptions {
-        timeout: Some(Duration::from_secs(20)),
-        role_arn: None,
-        aws_config_file: Some(aws_config),
-    };
+    let options = common::moto_client_options(moto, dir);
     runtime().block_on(AwsEc2::new(&options)).unwrap()
 }
 

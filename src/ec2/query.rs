@@ -285,6 +285,15 @@ impl AwsEc2 {
     }
 }
 
+/// An error naming the first id that `items` hold twice (across the pages of one answer).
+pub fn each_once<'a, T>(items: &'a [T], id: impl Fn(&'a T) -> &'a str) -> Result<(), Ec2Error> {
+    let mut seen = HashSet::new();
+    match items.iter().map(id).find(|i| !seen.insert(*i)) {
+        Some(again) => Err(Ec2Error::Malformed(format!("{again} listed twice"))),
+        None => Ok(()),
+    }
+}
+
 /// One page of a describe answer.
 #[derive(Debug)]
 pub struct Page<T> {
@@ -566,6 +575,9 @@ pub fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
     Ok(Cow::Owned(out))
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod testing;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;

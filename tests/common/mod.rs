@@ -413,6 +413,31 @@ impl Host {
     }
 }
 
+/// An AWS config file in `dir` that points every client at `moto`, with its test credentials.
+pub fn moto_aws_config(moto: &Moto, dir: &Path) -> PathBuf {
+    let path = dir.join("aws-config");
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\n\
+             aws_secret_access_key = testing\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Options for keyward's own AWS clients (SDK or Query API) that reach `moto` through
+/// [`moto_aws_config`] in `dir`.
+pub fn moto_client_options(moto: &Moto, dir: &Path) -> keyward::iam::ClientOptions {
+    keyward::iam::ClientOptions {
+        timeout: Some(Duration::from_secs(20)),
+        role_arn: None,
+        aws_config_file: Some(moto_aws_config(moto, dir)),
+    }
+}
+
 /// A single-threaded runtime for the SDK calls a test makes itself.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ec2::query::testing::error_answer;
 
 const SG: &str = "sg-4fd37a21425b71c4d";
 const RULE: &str = "sgr-6384ea31e99079805";
@@ -393,18 +394,11 @@ fn revoke_tag_and_lookup_requests_name_what_they_change() {
     );
 }
 
-fn error(code: &str) -> String {
-    format!(
-        "<Response><Errors><Error><Code>{code}</Code><Message>m</Message></Error></Errors>\
-         <RequestID>r</RequestID></Response>"
-    )
-}
-
 #[test]
 fn rule_refusals_map_to_what_open_and_close_act_on() {
     let on = |action: Action, status: u16, code: &str| {
         rule_refusal(
-            super::super::refusal(action, status, error(code).as_bytes()),
+            super::super::refusal(action, status, error_answer(code).as_bytes()),
             SG,
         )
     };
@@ -444,7 +438,7 @@ fn rule_refusals_map_to_what_open_and_close_act_on() {
         super::super::refusal(
             DESCRIBE_RULES,
             403,
-            error("UnauthorizedOperation").as_bytes(),
+            error_answer("UnauthorizedOperation").as_bytes(),
         ),
         &[],
     );
@@ -459,7 +453,7 @@ fn rule_refusals_map_to_what_open_and_close_act_on() {
         super::super::refusal(
             DESCRIBE_GROUPS,
             400,
-            error("InvalidGroup.NotFound").as_bytes(),
+            error_answer("InvalidGroup.NotFound").as_bytes(),
         ),
         &[SG.to_owned()],
     );

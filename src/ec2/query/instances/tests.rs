@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use super::*;
+use crate::ec2::query::testing::{error_answer, offline};
 use crate::ec2::query::Pages;
-use crate::sigv4::AwsContext;
 
 const ID: &str = "i-071a2348550130307";
 
@@ -142,34 +140,31 @@ fn an_answer_failing_any_check_is_malformed_never_a_partial_instance() {
     }
 }
 
-fn error(code: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
-         <Message>m</Message></Error></Errors><RequestID>r</RequestID></Response>"
-    )
-}
-
 #[test]
 fn ec2_errors_are_classified() {
     for code in ["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"] {
-        assert_eq!(judge(ID, 400, error(code).as_bytes()), Ok(None), "{code}");
+        assert_eq!(
+            judge(ID, 400, error_answer(code).as_bytes()),
+            Ok(None),
+            "{code}"
+        );
     }
     assert!(matches!(
-        judge(ID, 403, error("UnauthorizedOperation").as_bytes()),
+        judge(ID, 403, error_answer("UnauthorizedOperation").as_bytes()),
         Err(Ec2Error::AccessDenied {
             action: "ec2:DescribeInstances",
             ..
         })
     ));
     assert!(matches!(
-        judge(ID, 401, error("AuthFailure").as_bytes()),
+        judge(ID, 401, error_answer("AuthFailure").as_bytes()),
         Err(Ec2Error::NoCredentials(_))
     ));
     for (status, body) in [
-        (503, error("RequestLimitExceeded")),
-        (500, error("InternalError")),
+        (503, error_answer("RequestLimitExceeded")),
+        (500, error_answer("InternalError")),
         (502, "<html/>".into()),
-        (400, error("InvalidParameterValue")),
+        (400, error_answer("InvalidParameterValue")),
     ] {
         assert!(
             matches!(
@@ -184,12 +179,7 @@ fn ec2_errors_are_classified() {
 #[tokio::test]
 async fn a_text_that_is_no_instance_id_is_never_sent() {
     // An endpoint that cannot be reached: a call would be Unreachable, not None.
-    let config = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:1")
-        .build();
-    let ec2 =
-        AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(2)).unwrap();
+    let ec2 = offline();
     assert_eq!(
         ec2.instance("i-0123&Action=TerminateInstances").await,
         Ok(None)
@@ -345,12 +335,7 @@ fn filters_no_instance_can_match_are_never_sent() {
 
 #[tokio::test]
 async fn unmatchable_filters_are_answered_empty_without_a_call() {
-    let config = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:1")
-        .build();
-    let ec2 =
-        AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(2)).unwrap();
+    let ec2 = offline();
     assert_eq!(
         ec2.instances(&[InstanceFilter::Id("i-x".into())]).await,
         Ok(vec![])
