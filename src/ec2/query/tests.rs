@@ -2,13 +2,13 @@ use super::*;
 use crate::ec2::query::testing::error_answer;
 
 #[test]
-fn values_are_percent_encoded_so_they_cannot_add_parameters() {
+fn values_are_form_encoded_so_they_cannot_add_parameters() {
     let mut form = Form::new(action!("DescribeInstances"));
     form.add("Filter.1.Value.1", "a b&Action=x=y+z/é~_.-");
     assert_eq!(
         form.as_str(),
         "Action=DescribeInstances&Version=2016-11-15\
-         &Filter.1.Value.1=a%20b%26Action%3Dx%3Dy%2Bz%2F%C3%A9~_.-"
+         &Filter.1.Value.1=a+b%26Action%3Dx%3Dy%2Bz%2F%C3%A9~_.-"
     );
 }
 

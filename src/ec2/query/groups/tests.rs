@@ -268,7 +268,7 @@ fn an_authorize_request_carries_the_rule_its_description_and_tags() {
         "Action=AuthorizeSecurityGroupIngress&Version=2016-11-15&GroupId=sg-4fd37a21425b71c4d\
          &IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=22&IpPermissions.1.ToPort=22\
          &IpPermissions.1.IpRanges.1.CidrIp=1.2.3.0%2F24\
-         &IpPermissions.1.IpRanges.1.Description=keyward%20open%20by%20alice\
+         &IpPermissions.1.IpRanges.1.Description=keyward+open+by+alice\
          &TagSpecification.1.ResourceType=security-group-rule\
          &TagSpecification.1.Tag.1.Key=keyward%3Aowner\
          &TagSpecification.1.Tag.1.Value=arn%3Aaws%3Aiam%3A%3A123456789012%3Auser%2Falice\

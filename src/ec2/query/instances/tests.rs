@@ -278,7 +278,7 @@ fn pagination_is_bounded_and_never_loops() {
 }
 
 #[test]
-fn filters_become_exact_percent_encoded_ec2_filters() {
+fn filters_become_exact_form_encoded_ec2_filters() {
     let form = filter_form(&[
         InstanceFilter::Name("web 1&Action=TerminateInstances".into()),
         InstanceFilter::State("running".into()),
@@ -294,7 +294,7 @@ fn filters_become_exact_percent_encoded_ec2_filters() {
     assert_eq!(
         form.as_str(),
         "Action=DescribeInstances&Version=2016-11-15\
-         &Filter.1.Name=tag%3AName&Filter.1.Value.1=web%201%26Action%3DTerminateInstances\
+         &Filter.1.Name=tag%3AName&Filter.1.Value.1=web+1%26Action%3DTerminateInstances\
          &Filter.2.Name=instance-state-name&Filter.2.Value.1=running\
          &Filter.3.Name=private-ip-address&Filter.3.Value.1=127.0.0.5\
          &Filter.4.Name=ip-address&Filter.4.Value.1=2001%3Adb8%3A%3A1\
