@@ -346,3 +346,14 @@ async fn unmatchable_filters_are_answered_empty_without_a_call() {
         .await
         .is_err());
 }
+
+#[test]
+fn a_pretty_printed_answer_reads_the_same() {
+    let compact = page(Some("t"));
+    let pretty = compact.replace("><", ">\n    <");
+    let read = |body: &str| {
+        let page = parse_page(body.as_bytes()).unwrap();
+        (page.items, page.next_token)
+    };
+    assert_eq!(read(&pretty), read(&compact));
+}
