@@ -413,6 +413,41 @@ impl Host {
     }
 }
 
+/// An AWS config file in `dir` that points every client at `moto`, with its test credentials.
+pub fn moto_aws_config(moto: &Moto, dir: &Path) -> PathBuf {
+    moto_aws_config_as(moto, dir, ("testing", "testing"))
+}
+
+/// Like [`moto_aws_config`], with the access key `(id, secret)` (e.g. an IAM user's).
+pub fn moto_aws_config_as(moto: &Moto, dir: &Path, (id, secret): (&str, &str)) -> PathBuf {
+    let path = dir.join("aws-config");
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = {id}\n\
+             aws_secret_access_key = {secret}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Options for keyward's own AWS clients (SDK or Query API) that reach `moto` through
+/// [`moto_aws_config`] in `dir`.
+pub fn moto_client_options(moto: &Moto, dir: &Path) -> keyward::iam::ClientOptions {
+    client_options(moto_aws_config(moto, dir))
+}
+
+/// Options for keyward's own AWS clients with this AWS config file and a 20 s timeout.
+pub fn client_options(aws_config: PathBuf) -> keyward::iam::ClientOptions {
+    keyward::iam::ClientOptions {
+        timeout: Some(Duration::from_secs(20)),
+        role_arn: None,
+        aws_config_file: Some(aws_config),
+    }
+}
+
 /// A single-threaded runtime for the SDK calls a test makes itself.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
