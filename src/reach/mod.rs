@@ -13,4 +13,5 @@
 //! - `open` changes only rules keyward created (tagged with their owner and expiry); a failed
 //!   or partial EC2 answer never revokes anything.
 
+pub mod open;
 pub mod settings;
