@@ -116,6 +116,7 @@ impl OpenError {
         Some(match ec2 {
             Ec2Error::NoCredentials(_) | Ec2Error::AccessDenied { .. } => AwsKind::Credentials,
             Ec2Error::Unreachable(_) | Ec2Error::Malformed(_) => AwsKind::Unreachable,
+            Ec2Error::NotFound(_) | Ec2Error::Invalid(_) => return None,
         })
     }
 }
@@ -157,16 +158,6 @@ pub fn is_owner_arn(text: &str) -> bool {
     text.starts_with("arn:")
         && text.len() <= MAX_OWNER_LEN
         && text.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// `sg-` then 8 or 17 lower-case hex digits.
-pub fn is_group_id(id: &str) -> bool {
-    id.strip_prefix("sg-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 /// The description of a new rule: for people reading the console (the tags decide), in EC2's
@@ -305,7 +296,7 @@ pub async fn instance_groups<G: SecurityGroups>(
     let ids: Vec<String> = instance
         .security_groups
         .iter()
-        .filter(|id| is_group_id(id))
+        .filter(|id| crate::ec2::is_resource_id("sg", id))
         .cloned()
         .collect();
     let marked = if ids.is_empty() {
@@ -343,7 +334,7 @@ pub async fn given_group<G: SecurityGroups>(
     id: &str,
     group_tag: &str,
 ) -> Result<Vec<String>, OpenError> {
-    if !is_group_id(id) {
+    if !crate::ec2::is_resource_id("sg", id) {
         return Err(OpenError::Usage(format!(
             "--sg {:?} is not a security group id (sg-…)",
             crate::iam::printable(id)
