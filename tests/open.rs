@@ -28,28 +28,9 @@ struct World {
     answers: Arc<Mutex<(String, String)>>,
 }
 
-/// Runs a boto3 script against moto with `args` as sys.argv[1:]; its stdout.
+/// Runs a boto3 script against this test's moto.
 fn python(moto: &Moto, script: &str, args: &[&str]) -> String {
-    let python = common::venv_tool("python")
-        .expect("no venv python with boto3: run scripts/test (it makes .venv)");
-    let out = Command::new(&python)
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .arg("-c")
-        .arg(format!(
-            "import sys, json, boto3\nec2 = boto3.client('ec2')\n{script}"
-        ))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::boto3(&moto.endpoint(), script, args)
 }
 
 /// A loopback HTTP server answering every request with the current IPv4 answer (`/v6`: the

@@ -672,7 +672,8 @@ impl OpenAws {
 
 /// `proxy --open`: opens the marked groups of `instance` for the caller's address (as `open`
 /// with the laptop's `[reach.open]` settings, port `connect_to`'s; IPv6 when `connect_to` is),
-/// then waits until `connect_to` accepts TCP (at most [`PORT_WAIT`]). Progress goes to `log`
+/// then waits until `connect_to` accepts TCP (at most [`PORT_WAIT`]). The plan's lines and
+/// warnings (groups skipped or displaced, also in the returned [`Outcome`]) go to `log`
 /// (stderr: stdout belongs to ssh).
 pub async fn open_and_wait(
     aws: &OpenAws,
@@ -705,6 +706,18 @@ pub async fn open_and_wait(
     )
     .await?;
     drop(lock);
+    for group in &outcome.skipped {
+        let _ = writeln!(
+            log,
+            "keyward: {group} was left unchanged: its rules could not be read"
+        );
+    }
+    for group in &outcome.displaced {
+        let _ = writeln!(
+            log,
+            "keyward: in {group} another run of yours, from another address, was kept"
+        );
+    }
     wait_for_port(connect_to, PORT_WAIT).await?;
     Ok(outcome)
 }
