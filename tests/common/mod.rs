@@ -684,6 +684,32 @@ pub fn venv_tool(name: &str) -> Option<PathBuf> {
     Some(Path::new(&moto).with_file_name(name)).filter(|beside| beside.exists())
 }
 
+/// Runs `script` with boto3 (the venv's python) against the moto at `endpoint`, with
+/// `import sys, json, boto3` and an `ec2` client in scope and `args` as `sys.argv[1:]`; its
+/// stdout. A failing script fails the test with its stderr.
+pub fn boto3(endpoint: &str, script: &str, args: &[&str]) -> String {
+    let python =
+        venv_tool("python").expect("no venv python with boto3: run scripts/test (it makes .venv)");
+    let out = Command::new(&python)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .arg("-c")
+        .arg(format!(
+            "import sys, json, boto3\nec2 = boto3.client('ec2')\n{script}"
+        ))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test)", python.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A Python 3 for tests/faultproxy.py (stdlib only): the repo's venv (made by scripts/test),
 /// the one next to MOTO_SERVER, else python3 on PATH.
 fn python_path() -> PathBuf {
