@@ -18,6 +18,7 @@ pub mod cache;
 pub mod connect;
 pub mod hosts;
 pub mod known_hosts;
+pub mod open;
 pub mod proxy;
 pub mod resolve;
 pub mod settings;
