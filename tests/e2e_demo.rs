@@ -1,8 +1,8 @@
-//! The certificate demo, `scripts/demo-certs`, run as a reader would run it (with the binary
-//! cargo built, through `KEYWARD_BIN`), so that it cannot rot: it must finish, and it says what
-//! it checked. Every step of `scripts/demo-certs-namespace.sh` fails the demo when what it
+//! The demos `scripts/demo-certs` and `scripts/demo-reach`, run as a reader would run them (with
+//! the binary cargo built, through `KEYWARD_BIN`), so that they cannot rot: each must finish,
+//! and says what it checked. Every step of their namespace scripts fails the demo when what it
 //! shows does not hold (a certificate login with a nonzero IAM count, a refused login that got
-//! in, ...); this test also reads the lines a reader relies on.
+//! in, ...); these tests also read the lines a reader relies on.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod e2e_support;
@@ -32,6 +32,25 @@ fn the_certificate_demo_runs_end_to_end() {
         "certificate refused: sync locked the account",
         "demo finished",
     ] {
+        assert!(
+            said.contains(line),
+            "the demo did not say {line:?}:\n{said}"
+        );
+    }
+    eprintln!("{said}");
+}
+
+/// `scripts/demo-reach`, the same way: every step of `scripts/demo-reach-namespace.sh` fails the
+/// demo when what it shows does not hold (a shell on the jump host, a login that reached the
+/// wrong instance, a new instance's key trusted without asking, a rule that did not expire).
+#[test]
+fn the_reaching_hosts_demo_runs_end_to_end() {
+    let said = run_checked(
+        Command::new(repo().join("scripts/demo-reach")),
+        "scripts/demo-reach",
+        &[],
+    );
+    for line in ["jumpers:x:", "alice on i-", "demo finished"] {
         assert!(
             said.contains(line),
             "the demo did not say {line:?}:\n{said}"
