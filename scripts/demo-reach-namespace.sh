@@ -3,7 +3,7 @@
 # (tests/e2e/ns): moto (IAM, STS, EC2) on the namespace's own loopback; the namespace's sshd on
 # 127.0.0.1 is the jump host (a keyward host, `keyward install --jump`); each instance `web-1`
 # is a moto instance at 127.0.0.x with an sshd of its own listening on that address (a keyward
-# host too: its AuthorizedKeysCommand is keyward's); alice's laptop is a directory. Never run
+# host too: its AuthorizedKeysCommand is keyward's); alice's laptop is a local user. Never run
 # it on a host directly (tests/e2e/lib.sh refuses). It checks what it shows: any step that does
 # not hold ends the demo with FAIL (tests/e2e_demo.rs runs it so that it cannot rot).
 # kw_quote only; sourced first, so that tests/e2e/lib.sh's helpers (iam, ...) win.
@@ -39,13 +39,16 @@ $1" "${@:2}"
 # landed WHAT: true when this build has WHAT (a piece of issue 12 still being merged); else
 # says so. Removed once every piece is in.
 landed() {
-    local have=0
+    local said
     case $1 in
-    install--jump) "$KEYWARD" install --help 2>&1 | grep -q -- '--jump' || have=1 ;;
-    *) "$KEYWARD" "$1" --help >/dev/null 2>&1 && ! "$KEYWARD" "$1" x 22 2>&1 | grep -q 'not implemented yet' || have=1 ;;
+    install--jump) said=$("$KEYWARD" install --help 2>&1 | grep -c -- '--jump' || true) ;;
+    open) said=$("$KEYWARD" open --sweep --dry-run 2>&1 || true) ;;
+    ssh-config) said=$("$KEYWARD" ssh-config 2>&1 || true) ;;
     esac
-    ((have == 0)) || note "(not in this build yet: keyward $1; this part of the demo is left out)"
-    return "$have"
+    if [[ $said == 0 || $said == *'not implemented yet'* ]]; then
+        note "(not in this build yet: keyward ${1/--/ --}; this part of the demo is left out)"
+        return 1
+    fi
 }
 
 # ---------------------------------------------------------------------------
@@ -61,10 +64,10 @@ print(k["AccessKeyId"], k["SecretAccessKey"])')
 note "IAM user alice, member of ops and keyward_jumpers (sync makes the Linux group jumpers); access key $ALICE_KEY"
 
 # ---------------------------------------------------------------------------
-step "EC2: a VPC of 127.0.0.0/16; the jump host (Name bastion) at 127.0.0.1, instance web-1 at 127.0.0.11"
+step "EC2: a VPC of 127.0.0.0/24; the jump host (Name bastion) at 127.0.0.1, instance web-1 at 127.0.0.11"
 # The bastion's security group carries the tag that lets `keyward open` add rules to it.
 read -r VPC BASTION_SG WEB_SG < <(aws_py '
-vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+vpc = ec2.create_vpc(CidrBlock="127.0.0.0/24")["Vpc"]["VpcId"]
 ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.0.0/24")
 b = ec2.create_security_group(VpcId=vpc, GroupName="bastion-ssh", Description="ssh to the jump host",
     TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": "keyward:open", "Value": "true"}]}])
@@ -101,7 +104,7 @@ for r in boto3.client(\"ec2\").describe_instances()[\"Reservations\"]:
 step "the jump host (127.0.0.1): keyward sync, then keyward install --jump"
 if landed install--jump; then JUMP=1; else JUMP=; fi
 if [[ -n $JUMP ]]; then
-    write_config 'allowed_groups = ["ops"]' '' '[jump]' 'group = "jumpers"' 'destinations = ["127.0.0.0/16"]'
+    write_config 'allowed_groups = ["ops"]' '' '[jump]' 'group = "jumpers"' 'destinations = ["127.0.0.0/24"]   # the VPC'
 else
     write_config 'allowed_groups = ["ops"]'
 fi
@@ -165,40 +168,136 @@ instance_sshd_start "$WEB_A" 127.0.0.11
 show ssh-keygen -lf "$E2E_WORK/$WEB_A/ssh_host_ed25519_key.pub"
 
 # ---------------------------------------------------------------------------
-step "alice's laptop: a key uploaded to her IAM user, her AWS credentials, and the jump host's key"
-laptop=$E2E_WORK/laptop
-install -d -m 0700 "$laptop" "$laptop/.ssh" "$laptop/.config" "$laptop/.config/keyward"
-ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$laptop/.ssh/id_ed25519" </dev/null >/dev/null
-as_alice=(env HOME="$laptop" AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_ACCESS_KEY_ID="$ALICE_KEY"
-    AWS_SECRET_ACCESS_KEY="$ALICE_SECRET" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null)
-# on_laptop ARGS...: `keyward ARGS` as alice on her laptop, echoed first; its output indented.
-on_laptop() {
-    printf '   $ %s\n' "$(kw_quote keyward "$@")" >&2
-    "${as_alice[@]}" "$KEYWARD" "$@" 2>&1 | sed 's/^/   | /' >&2
+step "alice's laptop: a user of its own, a key uploaded to her IAM user, the jump host's key"
+# The laptop is a local user (laptop, home /home/laptop): its ~/.ssh/config is read by ssh and
+# by the ssh that `keyward proxy --via` starts for the jump, as on a real laptop.
+useradd --create-home --no-log-init --shell /bin/bash laptop
+laptop=/home/laptop
+as_alice=(runuser -u laptop -- env HOME="$laptop" PATH="/run/keyward/bin:$PATH"
+    AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_REGION="$AWS_REGION" AWS_ACCESS_KEY_ID="$ALICE_KEY"
+    AWS_SECRET_ACCESS_KEY="$ALICE_SECRET" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+    AWS_EC2_METADATA_DISABLED=true)
+# laptop CMD ARGS...: CMD as alice on her laptop, echoed first (keyward by its name); its output
+# indented. Returns CMD's exit code.
+laptop() {
+    local shown=("$@")
+    [[ $1 != "$KEYWARD" ]] || shown[0]=keyward
+    printf '   laptop$ %s\n' "$(kw_quote "${shown[@]}")" >&2
+    "${as_alice[@]}" "$@" 2>&1 | sed 's/^/   | /' >&2
     return "${PIPESTATUS[0]}"
 }
-on_laptop upload-key --identity "$laptop/.ssh/id_ed25519.pub" || fail "alice's upload-key failed"
+"${as_alice[@]}" ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$laptop/.ssh/id_ed25519" </dev/null >/dev/null
+laptop "$KEYWARD" upload-key || fail "alice's upload-key failed"
 # The jump host's key, as an admin publishes it (the instances' keys are the point of what follows).
-printf '127.0.0.1 %s\n' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" >"$laptop/.ssh/known_hosts"
-show cat "$laptop/.ssh/known_hosts"
+printf '127.0.0.1 %s\n' "$(cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" |
+    "${as_alice[@]}" tee "$laptop/.ssh/known_hosts" >/dev/null
+laptop cat "$laptop/.ssh/known_hosts"
 
 if [[ -n $JUMP ]]; then
-step "the jump host is for jumping: alice gets no shell there"
-rc=0
-out=$(timeout 20 ssh -F /dev/null -o UserKnownHostsFile="$laptop/.ssh/known_hosts" -o GlobalKnownHostsFile=/dev/null \
-    -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o LogLevel=ERROR \
-    -i "$laptop/.ssh/id_ed25519" alice@127.0.0.1 'echo a shell on the jump host' </dev/null 2>&1) || rc=$?
-printf '   $ %s\n' "$(kw_quote ssh alice@127.0.0.1 'echo a shell on the jump host')" >&2
-indent <<<"$out"
-grep -q 'a shell on the jump host' <<<"$out" && fail "alice got a shell on the jump host"
-((rc != 0)) || fail "ssh to the jump host exited 0"
+    step "the jump host is for jumping: alice gets no shell there"
+    rc=0
+    printf '   laptop$ %s\n' "$(kw_quote ssh alice@127.0.0.1 'echo a shell on the jump host')" >&2
+    out=$(timeout 20 "${as_alice[@]}" ssh -o BatchMode=yes alice@127.0.0.1 'echo a shell on the jump host' </dev/null 2>&1) || rc=$?
+    indent <<<"$out"
+    grep -q 'a shell on the jump host' <<<"$out" && fail "alice got a shell on the jump host"
+    ((rc == 1)) || fail "ssh to the jump host: expected exit 1 (refused by the ForceCommand), got $rc"
+    grep -q 'this is a jump host' <<<"$out" || fail "the jump host did not say why: $out"
 fi
 
 # ---------------------------------------------------------------------------
 # TODO(reach-proxy): ssh-config, proxy, the per-instance host keys.
 step "sanity: web-1 lets alice in directly"
-out=$(timeout 20 ssh -F /dev/null -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o LogLevel=ERROR -i "$laptop/.ssh/id_ed25519" alice@127.0.0.11 'echo "alice on $KEYWARD_DEMO_INSTANCE at ${SSH_CONNECTION% *}"' </dev/null 2>&1) || fail "direct: $out; $(cat "$E2E_WORK/$WEB_A/sshd.log")"
+out=$(timeout 20 "${as_alice[@]}" ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes alice@127.0.0.11 'echo "alice on $KEYWARD_DEMO_INSTANCE at ${SSH_CONNECTION% *}"' </dev/null 2>&1) || fail "direct: $out; $(cat "$E2E_WORK/$WEB_A/sshd.log")"
 indent <<<"$out"
+
+# ---------------------------------------------------------------------------
+# keyward open: a rule for alice's own address on the jump host's security group (the one
+# tagged keyward:open), with its owner and expiry in the rule's tags.
+
+# group_rules: the jump host's security group's ingress rules, one line each: rule id, CIDR,
+# port, owner, expiry (the tags keyward writes), read with boto3, as any AWS tool sees them.
+group_rules() {
+    aws_py '
+for r in ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": args}])["SecurityGroupRules"]:
+    if r["IsEgress"]:
+        continue
+    tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+    print(r["SecurityGroupRuleId"], r.get("CidrIpv4") or r.get("CidrIpv6"), r["FromPort"],
+          tags.get("keyward:owner", "-"), tags.get("keyward:expires", "-"))' "$BASTION_SG"
+}
+show_rules() {
+    printf '   $ %s\n' "(boto3) ec2.describe_security_group_rules(Filters=[{\"Name\": \"group-id\", \"Values\": [\"$BASTION_SG\"]}])" >&2
+    group_rules | indent
+}
+# rule_of CIDR: the rule line for CIDR (at most one may exist).
+rule_of() {
+    local rules
+    rules=$(group_rules | awk -v c="$1" '$2 == c')
+    (($(grep -c . <<<"$rules") <= 1)) || fail "more than one rule for $1: $rules"
+    printf '%s\n' "$rules"
+}
+
+if landed open; then
+    step "the public-address service: a loopback HTTP server answering 203.0.113.7 (checkip.amazonaws.com in real life)"
+    "$E2E_PY" -c '
+import http.server
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"203.0.113.7\n")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", 8080), Answer).serve_forever()' </dev/null >/dev/null 2>&1 &
+    deadline=$((SECONDS + 30))
+    until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do
+        ((SECONDS < deadline)) || fail "the address service did not answer on 127.0.0.1:8080"
+        sleep 0.1
+    done
+    install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
+    printf '[reach.open]\nip_url = "http://127.0.0.1:8080/"\n' |
+        "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
+    laptop cat "$laptop/.config/keyward/laptop.toml"
+
+    step "keyward open bastion: alice's address allowed on the jump host's keyward:open group, with owner and expiry"
+    laptop "$KEYWARD" open bastion --ttl 1h || fail "keyward open failed"
+    show_rules
+    read -r rule cidr port owner expires < <(rule_of 203.0.113.7/32) || fail "no rule for 203.0.113.7/32: $(group_rules)"
+    [[ $port == 22 && $owner == "arn:aws:iam::123456789012:user/alice" ]] || fail "the rule is not alice's for port 22: $rule $port $owner"
+    left=$(($(date -d "$expires" +%s) - $(date +%s)))
+    ((left > 3500 && left <= 3600)) || fail "the rule does not expire in an hour: $expires"
+    note "rule $rule: 203.0.113.7/32 to port 22, owner alice, expires $expires"
+
+    step "keyward open again, for 2h: the same rule, a later expiry"
+    laptop "$KEYWARD" open bastion --ttl 2h || fail "the second keyward open failed"
+    show_rules
+    read -r rule2 _ _ _ expires2 < <(rule_of 203.0.113.7/32)
+    [[ $rule2 == "$rule" ]] || fail "the rule was replaced ($rule -> $rule2), not extended"
+    (($(date -d "$expires2" +%s) > $(date -d "$expires" +%s))) || fail "the expiry did not move: $expires -> $expires2"
+    note "rule $rule2 now expires $expires2"
+
+    step "bob's rule from yesterday: expired, and keyward open --sweep (a scheduled job) revokes it"
+    iam user bob
+    read -r BOB_KEY BOB_SECRET < <(aws_py '
+k = iam.create_access_key(UserName="bob")["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])')
+    printf '   bob$ %s\n' "$(kw_quote keyward open bastion --ip 198.51.100.9/32 --ttl 1h)" >&2
+    AWS_ACCESS_KEY_ID=$BOB_KEY AWS_SECRET_ACCESS_KEY=$BOB_SECRET HOME=$E2E_WORK \
+        "$KEYWARD" open bastion --ip 198.51.100.9/32 --ttl 1h 2>&1 | indent
+    read -r bob_rule _ _ bob_owner _ < <(rule_of 198.51.100.9/32) || fail "bob's open made no rule"
+    [[ $bob_owner == "arn:aws:iam::123456789012:user/bob" ]] || fail "bob's rule is not bob's: $bob_owner"
+    # The demo cannot wait an hour: the rule's expiry tag is set to an hour ago, as it would read tomorrow.
+    yesterday=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+    aws_py 'ec2.create_tags(Resources=[args[0]], Tags=[{"Key": "keyward:expires", "Value": args[1]}])' "$bob_rule" "$yesterday"
+    note "(time passes: bob's rule $bob_rule now says keyward:expires $yesterday)"
+    show_rules
+    show "$KEYWARD" open --sweep || fail "keyward open --sweep failed"
+    show_rules
+    [[ -z $(rule_of 198.51.100.9/32) ]] || fail "bob's expired rule was not revoked"
+    [[ $(rule_of 203.0.113.7/32 | cut -d' ' -f1) == "$rule" ]] || fail "the sweep took alice's live rule"
+    note "bob's expired rule is gone; alice's, still valid, stays"
+fi
 
 # ---------------------------------------------------------------------------
 step "keyward uninstall: the jump host's sshd back as it was"
