@@ -169,6 +169,10 @@ pub struct Config {
     /// `NAME@i-…`; when unset, cloud-init's /var/lib/cloud/data/instance-id is read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
+    /// The `[jump]` table: what `keyward install --jump` makes of this host (a jump-only host
+    /// for one Linux group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jump: Option<JumpConfig>,
 }
 
 impl Default for Config {
@@ -213,6 +217,7 @@ impl Default for Config {
             sync_concurrency: 4,
             issuer: None,
             ssh_ca_public_key: None,
+            jump: None,
             instance_id: None,
         }
     }
@@ -482,6 +487,61 @@ impl Config {
         if let Some(issuer) = &self.issuer {
             issuer.validate()?;
         }
+        if let Some(jump) = &self.jump {
+            jump.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// The `[jump]` table: `keyward install --jump` makes members of `group` use this host only as
+/// a way through (`ssh -J`), to port `port` of `destinations`; members of `admin_groups` keep
+/// their shells. Groups are Linux groups (what sshd's `Match Group` sees), such as the ones
+/// `sync` makes from `group_prefix`ed IAM groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JumpConfig {
+    pub group: String,
+    /// IPv4 addresses and CIDR ranges (the VPC's), at most
+    /// [`crate::install::jump::MAX_ADDRESSES`] addresses in all, or `["*"]` for any host.
+    pub destinations: Vec<String>,
+    #[serde(default = "default_jump_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+}
+
+fn default_jump_port() -> u16 {
+    22
+}
+
+impl JumpConfig {
+    fn validate(&self) -> Result<(), InvalidSetting> {
+        if !names::is_valid_linux_name(&self.group) {
+            return Err(invalid(
+                "jump.group",
+                format!("{:?} is not a valid Linux group name", self.group),
+            ));
+        }
+        for g in &self.admin_groups {
+            if !names::is_valid_linux_name(g) {
+                return Err(invalid(
+                    "jump.admin_groups",
+                    format!("{g:?} is not a valid Linux group name"),
+                ));
+            }
+            if *g == self.group {
+                return Err(invalid(
+                    "jump.admin_groups",
+                    format!("{g:?} is the jump group itself: its members would all keep shells"),
+                ));
+            }
+        }
+        if self.port == 0 {
+            return Err(invalid("jump.port", "must be 1 to 65535"));
+        }
+        crate::install::jump::permit_open(&self.destinations, self.port)
+            .map_err(|problem| invalid("jump.destinations", problem))?;
         Ok(())
     }
 }
@@ -875,6 +935,67 @@ mod tests {
         assert!(star.allows(None) && star.allows(Some(&[])));
         let nobody = parse("").unwrap();
         assert!(!nobody.allows(Some(&groups(&["*", "ops"]))));
+    }
+
+    #[test]
+    fn jump_table_parses_with_port_22_and_no_admins_by_default() {
+        let c = parse("[jump]\ngroup = \"bastion\"\ndestinations = [\"10.0.0.0/24\"]\n").unwrap();
+        let jump = c.jump.unwrap();
+        assert_eq!(jump.group, "bastion");
+        assert_eq!(jump.port, 22);
+        assert!(jump.admin_groups.is_empty());
+        assert_eq!(parse("").unwrap().jump, None);
+    }
+
+    #[test]
+    fn jump_table_is_validated() {
+        let table = |body: &str| format!("[jump]\n{body}\n");
+        for (body, says) in [
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.0/24\"]\nextra = 1",
+                "extra",
+            ),
+            ("destinations = [\"10.0.0.0/24\"]", "group"),
+            ("group = \"b\"", "destinations"),
+            (
+                "group = \"Bastion!\"\ndestinations = [\"10.0.0.1\"]",
+                "jump.group",
+            ),
+            (
+                "group = \"b,c\"\ndestinations = [\"10.0.0.1\"]",
+                "jump.group",
+            ),
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.1\"]\nadmin_groups = [\"!ops\"]",
+                "jump.admin_groups",
+            ),
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.1\"]\nadmin_groups = [\"b\"]",
+                "the jump group itself",
+            ),
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.0/16\"]",
+                "jump.destinations",
+            ),
+            (
+                "group = \"b\"\ndestinations = [\"web-1\"]",
+                "jump.destinations",
+            ),
+            ("group = \"b\"\ndestinations = []", "jump.destinations"),
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.1\"]\nport = 0",
+                "jump.port",
+            ),
+            (
+                "group = \"b\"\ndestinations = [\"10.0.0.1\"]\nport = 70000",
+                "port",
+            ),
+        ] {
+            let err = parse(&table(body)).unwrap_err().to_string();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        let star = parse(&table("group = \"b\"\ndestinations = [\"*\"]\nport = 2222")).unwrap();
+        assert_eq!(star.jump.unwrap().port, 2222);
     }
 
     #[test]

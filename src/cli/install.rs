@@ -20,7 +20,9 @@ when that is read first, else a marked block at the top of /etc/ssh/sshd_config)
 `keyward` system user, puts the account-creation hook in /etc/pam.d/sshd (create_on_login), \
 and schedules `keyward sync` (systemd timer or /etc/cron.d). With --ca, sshd also accepts \
 keyward user certificates (the CA key goes to /etc/ssh/keyward_user_ca.pub) and presents the \
-host certificates `keyward host-cert` wrote. Every original is saved under \
+host certificates `keyward host-cert` wrote. With --jump, members of the config's [jump] group \
+get no shell or command and may only forward to port 22 of the [jump] destinations \
+(/etc/ssh/keyward_jump.conf, Included last by keyward's sshd directives). Every original is saved under \
 state_dir/install/ first; sshd -t and sshd -T must accept the result or every file is put back. \
 Running it again changes nothing; `keyward uninstall` takes it all back.")]
 pub struct Install {
@@ -48,6 +50,11 @@ pub struct Install {
     /// implies --ca
     #[arg(long, value_name = "FILE")]
     ca_public_key: Option<PathBuf>,
+    /// Make this a jump-only host for the config's [jump] group: its members (unless in an
+    /// admin_groups group) get no shell and may only forward to port 22 (jump.port) of
+    /// jump.destinations (`ssh -J`); installing without --jump takes the rule out again
+    #[arg(long)]
+    jump: bool,
 }
 
 impl Install {
@@ -74,6 +81,7 @@ impl Install {
                 .as_deref()
                 .map(read_key_file)
                 .transpose()?,
+            jump: self.jump,
         };
         install::install(
             &opts,

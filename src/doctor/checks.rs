@@ -883,6 +883,79 @@ pub fn certificates(dump: &SshdDump, binary: &str, facts: &CaFacts) -> Check {
     }
 }
 
+/// What the jump-host check looks at besides the config and `sshd -T`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JumpFacts {
+    /// The text of `jump::JUMP_PATH`, when it exists.
+    pub rule: Option<String>,
+    /// The `[jump]` group and admin groups the group database does not know.
+    pub missing_groups: Vec<String>,
+}
+
+/// Check: a host with a `[jump]` table is a jump host (`install --jump`), its rule is the one
+/// the table makes, sshd applies it only inside its Match, and its groups exist (sync makes
+/// them from prefixed IAM groups). A host with neither table nor rule is skipped.
+pub fn jump(config: &Config, dump: &SshdDump, facts: &JumpFacts) -> Check {
+    use crate::install::jump::{self as rule, JUMP_PATH};
+    const NAME: &str = "jump host";
+    let table =
+        match (&config.jump, &facts.rule) {
+            (None, None) => {
+                return Check::skip(
+                    NAME,
+                    "not a jump host (no [jump] table, no keyward install --jump)",
+                )
+            }
+            (None, Some(_)) => return Check::problem(
+                NAME,
+                format!("{JUMP_PATH} is installed, but the config has no [jump] table"),
+                "keyward install (without --jump) takes the rule out; or add the [jump] table back",
+            ),
+            (Some(_), None) => {
+                return Check::problem(
+                    NAME,
+                    "the config has a [jump] table, but this host is not a jump host",
+                    "keyward install --jump",
+                )
+            }
+            (Some(table), Some(_)) => table,
+        };
+    let mut problems = Vec::new();
+    let mut fix = "keyward sync";
+    if rule::render(table).ok().as_ref() != facts.rule.as_ref() {
+        problems.push(format!(
+            "{JUMP_PATH} is not what the [jump] table makes (changed since install)"
+        ));
+        fix = "keyward install --jump";
+    }
+    if let SshdDump::Dump(text) = dump {
+        if let Err(e) = rule::verify_scoped(&sshd::parse_dump(text)) {
+            problems.push(e.to_string());
+            fix = "keyward install --jump";
+        }
+    }
+    if !facts.missing_groups.is_empty() {
+        problems.push(format!(
+            "no Linux group {} (keyward sync makes each from the IAM group {}NAME)",
+            facts.missing_groups.join(", "),
+            config.group_prefix
+        ));
+    }
+    if problems.is_empty() {
+        Check::ok(
+            NAME,
+            format!(
+                "members of {} get no shell and forward only to port {} of {}",
+                rule::match_line(table).trim_start_matches("Match Group "),
+                table.port,
+                table.destinations.join(", ")
+            ),
+        )
+    } else {
+        Check::problem(NAME, problems.join("; "), fix)
+    }
+}
+
 /// A keyword's first value in `sshd -T` output (`None` for `none` or missing).
 fn dump_setting(dump: &str, keyword: &str) -> Option<String> {
     sshd::parse_dump(dump)
@@ -1457,5 +1530,63 @@ mod keymaker_tests {
         );
         assert_eq!(sync_plan(&cfg, &Ok(Plan::default())).status, Status::Ok);
         assert_eq!(sync_plan(&cfg, &Err("no IAM".into())).status, Status::Skip);
+    }
+
+    #[test]
+    fn jump_host_is_checked_against_its_table_and_skipped_elsewhere() {
+        use crate::install::jump;
+        let table = crate::config::JumpConfig {
+            group: "bastion".into(),
+            destinations: vec!["10.0.0.0/30".into()],
+            port: 22,
+            admin_groups: vec!["ops".into()],
+        };
+        let with = Config {
+            jump: Some(table.clone()),
+            ..Config::default()
+        };
+        let dump = SshdDump::Dump("forcecommand none\n".into());
+        let installed = JumpFacts {
+            rule: Some(jump::render(&table).unwrap()),
+            missing_groups: Vec::new(),
+        };
+        let c = jump(&with, &dump, &installed);
+        assert_eq!(c.status, Status::Ok, "{}", c.detail);
+        assert!(c.detail.contains("bastion,!ops"), "{}", c.detail);
+        let plain = Config::default();
+        assert_eq!(
+            jump(&plain, &dump, &JumpFacts::default()).status,
+            Status::Skip
+        );
+        for (config, facts, says) in [
+            (&plain, installed.clone(), "no [jump] table"),
+            (&with, JumpFacts::default(), "not a jump host"),
+            (
+                &with,
+                JumpFacts {
+                    rule: Some("# edited\n".into()),
+                    missing_groups: Vec::new(),
+                },
+                "changed since install",
+            ),
+            (
+                &with,
+                JumpFacts {
+                    missing_groups: vec!["bastion".into()],
+                    ..installed.clone()
+                },
+                "no Linux group bastion (keyward sync makes each from the IAM group keyward_NAME)",
+            ),
+        ] {
+            let c = jump(config, &dump, &facts);
+            assert_eq!(c.status, Status::Problem, "{says}");
+            assert!(c.detail.contains(says), "{}", c.detail);
+        }
+        let leaked = SshdDump::Dump(format!(
+            "forcecommand {}\n",
+            jump::forced_command("bastion")
+        ));
+        let c = jump(&with, &leaked, &installed);
+        assert!(c.detail.contains("not scoped"), "{}", c.detail);
     }
 }

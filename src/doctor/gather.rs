@@ -33,6 +33,7 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
             "clock",
             "sshd",
             "certificates",
+            "jump host",
             "command path",
             "pam",
             "sync schedule",
@@ -55,6 +56,7 @@ pub async fn run(config_path: Option<&Path>) -> Vec<Check> {
         &this_binary,
         &ca_facts(&config),
     ));
+    out.push(checks::jump(&config, &dump, &jump_facts(&config)));
     // The binary sshd runs is the one whose path must pass sshd's rule and that PAM and cron
     // should run too; without sshd's word, what install recorded, else this binary.
     let installed = match &dump {
@@ -225,6 +227,23 @@ fn tried<T>(result: Result<T, IamError>) -> Result<(), IamError> {
 }
 
 /// The running binary, as sshd would name it in AuthorizedKeysCommand.
+/// The jump rule install wrote, and which `[jump]` groups the group database lacks.
+fn jump_facts(config: &Config) -> checks::JumpFacts {
+    let groups = config
+        .jump
+        .iter()
+        .flat_map(|j| std::iter::once(&j.group).chain(&j.admin_groups));
+    checks::JumpFacts {
+        rule: std::fs::read(install::jump::JUMP_PATH)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+        missing_groups: groups
+            .filter(|g| matches!(nix::unistd::Group::from_name(g), Ok(None)))
+            .cloned()
+            .collect(),
+    }
+}
+
 /// The CA file install wrote and the host certificates in /etc/ssh (all world-readable).
 fn ca_facts(config: &Config) -> checks::CaFacts {
     checks::CaFacts {

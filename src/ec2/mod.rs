@@ -19,12 +19,21 @@ use std::net::IpAddr;
 /// `i-` then 8 (older instances) or 17 lower-case hex digits, as EC2 writes them: the only
 /// instance ids keyward puts in a request, a certificate, a principal or a log line.
 pub fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17)
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    is_resource_id("i", id)
+}
+
+/// `PREFIX-` then 8 or 17 lower-case hex digits: how EC2 writes the ids of instances (`i`),
+/// security groups (`sg`), their rules (`sgr`) and VPCs (`vpc`). Only ids of this shape are
+/// sent to EC2 or accepted from its answers.
+pub fn is_resource_id(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            matches!(hex.len(), 8 | 17)
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 /// One instance as DescribeInstances reports it.
@@ -63,6 +72,12 @@ pub enum Ec2Error {
     },
     #[error("EC2 answered badly: {0}")]
     Malformed(String),
+    /// EC2 says the thing named does not exist (e.g. `InvalidGroup.NotFound`).
+    #[error("EC2 has no {0}")]
+    NotFound(String),
+    /// keyward refused to send the request: an id, tag or description EC2 would not accept.
+    #[error("not sent to EC2: {0}")]
+    Invalid(String),
 }
 
 pub trait Ec2 {

@@ -125,11 +125,9 @@ pub fn apply_install(
             InstallStep::RecordManifest => {
                 record_manifest(host, undo, dirs, &manifest).map_err(failed("writing files"))
             }
-            InstallStep::CheckSshd { sshd } => {
-                check_sshd(sys, sshd, &plan.binary, plan.create_on_login, plan.ca).inspect(|()| {
-                    say(out, "sshd -t and sshd -T accept the new configuration");
-                })
-            }
+            InstallStep::CheckSshd { sshd } => check_sshd(sys, sshd, plan).inspect(|()| {
+                say(out, "sshd -t and sshd -T accept the new configuration");
+            }),
             InstallStep::EnableTimer => run_checked(sys, "systemctl", &["daemon-reload"])
                 .and_then(|_| {
                     run_checked(sys, "systemctl", &["enable", "--now", schedule::TIMER_UNIT])
@@ -263,22 +261,22 @@ fn sshd_accepts(sys: &mut dyn System, sshd: &str) -> Result<(), Failure> {
         })
 }
 
-fn check_sshd(
-    sys: &mut dyn System,
-    sshd: &str,
-    binary: &str,
-    create_on_login: bool,
-    ca: bool,
-) -> Result<(), Failure> {
+fn check_sshd(sys: &mut dyn System, sshd: &str, plan: &InstallPlan) -> Result<(), Failure> {
     sshd_accepts(sys, sshd)?;
     let dump = run_checked(sys, sshd, &["-T"]).map_err(|e| Failure {
         what: format!("{sshd} -T"),
         cause: e.into(),
     })?;
-    sshd::verify_dump(&sshd::parse_dump(&dump), binary, create_on_login, ca).map_err(|e| Failure {
-        what: format!("{sshd} -T (keyward's directives must be the effective ones)"),
-        cause: e.into(),
-    })
+    let dump = sshd::parse_dump(&dump);
+    sshd::verify_dump(&dump, &plan.binary, plan.create_on_login, plan.ca)
+        .and_then(|()| match plan.jump {
+            true => super::jump::verify_scoped(&dump),
+            false => Ok(()),
+        })
+        .map_err(|e| Failure {
+            what: format!("{sshd} -T (keyward's directives must be the effective ones)"),
+            cause: e.into(),
+        })
 }
 
 /// Carries out an uninstall plan on `target`; a failure while files are restored puts them

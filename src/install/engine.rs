@@ -307,6 +307,7 @@ pub(crate) mod tests {
                 reload: self.reload,
                 ca: self.ca_public_key.is_some(),
                 ca_public_key: self.ca_public_key.clone(),
+                jump: false,
             }
         }
 

@@ -20,6 +20,7 @@ pub mod cache;
 pub mod describe;
 pub mod engine;
 pub mod host;
+pub mod jump;
 pub mod manifest;
 pub mod pam;
 pub mod plan;
@@ -139,6 +140,12 @@ pub enum InstallError {
     NoCaKey,
     #[error("{from}: {problem}; nothing was changed")]
     BadCaKey { from: &'static str, problem: String },
+    #[error(
+        "--jump needs a [jump] table in the config (group, destinations, and optionally port and admin_groups; see docs/hosts.md); nothing was changed"
+    )]
+    NoJumpConfig,
+    #[error("[jump] destinations: {0}; nothing was changed")]
+    BadJump(String),
 }
 
 impl From<CommandError> for InstallError {

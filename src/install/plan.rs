@@ -19,6 +19,7 @@
 use std::path::PathBuf;
 
 use super::cache;
+use super::jump::JUMP_PATH;
 use super::manifest::{self, sha256_hex, Manifest};
 use super::schedule::{self, Scheduler, SchedulerChoice};
 use super::snapshot::{HostSnapshot, Layout, SshdDump};
@@ -44,6 +45,8 @@ pub struct InstallOptions {
     pub ca: bool,
     /// The text of `--ca-public-key FILE`; else config `ssh_ca_public_key`.
     pub ca_public_key: Option<String>,
+    /// `--jump`: the `[jump]` rule goes in (see [`super::jump`]); without it, it comes out.
+    pub jump: bool,
 }
 
 /// `keyward uninstall`'s options.
@@ -130,6 +133,8 @@ pub struct InstallPlan {
     pub create_on_login: bool,
     /// sshd is wired for keyward user certificates (checked in `sshd -T` too).
     pub ca: bool,
+    /// The jump rule is in (its Match must not show in the global `sshd -T`).
+    pub jump: bool,
     /// The record to start from: the previous one (or a new one) naming this binary and
     /// scheduler, and whether keyward created its user.
     pub manifest: Manifest,
@@ -297,10 +302,25 @@ pub fn plan_install(
             bin,
         ));
     }
+    let jump = jump_rule(config, opts)?;
+    if let (Some(_), Some(j)) = (&jump, &config.jump) {
+        notes.push(format!(
+            "jump host: members of Linux group {} get no shell or command{} and may only forward to port {} of {}",
+            j.group,
+            if j.admin_groups.is_empty() {
+                String::new()
+            } else {
+                format!(" (unless in {})", j.admin_groups.join(", "))
+            },
+            j.port,
+            j.destinations.join(", ")
+        ));
+    }
     let directives = Directives {
         binary: bin,
         create_on_login,
         ca: ca.as_ref().map(|(wiring, _)| wiring),
+        jump: jump.is_some(),
     };
     let sshd_plan = sshd::plan(&clean_main, &events, &directives);
     notes.push(match &sshd_plan.placement {
@@ -320,6 +340,7 @@ pub fn plan_install(
             CA_KEY_PATH,
             Want::from_option(ca.as_ref().map(|(_, key)| render_ca_key(key))),
         ),
+        (JUMP_PATH, Want::from_option(jump.clone())),
     ];
     match text(snap, pam::PAM_PATH)? {
         Some(text) => wants.push((
@@ -391,9 +412,7 @@ pub fn plan_install(
     }
 
     let cache_plan = cache::plan(&layout.cache_dir, snap.cache.as_deref(), snap.user)?;
-    let sshd_changed = changes
-        .iter()
-        .any(|c| c.path == MAIN_CONFIG || c.path == DROPIN_PATH);
+    let sshd_changed = changes.iter().any(|c| is_sshd_file(&c.path));
     let units_changed = changes
         .iter()
         .any(|c| c.path == schedule::TIMER_PATH || c.path == schedule::SERVICE_PATH);
@@ -485,9 +504,27 @@ pub fn plan_install(
         binary: bin.to_owned(),
         create_on_login,
         ca: ca.is_some(),
+        jump: jump.is_some(),
         manifest,
         systemctl,
     })
+}
+
+/// A file sshd reads: a change means `sshd -t` and a reload.
+fn is_sshd_file(path: &str) -> bool {
+    [MAIN_CONFIG, DROPIN_PATH, JUMP_PATH].contains(&path)
+}
+
+/// The text of [`JUMP_PATH`] with `--jump` (which needs the config's `[jump]` table), else
+/// `None`: a plain install takes an earlier `--jump` out.
+fn jump_rule(config: &Config, opts: &InstallOptions) -> Result<Option<String>, InstallError> {
+    if !opts.jump {
+        return Ok(None);
+    }
+    let table = config.jump.as_ref().ok_or(InstallError::NoJumpConfig)?;
+    super::jump::render(table)
+        .map(Some)
+        .map_err(InstallError::BadJump)
 }
 
 /// Whether sshd is to accept keyward user certificates, and with which CA key: with `--ca`,
@@ -647,9 +684,7 @@ pub fn plan_uninstall(
 
     let systemctl = snap.services && snap.systemd_running;
     let timer_installed = manifest.record(schedule::TIMER_PATH).is_some();
-    let sshd_changed = changes
-        .iter()
-        .any(|c| c.path == MAIN_CONFIG || c.path == DROPIN_PATH);
+    let sshd_changed = changes.iter().any(|c| is_sshd_file(&c.path));
     let mut steps = Vec::new();
     if systemctl && timer_installed {
         steps.push(UninstallStep::DisableTimer {
@@ -880,6 +915,7 @@ mod tests {
             reload: true,
             ca: false,
             ca_public_key: None,
+            jump: false,
         }
     }
 
@@ -1561,5 +1597,147 @@ mod tests {
         };
         let p = plan_install(&fresh(), &Config::default(), &file).unwrap();
         assert!(desired(&p, CA_KEY_PATH).unwrap().contains(CA_P256));
+    }
+
+    fn jump_config() -> Config {
+        Config {
+            jump: Some(config::JumpConfig {
+                group: "bastion".into(),
+                destinations: vec!["10.0.1.0/30".into()],
+                port: 22,
+                admin_groups: vec!["ops".into()],
+            }),
+            ..Config::default()
+        }
+    }
+
+    fn jump_opts() -> InstallOptions {
+        InstallOptions {
+            jump: true,
+            ..opts()
+        }
+    }
+
+    /// The host's files after `p` (an uninstall plan) restored them.
+    fn restored(snap: &HostSnapshot, p: &UninstallPlan) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut files = snap.files.clone();
+        for step in &p.steps {
+            if let UninstallStep::RestoreFile(c) = step {
+                files.insert(c.path.clone(), c.desired.clone());
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn jump_on_a_fresh_host_writes_the_rule_and_the_include_and_checks_sshd() {
+        let p = plan_install(&fresh(), &jump_config(), &jump_opts()).unwrap();
+        assert!(p.jump);
+        let rule = desired(&p, JUMP_PATH).unwrap();
+        assert!(rule.starts_with(MANAGED_MARK), "{rule}");
+        assert!(rule.contains("\nMatch Group bastion,!ops\n"), "{rule}");
+        assert!(
+            rule.contains("\tPermitOpen 10.0.1.0:22 10.0.1.1:22 10.0.1.2:22 10.0.1.3:22\n"),
+            "{rule}"
+        );
+        let dropin = desired(&p, DROPIN_PATH).unwrap();
+        assert_eq!(
+            dropin.lines().last(),
+            Some(format!("Include {JUMP_PATH}").as_str()),
+            "{dropin}"
+        );
+        let steps = kinds(&p);
+        let at = |k: &str| steps.iter().position(|s| s == k).unwrap();
+        assert!(
+            at(&format!("write {JUMP_PATH}")) < at("CheckSshd"),
+            "{steps:?}"
+        );
+        assert!(at("CheckSshd") < at("ReloadSshd"), "{steps:?}");
+        let lines = describe::install(&p, true).join("\n");
+        assert!(
+            lines.contains(&format!("would create {JUMP_PATH}:")),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("jump host: members of Linux group bastion get no shell or command (unless in ops) and may only forward to port 22 of 10.0.1.0/30"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn jump_installed_then_planned_again_is_empty() {
+        let snap = fresh();
+        let p = plan_install(&snap, &jump_config(), &jump_opts()).unwrap();
+        let installed = applied(&snap, &p);
+        let again = plan_install(&installed, &jump_config(), &jump_opts()).unwrap();
+        assert!(again.is_empty(), "{:?}", again.steps);
+        // On top of a plain install, --jump adds the rule and the Include, and nothing else.
+        let plain = installed_plain_then_jump();
+        assert_eq!(
+            kinds(&plain),
+            [
+                format!("write {DROPIN_PATH}"),
+                format!("write {JUMP_PATH}"),
+                "RecordManifest".into(),
+                "CheckSshd".into(),
+                "ReloadSshd".into(),
+            ]
+        );
+    }
+
+    fn installed_plain_then_jump() -> InstallPlan {
+        plan_install(&installed(), &jump_config(), &jump_opts()).unwrap()
+    }
+
+    #[test]
+    fn install_without_jump_after_jump_takes_the_rule_out() {
+        let snap = fresh();
+        let with = applied(
+            &snap,
+            &plan_install(&snap, &jump_config(), &jump_opts()).unwrap(),
+        );
+        let p = plan_install(&with, &jump_config(), &opts()).unwrap();
+        assert!(!p.jump);
+        let rule = p.file_steps().find(|f| f.change.path == JUMP_PATH).unwrap();
+        assert_eq!(rule.change.desired, None);
+        assert!(!desired(&p, DROPIN_PATH).unwrap().contains("Include"));
+        assert!(kinds(&p).contains(&"ReloadSshd".to_owned()));
+        // ... which leaves the host as a plain install left it.
+        let without = applied(&with, &p);
+        assert_eq!(without.files, installed().files);
+        assert!(plan_install(&without, &jump_config(), &opts())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn uninstall_after_jump_restores_every_file_byte_for_byte() {
+        for main in [DEBIAN_SSHD, AMAZON_LINUX_SSHD] {
+            let mut snap = fresh();
+            snap.files.insert(MAIN_CONFIG.into(), Some(main.into()));
+            let p = plan_install(&snap, &jump_config(), &jump_opts()).unwrap();
+            if main == AMAZON_LINUX_SSHD {
+                // No drop-in directory: the Include is in the block at the top of sshd_config.
+                let top = desired(&p, MAIN_CONFIG).unwrap();
+                let block: Vec<&str> = top.lines().take_while(|l| *l != blocks::END).collect();
+                assert!(
+                    block.contains(&format!("Include {JUMP_PATH}").as_str()),
+                    "{top}"
+                );
+            }
+            let installed = applied(&snap, &p);
+            let u = plan_uninstall(&installed, &uninstall_opts()).unwrap();
+            assert!(u.steps.contains(&UninstallStep::CheckSshd {
+                sshd: "/usr/sbin/sshd".into()
+            }));
+            assert_eq!(restored(&installed, &u), snap.files);
+        }
+    }
+
+    #[test]
+    fn jump_without_a_jump_table_is_refused_before_anything_changes() {
+        let err = plan_install(&fresh(), &Config::default(), &jump_opts()).unwrap_err();
+        assert!(matches!(err, InstallError::NoJumpConfig), "{err}");
+        assert!(err.to_string().contains("[jump]"), "{err}");
     }
 }

@@ -26,10 +26,11 @@ use crate::config::Config;
 use crate::state::StateDir;
 
 /// Every file install may write or remove, in the order it handles them.
-pub const MANAGED_PATHS: [&str; 8] = [
+pub const MANAGED_PATHS: [&str; 9] = [
     MAIN_CONFIG,
     DROPIN_PATH,
     CA_KEY_PATH,
+    super::jump::JUMP_PATH,
     pam::PAM_PATH,
     CHAIN_PATH,
     schedule::SERVICE_PATH,

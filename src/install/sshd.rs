@@ -64,6 +64,8 @@ pub struct Directives<'a> {
     pub binary: &'a str,
     pub create_on_login: bool,
     pub ca: Option<&'a CaWiring>,
+    /// `install --jump`: read the jump rule ([`super::jump::JUMP_PATH`]) last.
+    pub jump: bool,
 }
 
 /// The whole drop-in file, from the template, with the certificate directives when `ca` is
@@ -89,6 +91,13 @@ pub fn render_dropin(d: &Directives<'_>) -> String {
             .find("\nAuthorizedKeysCommand ")
             .map_or(text.len(), |i| i + 1);
         text.insert_str(at, &lines);
+    }
+    if d.jump {
+        // Last: its Match is scoped to the included file, and nothing of ours follows it.
+        text.push_str(&format!(
+            "# keyward jump host (install --jump): the Match for the jump group\n{}\n",
+            super::jump::include_line()
+        ));
     }
     text
 }
@@ -631,6 +640,7 @@ AuthorizedKeysCommandUser ec2-instance-connect
             binary: BIN,
             create_on_login,
             ca,
+            jump: false,
         }
     }
 

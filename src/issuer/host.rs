@@ -257,9 +257,10 @@ fn ec2_error(err: Ec2Error) -> IssueError {
         Ec2Error::Unreachable(_) | Ec2Error::Malformed(_) => {
             IssueError::Unavailable(err.to_string())
         }
-        Ec2Error::NoCredentials(_) | Ec2Error::AccessDenied { .. } => {
-            IssueError::Internal(err.to_string())
-        }
+        Ec2Error::NoCredentials(_)
+        | Ec2Error::AccessDenied { .. }
+        | Ec2Error::NotFound(_)
+        | Ec2Error::Invalid(_) => IssueError::Internal(err.to_string()),
     }
 }
 

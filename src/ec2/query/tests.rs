@@ -1,127 +1,99 @@
 use super::*;
-use crate::ec2::is_instance_id;
-
-const ID: &str = "i-071a2348550130307";
-
-/// moto 5's answer for an instance in a 127.0.0.0/16 VPC with an instance profile and a Name
-/// tag (captured from the integration test's setup). The network interface repeats
-/// privateIpAddress; its `association` would carry the public address.
-const MOTO: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15"><reservationSet><item><reservationId>r-b0be5483554c83b55</reservationId><ownerId>123456789012</ownerId><groupSet/><instancesSet><item><architecture>x86_64</architecture><blockDeviceMapping><item><deviceName>/dev/sda1</deviceName><ebs><attachTime>2026-11-30T15:00:27.000Z</attachTime><deleteOnTermination>true</deleteOnTermination><status>attached</status><volumeId>vol-8e4ea45ee40f3dedd</volumeId></ebs></item></blockDeviceMapping><clientToken>ABCDE</clientToken><ebsOptimized>false</ebsOptimized><hypervisor>xen</hypervisor><iamInstanceProfile><arn>arn:aws:iam::123456789012:instance-profile/web-profile</arn><id>iip-assoc-d3c6f39781e37c7c0</id></iamInstanceProfile><networkInterfaceSet><item><association/><attachment><attachTime>2026-11-30T15:00:27.000Z</attachTime><attachmentId>eni-attach-e699b040361d95cbd</attachmentId><deleteOnTermination>false</deleteOnTermination><deviceIndex>0</deviceIndex><status>attached</status><networkCardIndex>0</networkCardIndex></attachment><description>Primary network interface</description><groupSet><item><groupId>sg-f9425210a466102c9</groupId><groupName>default</groupName></item></groupSet><ipv6AddressesSet/><macAddress>02:00:00:86:24:26</macAddress><networkInterfaceId>eni-f897ccb968ad05336</networkInterfaceId><ownerId>123456789012</ownerId><privateIpAddress>127.0.0.9</privateIpAddress><privateIpAddressesSet><item><primary>true</primary><privateIpAddress>127.0.0.9</privateIpAddress></item></privateIpAddressesSet><sourceDestCheck>true</sourceDestCheck><status>in-use</status><subnetId>subnet-691d6c74830b67736</subnetId><vpcId>vpc-cd982cb50b9dc643a</vpcId><interfaceType>interface</interfaceType></item></networkInterfaceSet><rootDeviceName>/dev/sda1</rootDeviceName><rootDeviceType>ebs</rootDeviceType><groupSet/><sourceDestCheck>true</sourceDestCheck><sriovNetSupport>simple</sriovNetSupport><stateReason><code/><message/></stateReason><tagSet><item><key>Name</key><value>web-1</value></item></tagSet><virtualizationType>hvm</virtualizationType><hibernationOptions/><metadataOptions><state>applied</state><httpTokens>optional</httpTokens><httpPutResponseHopLimit>1</httpPutResponseHopLimit><httpEndpoint>enabled</httpEndpoint><httpProtocolIpv6>disabled</httpProtocolIpv6><instanceMetadataTags>disabled</instanceMetadataTags></metadataOptions><instanceId>i-071a2348550130307</instanceId><imageId>ami-12c6146b</imageId><instanceState><code>16</code><name>running</name></instanceState><privateDnsName>ip-127-0-0-5.ec2.internal</privateDnsName><reason/><amiLaunchIndex>0</amiLaunchIndex><productCodes/><instanceType>m1.small</instanceType><launchTime>2026-11-30T15:00:27.000Z</launchTime><placement><groupName/><tenancy>default</tenancy><availabilityZone>us-east-1d</availabilityZone></placement><platform>windows</platform><monitoring><state>disabled</state></monitoring><subnetId>subnet-691d6c74830b67736</subnetId><vpcId>vpc-cd982cb50b9dc643a</vpcId><privateIpAddress>127.0.0.5</privateIpAddress></item></instancesSet></item></reservationSet><requestId>request-id</requestId></DescribeInstancesResponse>"#;
-
-/// An answer with the instance element's children replaced by `fields`.
-fn answer(fields: &str) -> String {
-    format!(
-        "<DescribeInstancesResponse><requestId>x</requestId><reservationSet><item>\
-         <instancesSet><item>{fields}</item></instancesSet></item></reservationSet>\
-         </DescribeInstancesResponse>"
-    )
-}
-
-const MINIMAL: &str =
-    "<instanceId>i-071a2348550130307</instanceId><instanceState><code>16</code><name>running</name></instanceState>";
 
 #[test]
-fn instance_ids_have_the_documented_shape() {
-    for ok in ["i-0123abcd", "i-071a2348550130307"] {
-        assert!(is_instance_id(ok), "{ok}");
-    }
+fn values_are_percent_encoded_so_they_cannot_add_parameters() {
+    let mut form = Form::new(action!("DescribeInstances"));
+    form.add("Filter.1.Value.1", "a b&Action=x=y+z/é~_.-");
+    assert_eq!(
+        form.as_str(),
+        "Action=DescribeInstances&Version=2016-11-15\
+         &Filter.1.Value.1=a%20b%26Action%3Dx%3Dy%2Bz%2F%C3%A9~_.-"
+    );
+}
+
+#[test]
+fn resource_ids_have_ec2s_shape() {
+    use crate::ec2::is_resource_id;
+    assert!(is_resource_id("sg", "sg-0123abcd"));
+    assert!(is_resource_id("sgr", "sgr-0123456789abcdef0"));
+    assert!(is_resource_id("vpc", "vpc-2fc22db79a3fb4936"));
     for bad in [
-        "",
-        "i-",
-        "i-0123abc",
-        "i-0123ABCD",
-        "i-071a2348550130307&Action=x",
-        "0123abcd",
-        "i-0123abcdg",
+        "sg-",
+        "sgr-0123abcd",
+        "sg-0123ABCD",
+        "sg-0123abc",
+        "sg0123abcd",
+        "sg-0123abcd&x",
     ] {
-        assert!(!is_instance_id(bad), "{bad}");
+        assert!(!is_resource_id("sg", bad), "{bad}");
     }
 }
 
 #[test]
-fn motos_answer_reads_as_the_instance_and_its_own_fields_only() {
-    let instance = parse_instance(ID, MOTO.as_bytes()).unwrap().unwrap();
+fn references_are_decoded_and_unknown_ones_refused() {
+    assert_eq!(unescape("plain").unwrap(), "plain");
     assert_eq!(
-        instance,
-        Instance {
-            id: ID.into(),
-            state: "running".into(),
-            instance_profile_arn: Some(
-                "arn:aws:iam::123456789012:instance-profile/web-profile".into()
-            ),
-            // The instance's own, not the network interface's 127.0.0.9.
-            private_ip: Some("127.0.0.5".parse().unwrap()),
-            private_dns: Some("ip-127-0-0-5.ec2.internal".into()),
-            public_ip: None,
-            public_dns: None,
-            name_tag: Some("web-1".into()),
-            ..Default::default()
-        }
+        unescape("R&amp;D &lt;x&gt; &quot;&apos; &#65;&#x42;").unwrap(),
+        "R&D <x> \"' AB"
     );
+    for bad in ["&nbsp;", "a & b", "&#xD800;", "&#;", "&amp"] {
+        assert!(unescape(bad).is_err(), "{bad}");
+    }
 }
 
+const SHAPE: Shape<'static> = Shape {
+    root: "R",
+    item: &["set", "item"],
+    fields: &[&["id"], &["deep", "item", "v"]],
+    top: &["nextToken"],
+};
+
 #[test]
-fn public_addresses_are_read_and_empty_ones_are_none() {
-    let with_public = answer(&format!(
-        "{MINIMAL}<ipAddress>54.1.2.3</ipAddress><dnsName>ec2-54-1-2-3.compute-1.amazonaws.com</dnsName>"
-    ));
-    let instance = parse_instance(ID, with_public.as_bytes()).unwrap().unwrap();
-    assert_eq!(instance.public_ip, Some("54.1.2.3".parse().unwrap()));
+fn a_list_is_read_at_the_exact_paths_only() {
+    let body = "<R><set><item><id>a</id><deep><item><v>1</v></item><item><v>2</v></item></deep>\
+                <other><id>ignored</id></other><tagSet><item><key>k</key><value>v</value></item>\
+                <item><key>e</key><value/></item></tagSet><x><tagSet><item><key>k</key></item></tagSet></x></item>\
+                <item><id/></item></set><nextToken>t</nextToken><item><id>outside</id></item></R>";
+    let list = read_list(body.as_bytes(), &SHAPE).unwrap();
+    assert_eq!(list.lists, 1);
+    assert_eq!(list.items.len(), 2);
     assert_eq!(
-        instance.public_dns.as_deref(),
-        Some("ec2-54-1-2-3.compute-1.amazonaws.com")
+        list.items[0].fields,
+        [vec!["a".to_owned()], vec!["1".into(), "2".into()]]
     );
-    let empty = answer(&format!(
-        "{MINIMAL}<dnsName/><privateDnsName></privateDnsName>"
-    ));
-    let instance = parse_instance(ID, empty.as_bytes()).unwrap().unwrap();
-    assert_eq!((instance.public_dns, instance.private_dns), (None, None));
-    assert_eq!(instance.instance_profile_arn, None);
-    assert_eq!(instance.name_tag, None);
+    assert_eq!(
+        list.items[0].tags,
+        [
+            ("k".to_owned(), "v".to_owned()),
+            ("e".into(), String::new())
+        ]
+    );
+    assert_eq!(list.items[1].one(0, "id"), Ok(None));
+    assert!(list.items[1].required(0, "id").is_err());
+    assert_eq!(list.top_one(0, "nextToken"), Ok(Some("t")));
+    let empty = read_list(b"<R/>", &SHAPE).unwrap();
+    assert_eq!((empty.lists, empty.items.len()), (0, 0));
 }
 
 #[test]
-fn an_empty_reservation_set_is_no_instance() {
-    let none = "<DescribeInstancesResponse><reservationSet/></DescribeInstancesResponse>";
-    assert_eq!(parse_instance(ID, none.as_bytes()), Ok(None));
-}
-
-#[test]
-fn an_answer_failing_any_check_is_malformed_never_a_partial_instance() {
-    let other = MINIMAL.replace(ID, "i-0123456789abcdef0");
-    let cases: Vec<(String, &str)> = vec![
-        (answer("<instanceState><name>running</name></instanceState>"), "without <instanceId>"),
-        (answer(&format!("<instanceId>{ID}</instanceId>")), "without <instanceState/name>"),
-        (answer(&other), "other than the one asked for"),
-        (answer(&MINIMAL.replace("running", "exploded")), "unknown <instanceState>"),
-        (answer(&format!("{MINIMAL}<privateIpAddress>127.0.0.1; rm</privateIpAddress>")), "not an IP"),
-        (answer(&format!("{MINIMAL}<privateIpAddress>127.0.0.1</privateIpAddress><privateIpAddress>127.0.0.2</privateIpAddress>")), "more than once"),
-        (answer(&format!("{MINIMAL}<dnsName>evil host</dnsName>")), "not a host name"),
-        (answer(&format!("{MINIMAL}<privateDnsName>-x.internal</privateDnsName>")), "not a host name"),
-        (answer(&format!("{MINIMAL}<iamInstanceProfile><arn>arn:aws:iam::123456789012:role/web</arn></iamInstanceProfile>")), "instance profile"),
-        (answer(&format!("{MINIMAL}<tagSet><item><key>Name</key><value>a&amp;b</value></item></tagSet>")), "entity"),
-        (answer(&format!("{MINIMAL}<tagSet><item><key>Name</key><value>a\u{7f}b</value></item></tagSet>")), "control"),
-        (answer(&format!("{MINIMAL}<tagSet><item><key>Name</key><value>{}</value></item></tagSet>", "x".repeat(257))), "256"),
+fn a_bad_list_is_an_error() {
+    for (body, says) in [
+        ("<R><set/><set/></R>", "more than once"),
+        ("<R><set><item><id>a&#1;</id></item></set></R>", "control"),
+        ("<R><set><item><id>a\u{7f}</id></item></set></R>", "control"),
         (
-            format!(
-                "<DescribeInstancesResponse><reservationSet><item><instancesSet><item>{MINIMAL}</item><item>{MINIMAL}</item></instancesSet></item></reservationSet></DescribeInstancesResponse>"
-            ),
-            "2 instances",
+            "<R><set><item><tagSet><item><key>k</key><key>k</key></item></tagSet></item></set></R>",
+            "exactly one key",
         ),
-        ("<DescribeInstancesResponse/>".into(), "0 <reservationSet>"),
-        (format!("<Other>{MINIMAL}</Other>"), "root"),
-        (MOTO[..MOTO.len() - 5].into(), "XML"),
-        (MOTO[..MOTO.rfind("</DescribeInstancesResponse>").unwrap()].into(), "cut short"),
-        (format!("<!DOCTYPE x>{}", answer(MINIMAL)), "DTD"),
-    ];
-    for (body, says) in cases {
-        let err = parse_instance(ID, body.as_bytes()).unwrap_err();
+        (
+            "<R><set><item><tagSet><item><key/><value/></item></tagSet></item></set></R>",
+            "empty or repeated",
+        ),
+        ("<Q/>", "root"),
+        ("<R><set>", "cut short"),
+    ] {
+        let err = read_list(body.as_bytes(), &SHAPE).unwrap_err();
         assert!(err.contains(says), "{body}: {err}");
-        assert!(matches!(
-            judge(ID, 200, body.as_bytes()),
-            Err(Ec2Error::Malformed(_))
-        ));
     }
 }
 
@@ -133,49 +105,36 @@ fn error(code: &str) -> String {
 }
 
 #[test]
-fn ec2_errors_are_classified() {
-    for code in ["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"] {
-        assert_eq!(judge(ID, 400, error(code).as_bytes()), Ok(None), "{code}");
-    }
+fn refusals_name_the_action_and_keep_the_code() {
+    let authorize = action!("AuthorizeSecurityGroupIngress");
+    let denied = refusal(authorize, 403, error("UnauthorizedOperation").as_bytes());
+    assert_eq!(denied.code.as_deref(), Some("UnauthorizedOperation"));
     assert!(matches!(
-        judge(ID, 403, error("UnauthorizedOperation").as_bytes()),
-        Err(Ec2Error::AccessDenied {
-            action: "ec2:DescribeInstances",
+        denied.error,
+        Ec2Error::AccessDenied {
+            action: "ec2:AuthorizeSecurityGroupIngress",
             ..
-        })
+        }
     ));
     assert!(matches!(
-        judge(ID, 401, error("AuthFailure").as_bytes()),
-        Err(Ec2Error::NoCredentials(_))
+        refusal(authorize, 403, b"<html/>").error,
+        Ec2Error::AccessDenied { .. }
     ));
-    for (status, body) in [
-        (503, error("RequestLimitExceeded")),
-        (500, error("InternalError")),
-        (502, "<html/>".into()),
-        (400, error("InvalidParameterValue")),
-    ] {
-        assert!(
-            matches!(
-                judge(ID, status, body.as_bytes()),
-                Err(Ec2Error::Unreachable(_))
-            ),
-            "{status} {body}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_text_that_is_no_instance_id_is_never_sent() {
-    // An endpoint that cannot be reached: a call would be Unreachable, not None.
-    let config = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:1")
-        .build();
-    let ec2 =
-        AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(2)).unwrap();
-    assert_eq!(
-        ec2.instance("i-0123&Action=TerminateInstances").await,
-        Ok(None)
+    let duplicate = refusal(
+        authorize,
+        400,
+        error("InvalidPermission.Duplicate").as_bytes(),
     );
-    assert!(ec2.instance("i-0123abcd").await.is_err());
+    assert_eq!(
+        duplicate.code.as_deref(),
+        Some("InvalidPermission.Duplicate")
+    );
+    assert!(matches!(
+        refusal(authorize, 401, error("AuthFailure").as_bytes()).error,
+        Ec2Error::NoCredentials(_)
+    ));
+    assert!(matches!(
+        refusal(authorize, 503, error("RequestLimitExceeded").as_bytes()).error,
+        Ec2Error::Unreachable(_)
+    ));
 }
