@@ -50,7 +50,12 @@ fn the_reaching_hosts_demo_runs_end_to_end() {
         "scripts/demo-reach",
         &[],
     );
-    for line in ["jumpers:x:", "alice on i-", "demo finished"] {
+    for line in [
+        "jumpers:x:",
+        "keyward: this is a jump host for group jumpers",
+        "alice on i-",
+        "demo finished",
+    ] {
         assert!(
             said.contains(line),
             "the demo did not say {line:?}:\n{said}"
