@@ -196,9 +196,111 @@ grep -q 'this is a jump host' <<<"$out" || fail "the jump host did not say why: 
 
 # ---------------------------------------------------------------------------
 # TODO(reach-proxy): ssh-config, proxy, the per-instance host keys.
-step "sanity: web-1 lets alice in directly"
-out=$(timeout 20 "${as_alice[@]}" ssh -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o BatchMode=yes alice@127.0.0.11 'echo "alice on $KEYWARD_DEMO_INSTANCE at ${SSH_CONNECTION% *}"' </dev/null 2>&1) || fail "direct: $out; $(cat "$E2E_WORK/$WEB_A/sshd.log")"
-indent <<<"$out"
+# on_terminal ANSWER CMD ARGS...: CMD as alice on a terminal (a pty), typing ANSWER (and Enter)
+# when ssh asks whether to trust a host key; what the terminal showed, on stdout. Returns CMD's
+# exit code. (ssh asks on its terminal and discards anything typed before it asks.)
+on_terminal() {
+    "${as_alice[@]}" python3 -c '
+import os, pty, sys
+answer = sys.argv[1].encode() + b"\n"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+seen, answered = b"", False
+while True:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        break
+    if not data:
+        break
+    sys.stdout.buffer.write(data.replace(b"\r", b""))
+    sys.stdout.flush()
+    seen += data
+    if not answered and seen.rstrip().endswith(b"(yes/no/[fingerprint])?"):
+        os.write(fd, answer)
+        answered = True
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))' "$@" </dev/null
+}
+# What alice runs on web-1: who she is there, which instance (its sshd sets
+# KEYWARD_DEMO_INSTANCE) and which address answered.
+on_web='set -- $SSH_CONNECTION; echo "$(id -un) on $KEYWARD_DEMO_INSTANCE at $3"'
+# fingerprint ID: the SHA256 fingerprint of instance ID's host key, as the instance prints it
+# on its console at boot (EC2 GetConsoleOutput; here read from its key file).
+fingerprint() { ssh-keygen -lf "$E2E_WORK/$1/ssh_host_ed25519_key.pub" | cut -d' ' -f2; }
+# forwarded ADDRESS: how often the jump host's sshd has opened a forwarding to ADDRESS:22.
+forwarded() { grep -c "target $1 port 22\$" "$E2E_SSHD_LOG" || true; }
+# ssh_web ANSWER: `ssh web-1 "$on_web"` as alice, on a terminal, answering ANSWER if asked about
+# a host key; shown as she would see it. Sets OUT to what the terminal showed; returns ssh's code.
+ssh_web() {
+    local rc=0
+    printf '   laptop$ %s\n' "$(kw_quote ssh web-1 "$on_web")" >&2
+    OUT=$(on_terminal "$1" ssh web-1 "$on_web" 2>&1) || rc=$?
+    indent <<<"$OUT"
+    return "$rc"
+}
+
+if landed ssh-config; then
+    step "alice's ssh config, once: the block keyward ssh-config prints, Included from ~/.ssh/config"
+    install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
+    printf '%s\n' '[[reach.environments]]' 'name = "demo"' 'hosts = ["web-*"]' 'jump = "alice@127.0.0.1"' '' |
+        "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
+    laptop cat "$laptop/.config/keyward/laptop.toml"
+    printf '   laptop$ %s\n' "keyward ssh-config > ~/.ssh/keyward.conf" >&2
+    "${as_alice[@]}" "$KEYWARD" ssh-config >"$E2E_WORK/keyward.conf" || fail "keyward ssh-config failed"
+    "${as_alice[@]}" tee "$laptop/.ssh/keyward.conf" <"$E2E_WORK/keyward.conf" >/dev/null
+    printf '%s\n' 'Include keyward.conf' '' 'Host *' '    User alice' | "${as_alice[@]}" tee "$laptop/.ssh/config" >/dev/null
+    laptop cat "$laptop/.ssh/keyward.conf"
+    laptop cat "$laptop/.ssh/config"
+    grep -q 'ProxyCommand .*keyward proxy' "$laptop/.ssh/keyward.conf" || fail "keyward ssh-config printed no ProxyCommand"
+    grep -qi 'StrictHostKeyChecking no' "$laptop/.ssh/keyward.conf" && fail "keyward ssh-config turns host key checking off"
+
+    step "ssh web-1: found by its Name tag, through the jump host; ssh asks about the new instance's key"
+    fp_a=$(fingerprint "$WEB_A")
+    note "web-1's console at boot showed its host key: $fp_a; alice answers ssh with it"
+    before=$(forwarded 127.0.0.11)
+    ssh_web "$fp_a" || fail "ssh web-1 failed"
+    grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about web-1's key"
+    grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "ssh web-1 did not reach $WEB_A at 127.0.0.11"
+    (($(forwarded 127.0.0.11) == before + 1)) || fail "the jump host's sshd did not forward to 127.0.0.11:22"
+    note "the jump host's sshd: $(grep "target 127.0.0.11 port 22\$" "$E2E_SSHD_LOG" | tail -n 1 | sed 's/^debug1: //')"
+
+    step "ssh web-1 again: the instance's key is known now, no question"
+    ssh_web no || fail "the second ssh web-1 failed"
+    grep -q 'yes/no' <<<"$OUT" && fail "ssh asked again about a known instance"
+    grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "the second ssh web-1 did not reach $WEB_A"
+    known=$laptop/.local/state/keyward/known_hosts
+    laptop ls -l "$known"
+    laptop cat "$known/by-instance/$WEB_A"
+    [[ $(readlink "$known/web-1") == "by-instance/$WEB_A" ]] || fail "web-1's known_hosts is not instance $WEB_A's"
+
+    step "web-1 is replaced: the instance is terminated, and a new web-1 starts at 127.0.0.12 with a new key"
+    aws_py 'ec2.terminate_instances(InstanceIds=args)' "$WEB_A"
+    instance_sshd_stop "$WEB_A"
+    WEB_B=$(run_instance web-1 127.0.0.12 "$WEB_SG")
+    instance_sshd_start "$WEB_B" 127.0.0.12
+    show describe_named web-1
+    [[ $(describe_named web-1) == *"$WEB_A terminated"*"$WEB_B running 127.0.0.12"* ]] ||
+        fail "EC2 does not show web-1 replaced: $(describe_named web-1)"
+
+    step "ssh web-1 in a script (BatchMode): the new instance's key is unknown, so ssh refuses; nothing was trusted for it"
+    rc=0
+    printf '   laptop$ %s\n' "$(kw_quote ssh -o BatchMode=yes web-1 "$on_web")" >&2
+    out=$("${as_alice[@]}" ssh -o BatchMode=yes web-1 "$on_web" </dev/null 2>&1) || rc=$?
+    indent <<<"$out"
+    ((rc == 255)) && grep -q 'Host key verification failed' <<<"$out" ||
+        fail "ssh web-1 in BatchMode: expected host key verification to fail (exit $rc): $out"
+    grep -q 'IDENTIFICATION HAS CHANGED' <<<"$out" && fail "ssh took the new instance for the old one (host key changed)"
+
+    step "ssh web-1 at a terminal: the new instance, asked about; alice checks its console's fingerprint"
+    fp_b=$(fingerprint "$WEB_B")
+    note "the new web-1's console showed: $fp_b"
+    ssh_web "$fp_b" || fail "ssh web-1 to the new instance failed"
+    grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about the new instance's key"
+    grep -qx "alice on $WEB_B at 127.0.0.12" <<<"$OUT" || fail "ssh web-1 did not reach the new instance $WEB_B at 127.0.0.12"
+    note "same ssh config, same command: the new instance at its new address, its key asked about"
+fi
 
 # ---------------------------------------------------------------------------
 # keyward open: a rule for alice's own address on the jump host's security group (the one
