@@ -369,15 +369,7 @@ fn config_command_prints_the_effective_config() {
 fn aws_config_file_reaches_iam_when_sshd_gives_a_bare_environment() {
     let (moto, _tmp, k) = alice_with_a_key();
     let host = Host::new(&moto, "");
-    let aws = host.dir.path().join("aws-config");
-    std::fs::write(
-        &aws,
-        format!(
-            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\naws_secret_access_key = testing\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
+    let aws = common::moto_aws_config(&moto, host.dir.path());
     host.write_config(&format!(
         "allowed_groups = [\"*\"]\naws_config_file = \"{}\"",
         aws.display()

@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{runtime, Moto};
 use keyward::ec2::query::AwsEc2;
@@ -16,7 +15,6 @@ use keyward::ec2::{
     is_resource_id, Ec2, Ec2Error, IngressRule, Instance, InstanceFilter, Instances,
     NewIngressRule, RuleError, SecurityGroup, SecurityGroups,
 };
-use keyward::iam::ClientOptions;
 
 /// Runs `script` (Python with boto3's `ec2` client in scope) against moto; its stdout, parsed
 /// as JSON.
@@ -70,21 +68,7 @@ print(json.dumps(out))
 "#;
 
 fn client(moto: &Moto, dir: &std::path::Path) -> AwsEc2 {
-    let aws_config = dir.join("aws-config");
-    std::fs::write(
-        &aws_config,
-        format!(
-            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\n\
-             aws_secret_access_key = testing\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let options = ClientOptions {
-        timeout: Some(Duration::from_secs(20)),
-        role_arn: None,
-        aws_config_file: Some(aws_config),
-    };
+    let options = common::moto_client_options(moto, dir);
     runtime().block_on(AwsEc2::new(&options)).unwrap()
 }
 
@@ -304,4 +288,58 @@ fn ingress_rules_are_authorized_with_tags_read_back_retagged_and_revoked() {
         rt.block_on(ec2.revoke_ingress(sg, &["sgr-1;x".into()])),
         Err(RuleError::Ec2(Ec2Error::Invalid(_)))
     ));
+}
+
+#[test]
+fn a_denied_call_names_the_ec2_action_to_allow() {
+    // Free actions: the user, its policy and key, the VPC and the group.
+    let moto = Moto::start_enforcing_policies(5);
+    let iam = moto.iam();
+    iam.user("reader");
+    iam.allow("reader", &["ec2:DescribeSecurityGroupRules"]);
+    let key = iam.access_key("reader");
+    let seeded = boto3(
+        &moto,
+        r#"
+vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+print(json.dumps(ec2.create_security_group(GroupName="ssh", Description="ssh", VpcId=vpc)["GroupId"]))
+"#,
+    );
+    let sg = seeded.as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::moto_aws_config_as(&moto, dir.path(), (&key.0, &key.1));
+    let rt = runtime();
+    let ec2 = rt
+        .block_on(AwsEc2::new(&common::client_options(config)))
+        .unwrap();
+
+    // Allowed: reading the rules.
+    assert_eq!(rt.block_on(ec2.ingress_rules(sg)), Ok(vec![]));
+    let denied = |result: Result<(), RuleError>| match result {
+        Err(RuleError::Ec2(Ec2Error::AccessDenied { action, .. })) => action,
+        other => panic!("{other:?}"),
+    };
+    let rule = new_rule(sg, "198.51.100.7/32", "reader");
+    assert_eq!(
+        denied(rt.block_on(ec2.authorize_ingress(&rule)).map(|_| ())),
+        "ec2:AuthorizeSecurityGroupIngress"
+    );
+    assert_eq!(
+        denied(rt.block_on(ec2.revoke_ingress(sg, &["sgr-0123456789abcdef0".into()]))),
+        "ec2:RevokeSecurityGroupIngress"
+    );
+    assert_eq!(
+        denied(rt.block_on(ec2.tag_rule("sgr-0123456789abcdef0", &rule.tags))),
+        "ec2:CreateTags"
+    );
+    match rt.block_on(ec2.instances(&[InstanceFilter::Name("web-1".into())])) {
+        Err(Ec2Error::AccessDenied { action, .. }) => assert_eq!(action, "ec2:DescribeInstances"),
+        other => panic!("{other:?}"),
+    }
+    match rt.block_on(ec2.tagged_security_groups("keyward:open")) {
+        Err(Ec2Error::AccessDenied { action, .. }) => {
+            assert_eq!(action, "ec2:DescribeSecurityGroups")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -7,12 +7,12 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{runtime, ssh_keygen_list, Moto};
 use keyward::ca::{self, AwsKms};
 use keyward::ec2::query::AwsEc2;
-use keyward::iam::{AwsIam, ClientOptions, Directory};
+use keyward::iam::{AwsIam, Directory};
 use keyward::issuer::host::{issue_host, HostAsk};
 use keyward::issuer::{Caller, CallerKind, IssueError};
 use keyward::keys::cert::NONCE_LEN;
@@ -83,21 +83,7 @@ fn issue_host_certifies_what_moto_ec2_says_and_refuses_other_sessions() {
     let moto = Moto::start();
     let (web, db) = seed(&moto);
     let dir = tempfile::tempdir().unwrap();
-    let aws_config = dir.path().join("aws-config");
-    std::fs::write(
-        &aws_config,
-        format!(
-            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = testing\n\
-             aws_secret_access_key = testing\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let options = ClientOptions {
-        timeout: Some(Duration::from_secs(20)),
-        role_arn: None,
-        aws_config_file: Some(aws_config),
-    };
+    let options = common::moto_client_options(&moto, dir.path());
     let host_key = PublicKey::parse(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDsB61tr08RJhM3pL/fInEDkez2CfK/66+kZAYj3PwiZ root@web",
     )

@@ -9,7 +9,7 @@ use crate::doctor::policy;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    group(clap::ArgGroup::new("kind").args(["host", "user", "assume_role", "issuer", "ca_admin"])),
+    group(clap::ArgGroup::new("kind").args(["host", "user", "assume_role", "issuer", "ca_admin", "open"])),
     after_help = "\
 --host (the default): the IAM reads of authorized-keys, pam-create-account and sync, for the \
 hosts' instance role (or the role in iam_role_arn). --user: upload/list/enable/disable/delete \
@@ -21,6 +21,10 @@ but kms:PutKeyPolicy on the CA key, which can grant it: as trusted as the issuer
 Both name the CA key by --key-arn, or else by its alias (the [issuer] table's ca_key_alias, or \
 alias/keyward-ca) through the kms:ResourceAliases condition. Restrict kms:Sign in the CA key's \
 own key policy too: a key policy granting the account root leaves IAM policies in charge. \
+--open: for people who run `keyward open` / `close` / `open --sweep`: EC2 reads on *, ingress \
+changes only in security groups carrying the marker tag ([reach.open] group_tag of the laptop \
+settings, default keyward:open), rule tags only keyward:owner and keyward:expires; IAM cannot \
+scope revocation by a rule's tags, so its holders may revoke any rule in the marked groups. \
 The tests' emulator (moto) enforces neither key policies nor conditions: these documents are \
 reviewed, not tested."
 )]
@@ -40,6 +44,9 @@ pub struct Policy {
     /// The policy for whoever creates and manages the CA key (as trusted as the issuer)
     #[arg(long)]
     ca_admin: bool,
+    /// The policy for people who open security groups for themselves (`keyward open`)
+    #[arg(long)]
+    open: bool,
     /// The CA key's ARN, to name it instead of its alias (with --issuer or --ca-admin)
     #[arg(long, value_name = "ARN")]
     key_arn: Option<String>,
@@ -65,6 +72,10 @@ impl Policy {
             } else {
                 policy::ca_admin_policy(self.key_arn.as_deref(), &alias)
             }
+        } else if self.open {
+            let settings = super::ssh_cert::reach_settings()?;
+            let group_tag = crate::reach::open::Settings::from_reach(&settings.open)?.group_tag;
+            policy::open_policy(&group_tag)
         } else if self.user {
             policy::user_policy()
         } else if self.assume_role {

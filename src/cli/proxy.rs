@@ -1,17 +1,33 @@
 //! `keyward proxy HOST PORT`: an ssh ProxyCommand that resolves HOST to one running instance
-//! at connect time and pipes stdio to it (directly or through a jump host).
+//! at connect time and pipes stdio to it (directly or through a jump host). The decisions are
+//! in [`crate::reach::connect`]; this file reads settings, runs them and pipes or execs.
+//! stdout is the SSH stream: every message goes to stderr.
 
-use anyhow::bail;
+use std::os::unix::process::CommandExt as _;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail};
 
 use super::{Context, Exit};
+use crate::clock::unix_secs;
+use crate::ec2::Ec2Error;
+use crate::reach::aws::LazyEc2;
+use crate::reach::cache::{self, Cache};
+use crate::reach::connect::{self, ConnectError, Connection, Places};
+use crate::reach::proxy::{self, CONNECT_TIMEOUT};
+use crate::reach::resolve::ResolveError;
+use crate::reach::{known_hosts, resolve};
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Use it from ~/.ssh/config (`keyward ssh-config` prints the block):\n  \
-                  ProxyCommand keyward proxy %h %p"
+                  ProxyCommand keyward proxy '%n' %p\n\
+                  HOST is an instance id, an IP address (private, then public) or a Name tag; \
+                  it must name exactly one running instance. Answers are cached for \
+                  [reach] cache_ttl (60s). See docs/reaching-hosts.md."
 )]
 pub struct Proxy {
-    /// An instance id, a Name tag or an IP address (ssh's %h)
+    /// An instance id, a Name tag or an IP address (ssh's %n)
     pub host: String,
     /// The port to connect to (ssh's %p)
     pub port: u16,
@@ -26,8 +42,53 @@ pub struct Proxy {
     pub open: bool,
 }
 
+/// The exit code of a failed EC2 lookup: 3 unreachable, 4 credentials or access.
+pub(crate) fn exit_of_ec2(err: &Ec2Error) -> Exit {
+    match err {
+        Ec2Error::Unreachable(_) => Exit::IamUnreachable,
+        Ec2Error::NoCredentials(_) | Ec2Error::AccessDenied { .. } => Exit::IamCredentials,
+        Ec2Error::Malformed(_) | Ec2Error::NotFound(_) | Ec2Error::Invalid(_) => Exit::Failure,
+    }
+}
+
 impl Proxy {
     pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
-        bail!("keyward proxy is not implemented yet")
+        if self.open {
+            bail!("keyward proxy --open is not implemented yet");
+        }
+        resolve::check_host(&self.host)?;
+        let settings = super::ssh_cert::reach_settings()?;
+        let target = connect::target(&settings, self.env.as_deref(), self.via.as_deref())?;
+        let places = Places {
+            cache: cache::default_dir().map(Cache::new),
+            known_hosts: known_hosts::default_dir(),
+        };
+        let ec2 = LazyEc2::new(super::laptop::interactive_options(), &target);
+        let now = unix_secs(SystemTime::now());
+        let opened = connect::open(
+            &ec2,
+            &places,
+            &target,
+            &self.host,
+            self.port,
+            now,
+            CONNECT_TIMEOUT,
+        )
+        .await;
+        match opened {
+            Ok(Connection::Stream { stream, .. }) => {
+                proxy::pipe(stream, std::io::stdin(), std::io::stdout().lock())?;
+                Ok(Exit::Ok)
+            }
+            Ok(Connection::Exec { argv, .. }) => {
+                let err = std::process::Command::new("ssh").args(&argv).exec();
+                Err(anyhow!("cannot run ssh ({err}): install openssh-client"))
+            }
+            Err(ConnectError::Resolve(ResolveError::Ec2(e))) => {
+                eprintln!("keyward: cannot look up {}: {e}", self.host);
+                Ok(exit_of_ec2(&e))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -190,6 +190,58 @@ pub fn ca_admin_policy(key_arn: Option<&str>, alias: &str) -> Document {
     }
 }
 
+/// `keyward open`, `close` and `open --sweep`: find the instance and its groups and read their
+/// rules (EC2 has no resource-level permissions for Describe*: `*`).
+pub const OPEN_READ_ACTIONS: &[&str] = &[
+    "ec2:DescribeInstances",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSecurityGroupRules",
+];
+/// Adding and removing rules: only in security groups carrying the marker tag (checked on the
+/// group), and on the rules themselves (`security-group-rule`) only with keyward's own tag
+/// keys. `ec2:CreateTags` moves a rule's expiry. `ModifySecurityGroupRules` is not needed.
+pub const OPEN_CHANGE_ACTIONS: &[&str] = &[
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupIngress",
+];
+pub const OPEN_TAG_ACTIONS: &[&str] = &[
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:CreateTags",
+];
+
+/// The people who run `keyward open` (and a scheduled `open --sweep`): read instances and
+/// groups; change ingress rules only of groups tagged `group_tag`; tag rules only with
+/// `keyward:owner` and `keyward:expires`. `sts:GetCallerIdentity` needs no permission. IAM
+/// cannot condition revocation on a rule's own tags: whoever holds this may revoke any rule in
+/// the marked groups.
+pub fn open_policy(group_tag: &str) -> Document {
+    let owner = crate::reach::open::OWNER_TAG;
+    let expires = crate::reach::open::EXPIRES_TAG;
+    Document {
+        version: VERSION,
+        statement: vec![
+            statement("KeywardOpenReads", OPEN_READ_ACTIONS, "*", None),
+            statement(
+                "KeywardOpenMarkedGroups",
+                OPEN_CHANGE_ACTIONS,
+                "arn:aws:ec2:*:*:security-group/*",
+                Some(serde_json::json!({
+                    "Null": { format!("aws:ResourceTag/{group_tag}"): "false" }
+                })),
+            ),
+            statement(
+                "KeywardOpenOwnRuleTags",
+                OPEN_TAG_ACTIONS,
+                "arn:aws:ec2:*:*:security-group-rule/*",
+                Some(serde_json::json!({
+                    "ForAllValues:StringEquals": { "aws:TagKeys": [owner, expires] }
+                })),
+            ),
+        ],
+    }
+}
+
 /// Pretty JSON with a final newline, as `aws iam create-policy --policy-document file://`
 /// takes it.
 pub fn render(policy: &Document) -> String {
@@ -336,6 +388,61 @@ mod tests {
                 "{action} is called but in no policy"
             );
         }
+    }
+
+    #[test]
+    fn open_policy_changes_only_marked_groups_and_keywards_tags() {
+        let p: Value = serde_json::from_str(&render(&open_policy("keyward:open"))).unwrap();
+        let statements = p["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 3);
+        assert_eq!(statements[0]["Resource"], "*");
+        for a in statements[0]["Action"].as_array().unwrap() {
+            assert!(a.as_str().unwrap().starts_with("ec2:Describe"), "{a}");
+        }
+        assert_eq!(
+            statements[1]["Resource"],
+            "arn:aws:ec2:*:*:security-group/*"
+        );
+        assert_eq!(
+            statements[1]["Condition"]["Null"]["aws:ResourceTag/keyward:open"],
+            "false"
+        );
+        assert_eq!(
+            statements[2]["Resource"],
+            "arn:aws:ec2:*:*:security-group-rule/*"
+        );
+        assert_eq!(
+            statements[2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+            serde_json::json!(["keyward:owner", "keyward:expires"])
+        );
+        // Every write is conditioned; nothing but reads on `*`.
+        for s in &statements[1..] {
+            assert!(s.get("Condition").is_some());
+        }
+        let text = render(&open_policy("team:ssh"));
+        assert!(text.contains("aws:ResourceTag/team:ssh"), "{text}");
+    }
+
+    #[test]
+    fn open_policy_covers_every_ec2_call_of_open() {
+        // The trait methods `reach::open` calls, and the EC2 action each one makes.
+        let calls = [
+            ("instances(", "ec2:DescribeInstances"),
+            ("security_groups(", "ec2:DescribeSecurityGroups"),
+            ("tagged_security_groups(", "ec2:DescribeSecurityGroups"),
+            ("ingress_rules(", "ec2:DescribeSecurityGroupRules"),
+            ("authorize_ingress(", "ec2:AuthorizeSecurityGroupIngress"),
+            ("revoke_ingress(", "ec2:RevokeSecurityGroupIngress"),
+            ("tag_rule(", "ec2:CreateTags"),
+        ];
+        let text = std::fs::read_to_string(src().join("reach/open/mod.rs")).unwrap();
+        let doc = render(&open_policy("keyward:open"));
+        for (method, action) in calls {
+            if text.contains(&format!(".{method}")) {
+                assert!(doc.contains(action), "{action} for {method} missing");
+            }
+        }
+        assert!(text.contains(".tag_rule("), "the scan found nothing");
     }
 
     #[test]

@@ -4,12 +4,16 @@
 //!
 //! aws-sdk-ec2 costs ~8 minutes of release build and ~10 GB of rustc memory for a handful of
 //! calls, so keyward speaks EC2's Query API itself (a SigV4-signed form POST and a small XML
-//! answer) behind the [`Ec2`] trait; unit tests use a fake, integration tests moto.
+//! answer) behind the [`Ec2`], [`Instances`] and [`SecurityGroups`] traits
+//! ([`query::AwsEc2`]); unit tests use fakes, integration tests moto.
 //!
 //! Invariants:
-//! - Every field of an answer is checked before use: instance ids match `i-` + 8 or 17 hex
-//!   digits, addresses parse as IP addresses, DNS names are plain host names. An answer that
-//!   fails a check is an error, never a partly filled [`Instance`].
+//! - Every field of an answer is checked before use: ids match EC2's shape
+//!   ([`is_resource_id`]), addresses and CIDRs parse, DNS names are plain host names, tags
+//!   have no control characters. An answer that fails a check is an error, never a partly
+//!   filled [`Instance`] or a partial list.
+//! - Nothing is sent that EC2 could not accept (ids, tags, descriptions): that is
+//!   [`Ec2Error::Invalid`], without a call.
 
 pub mod query;
 

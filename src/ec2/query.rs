@@ -5,8 +5,8 @@
 //! their ingress rules) build on it.
 //!
 //! Invariants (with those of [`crate::ec2`]):
-//! - Every parameter value is percent-encoded by [`Form`] (only RFC 3986 unreserved characters
-//!   stay as they are), so no value can add a parameter or change the action.
+//! - Every parameter name and value is form-encoded by [`Form`] (only RFC 3986 unreserved
+//!   characters stay as they are), so no value can add a parameter or change the action.
 //! - An answer is read whole before anything is used: the document must be complete and well
 //!   formed with the expected root; a field read as one value must appear at most once; every
 //!   text is decoded (the five XML entities and character references, nothing else) and may
@@ -78,14 +78,14 @@ impl Form {
         form
     }
 
-    /// Adds `name=value`, both percent-encoded.
+    /// Adds `name=value`, both form-encoded.
     pub fn add(&mut self, name: &str, value: &str) -> &mut Form {
         if !self.body.is_empty() {
             self.body.push('&');
         }
-        percent_encode(name, &mut self.body);
+        form_encode(name, &mut self.body);
         self.body.push('=');
-        percent_encode(value, &mut self.body);
+        form_encode(value, &mut self.body);
         self
     }
 
@@ -94,13 +94,16 @@ impl Form {
     }
 }
 
-/// Appends `text` percent-encoded as RFC 3986 (and SigV4) want it: unreserved characters
-/// (`A-Z a-z 0-9 - . _ ~`) as they are, every other byte of the UTF-8 as `%XX`.
-pub fn percent_encode(text: &str, out: &mut String) {
+/// Appends `text` form-encoded as botocore and the AWS CLI write it (Python's `quote_plus`):
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) as they are, a space as `+`, every other byte
+/// of the UTF-8 as `%XX`. (moto checks a signature over the form it re-encodes this way.)
+pub fn form_encode(text: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(char::from(b));
+        } else if b == b' ' {
+            out.push('+');
         } else {
             out.push('%');
             out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -282,6 +285,15 @@ impl AwsEc2 {
                 return Ok(all);
             }
         }
+    }
+}
+
+/// An error naming the first id that `items` hold twice (across the pages of one answer).
+pub fn each_once<'a, T>(items: &'a [T], id: impl Fn(&'a T) -> &'a str) -> Result<(), Ec2Error> {
+    let mut seen = HashSet::new();
+    match items.iter().map(id).find(|i| !seen.insert(*i)) {
+        Some(again) => Err(Ec2Error::Malformed(format!("{again} listed twice"))),
+        None => Ok(()),
     }
 }
 
@@ -566,6 +578,9 @@ pub fn unescape(raw: &str) -> Result<Cow<'_, str>, String> {
     Ok(Cow::Owned(out))
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod testing;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests;

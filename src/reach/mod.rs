@@ -13,4 +13,13 @@
 //! - `open` changes only rules keyward created (tagged with their owner and expiry); a failed
 //!   or partial EC2 answer never revokes anything.
 
+pub mod aws;
+pub mod cache;
+pub mod connect;
+pub mod hosts;
+pub mod known_hosts;
+pub mod open;
+pub mod proxy;
+pub mod resolve;
 pub mod settings;
+pub mod ssh_config;

@@ -43,6 +43,9 @@ pub struct Environment {
 pub struct OpenSettings {
     /// Where `--ip auto` asks for the caller's public address (HTTPS; http only on loopback).
     pub ip_url: Option<String>,
+    /// Where `--ipv6 --ip auto` asks for the caller's IPv6 address. No default: AWS runs no
+    /// IPv6 address service, and a wrong answer gives someone else access.
+    pub ip6_url: Option<String>,
     /// The tag key that marks security groups keyward may open.
     pub group_tag: Option<String>,
     /// Default rule lifetime (humantime, e.g. `1h`).

@@ -413,6 +413,41 @@ impl Host {
     }
 }
 
+/// An AWS config file in `dir` that points every client at `moto`, with its test credentials.
+pub fn moto_aws_config(moto: &Moto, dir: &Path) -> PathBuf {
+    moto_aws_config_as(moto, dir, ("testing", "testing"))
+}
+
+/// Like [`moto_aws_config`], with the access key `(id, secret)` (e.g. an IAM user's).
+pub fn moto_aws_config_as(moto: &Moto, dir: &Path, (id, secret): (&str, &str)) -> PathBuf {
+    let path = dir.join("aws-config");
+    std::fs::write(
+        &path,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {}\naws_access_key_id = {id}\n\
+             aws_secret_access_key = {secret}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Options for keyward's own AWS clients (SDK or Query API) that reach `moto` through
+/// [`moto_aws_config`] in `dir`.
+pub fn moto_client_options(moto: &Moto, dir: &Path) -> keyward::iam::ClientOptions {
+    client_options(moto_aws_config(moto, dir))
+}
+
+/// Options for keyward's own AWS clients with this AWS config file and a 20 s timeout.
+pub fn client_options(aws_config: PathBuf) -> keyward::iam::ClientOptions {
+    keyward::iam::ClientOptions {
+        timeout: Some(Duration::from_secs(20)),
+        role_arn: None,
+        aws_config_file: Some(aws_config),
+    }
+}
+
 /// A single-threaded runtime for the SDK calls a test makes itself.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -647,6 +682,32 @@ pub fn venv_tool(name: &str) -> Option<PathBuf> {
     }
     let moto = std::env::var_os("MOTO_SERVER")?;
     Some(Path::new(&moto).with_file_name(name)).filter(|beside| beside.exists())
+}
+
+/// Runs `script` with boto3 (the venv's python) against the moto at `endpoint`, with
+/// `import sys, json, boto3` and an `ec2` client in scope and `args` as `sys.argv[1:]`; its
+/// stdout. A failing script fails the test with its stderr.
+pub fn boto3(endpoint: &str, script: &str, args: &[&str]) -> String {
+    let python =
+        venv_tool("python").expect("no venv python with boto3: run scripts/test (it makes .venv)");
+    let out = Command::new(&python)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .arg("-c")
+        .arg(format!(
+            "import sys, json, boto3\nec2 = boto3.client('ec2')\n{script}"
+        ))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test)", python.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A Python 3 for tests/faultproxy.py (stdlib only): the repo's venv (made by scripts/test),

@@ -18,8 +18,8 @@
 use std::collections::HashSet;
 
 use super::{
-    action, check_tag_key, check_tag_value, exact_filter_value, read_list, Action, AwsEc2, Form,
-    Item, List, Page, Refusal, Shape,
+    action, check_tag_key, check_tag_value, each_once, exact_filter_value, read_list, Action,
+    AwsEc2, Form, Item, List, Page, Refusal, Shape,
 };
 use crate::ec2::{
     is_resource_id, Ec2Error, IngressRule, NewIngressRule, RuleError, SecurityGroup, SecurityGroups,
@@ -115,10 +115,7 @@ impl SecurityGroups for AwsEc2 {
             .all_pages(DESCRIBE_GROUPS, &form, true, parse_groups)
             .await
             .map_err(|r| r.error)?;
-        let mut seen = HashSet::new();
-        if groups.iter().any(|g| !seen.insert(g.id.clone())) {
-            return Err(Ec2Error::Malformed("a security group listed twice".into()));
-        }
+        each_once(&groups, |g| g.id.as_str())?;
         if groups.iter().any(|g| !g.tags.iter().any(|(k, _)| k == key)) {
             return Err(Ec2Error::Malformed(
                 "a security group without the tag asked for".into(),
@@ -135,13 +132,7 @@ impl SecurityGroups for AwsEc2 {
             })
             .await
             .map_err(|r| r.error)?;
-        let mut seen = HashSet::new();
-        if let Some(again) = rules.iter().find(|r| !seen.insert(r.id.as_str())) {
-            return Err(Ec2Error::Malformed(format!(
-                "rule {} in more than one page",
-                again.id
-            )));
-        }
+        each_once(&rules, |r| r.id.as_str())?;
         Ok(rules)
     }
 
@@ -416,19 +407,13 @@ fn exactly_these(
     groups: Vec<SecurityGroup>,
     ids: &[String],
 ) -> Result<Vec<SecurityGroup>, Ec2Error> {
-    let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let mut got = HashSet::new();
-    for group in &groups {
-        if !asked.contains(group.id.as_str()) {
-            return Err(Ec2Error::Malformed(
-                "a security group other than those asked for".into(),
-            ));
-        }
-        if !got.insert(group.id.as_str()) {
-            return Err(Ec2Error::Malformed("a security group listed twice".into()));
-        }
+    each_once(&groups, |g| g.id.as_str())?;
+    if groups.iter().any(|g| !ids.contains(&g.id)) {
+        return Err(Ec2Error::Malformed(
+            "a security group other than those asked for".into(),
+        ));
     }
-    if let Some(missing) = ids.iter().find(|id| !got.contains(id.as_str())) {
+    if let Some(missing) = ids.iter().find(|id| !groups.iter().any(|g| g.id == **id)) {
         return Err(Ec2Error::NotFound(format!("security group {missing}")));
     }
     Ok(groups)

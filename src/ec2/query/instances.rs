@@ -15,12 +15,11 @@
 //! - `InvalidInstanceID.NotFound` / `.Malformed` are "none".
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{
-    action, check_tag_key, check_tag_value, exact_filter_value, read_list, Action, AwsEc2, Form,
-    Item, Page, Shape,
+    action, check_tag_key, check_tag_value, each_once, exact_filter_value, read_list, Action,
+    AwsEc2, Form, Item, Page, Shape,
 };
 use crate::ec2::{
     is_instance_id, is_resource_id, Ec2, Ec2Error, Instance, InstanceFilter, Instances,
@@ -83,13 +82,7 @@ impl Instances for AwsEc2 {
             .all_pages(DESCRIBE, &form, true, parse_page)
             .await
             .map_err(|r| r.error)?;
-        let mut ids = HashSet::new();
-        if let Some(again) = instances.iter().find(|i| !ids.insert(i.id.as_str())) {
-            return Err(Ec2Error::Malformed(format!(
-                "instance {} in more than one page",
-                again.id
-            )));
-        }
+        each_once(&instances, |i| i.id.as_str())?;
         Ok(instances)
     }
 }

@@ -1,13 +1,14 @@
 use super::*;
+use crate::ec2::query::testing::error_answer;
 
 #[test]
-fn values_are_percent_encoded_so_they_cannot_add_parameters() {
+fn values_are_form_encoded_so_they_cannot_add_parameters() {
     let mut form = Form::new(action!("DescribeInstances"));
     form.add("Filter.1.Value.1", "a b&Action=x=y+z/é~_.-");
     assert_eq!(
         form.as_str(),
         "Action=DescribeInstances&Version=2016-11-15\
-         &Filter.1.Value.1=a%20b%26Action%3Dx%3Dy%2Bz%2F%C3%A9~_.-"
+         &Filter.1.Value.1=a+b%26Action%3Dx%3Dy%2Bz%2F%C3%A9~_.-"
     );
 }
 
@@ -97,17 +98,14 @@ fn a_bad_list_is_an_error() {
     }
 }
 
-fn error(code: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
-         <Message>m</Message></Error></Errors><RequestID>r</RequestID></Response>"
-    )
-}
-
 #[test]
 fn refusals_name_the_action_and_keep_the_code() {
     let authorize = action!("AuthorizeSecurityGroupIngress");
-    let denied = refusal(authorize, 403, error("UnauthorizedOperation").as_bytes());
+    let denied = refusal(
+        authorize,
+        403,
+        error_answer("UnauthorizedOperation").as_bytes(),
+    );
     assert_eq!(denied.code.as_deref(), Some("UnauthorizedOperation"));
     assert!(matches!(
         denied.error,
@@ -123,18 +121,23 @@ fn refusals_name_the_action_and_keep_the_code() {
     let duplicate = refusal(
         authorize,
         400,
-        error("InvalidPermission.Duplicate").as_bytes(),
+        error_answer("InvalidPermission.Duplicate").as_bytes(),
     );
     assert_eq!(
         duplicate.code.as_deref(),
         Some("InvalidPermission.Duplicate")
     );
     assert!(matches!(
-        refusal(authorize, 401, error("AuthFailure").as_bytes()).error,
+        refusal(authorize, 401, error_answer("AuthFailure").as_bytes()).error,
         Ec2Error::NoCredentials(_)
     ));
     assert!(matches!(
-        refusal(authorize, 503, error("RequestLimitExceeded").as_bytes()).error,
+        refusal(
+            authorize,
+            503,
+            error_answer("RequestLimitExceeded").as_bytes()
+        )
+        .error,
         Ec2Error::Unreachable(_)
     ));
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ec2::query::testing::error_answer;
 
 const SG: &str = "sg-4fd37a21425b71c4d";
 const RULE: &str = "sgr-6384ea31e99079805";
@@ -267,7 +268,7 @@ fn an_authorize_request_carries_the_rule_its_description_and_tags() {
         "Action=AuthorizeSecurityGroupIngress&Version=2016-11-15&GroupId=sg-4fd37a21425b71c4d\
          &IpPermissions.1.IpProtocol=tcp&IpPermissions.1.FromPort=22&IpPermissions.1.ToPort=22\
          &IpPermissions.1.IpRanges.1.CidrIp=1.2.3.0%2F24\
-         &IpPermissions.1.IpRanges.1.Description=keyward%20open%20by%20alice\
+         &IpPermissions.1.IpRanges.1.Description=keyward+open+by+alice\
          &TagSpecification.1.ResourceType=security-group-rule\
          &TagSpecification.1.Tag.1.Key=keyward%3Aowner\
          &TagSpecification.1.Tag.1.Value=arn%3Aaws%3Aiam%3A%3A123456789012%3Auser%2Falice\
@@ -393,18 +394,11 @@ fn revoke_tag_and_lookup_requests_name_what_they_change() {
     );
 }
 
-fn error(code: &str) -> String {
-    format!(
-        "<Response><Errors><Error><Code>{code}</Code><Message>m</Message></Error></Errors>\
-         <RequestID>r</RequestID></Response>"
-    )
-}
-
 #[test]
 fn rule_refusals_map_to_what_open_and_close_act_on() {
     let on = |action: Action, status: u16, code: &str| {
         rule_refusal(
-            super::super::refusal(action, status, error(code).as_bytes()),
+            super::super::refusal(action, status, error_answer(code).as_bytes()),
             SG,
         )
     };
@@ -444,7 +438,7 @@ fn rule_refusals_map_to_what_open_and_close_act_on() {
         super::super::refusal(
             DESCRIBE_RULES,
             403,
-            error("UnauthorizedOperation").as_bytes(),
+            error_answer("UnauthorizedOperation").as_bytes(),
         ),
         &[],
     );
@@ -459,7 +453,7 @@ fn rule_refusals_map_to_what_open_and_close_act_on() {
         super::super::refusal(
             DESCRIBE_GROUPS,
             400,
-            error("InvalidGroup.NotFound").as_bytes(),
+            error_answer("InvalidGroup.NotFound").as_bytes(),
         ),
         &[SG.to_owned()],
     );

@@ -1,8 +1,6 @@
-use std::time::Duration;
-
 use super::*;
+use crate::ec2::query::testing::{error_answer, offline};
 use crate::ec2::query::Pages;
-use crate::sigv4::AwsContext;
 
 const ID: &str = "i-071a2348550130307";
 
@@ -142,34 +140,31 @@ fn an_answer_failing_any_check_is_malformed_never_a_partial_instance() {
     }
 }
 
-fn error(code: &str) -> String {
-    format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>\
-         <Message>m</Message></Error></Errors><RequestID>r</RequestID></Response>"
-    )
-}
-
 #[test]
 fn ec2_errors_are_classified() {
     for code in ["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"] {
-        assert_eq!(judge(ID, 400, error(code).as_bytes()), Ok(None), "{code}");
+        assert_eq!(
+            judge(ID, 400, error_answer(code).as_bytes()),
+            Ok(None),
+            "{code}"
+        );
     }
     assert!(matches!(
-        judge(ID, 403, error("UnauthorizedOperation").as_bytes()),
+        judge(ID, 403, error_answer("UnauthorizedOperation").as_bytes()),
         Err(Ec2Error::AccessDenied {
             action: "ec2:DescribeInstances",
             ..
         })
     ));
     assert!(matches!(
-        judge(ID, 401, error("AuthFailure").as_bytes()),
+        judge(ID, 401, error_answer("AuthFailure").as_bytes()),
         Err(Ec2Error::NoCredentials(_))
     ));
     for (status, body) in [
-        (503, error("RequestLimitExceeded")),
-        (500, error("InternalError")),
+        (503, error_answer("RequestLimitExceeded")),
+        (500, error_answer("InternalError")),
         (502, "<html/>".into()),
-        (400, error("InvalidParameterValue")),
+        (400, error_answer("InvalidParameterValue")),
     ] {
         assert!(
             matches!(
@@ -184,12 +179,7 @@ fn ec2_errors_are_classified() {
 #[tokio::test]
 async fn a_text_that_is_no_instance_id_is_never_sent() {
     // An endpoint that cannot be reached: a call would be Unreachable, not None.
-    let config = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:1")
-        .build();
-    let ec2 =
-        AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(2)).unwrap();
+    let ec2 = offline();
     assert_eq!(
         ec2.instance("i-0123&Action=TerminateInstances").await,
         Ok(None)
@@ -288,7 +278,7 @@ fn pagination_is_bounded_and_never_loops() {
 }
 
 #[test]
-fn filters_become_exact_percent_encoded_ec2_filters() {
+fn filters_become_exact_form_encoded_ec2_filters() {
     let form = filter_form(&[
         InstanceFilter::Name("web 1&Action=TerminateInstances".into()),
         InstanceFilter::State("running".into()),
@@ -304,7 +294,7 @@ fn filters_become_exact_percent_encoded_ec2_filters() {
     assert_eq!(
         form.as_str(),
         "Action=DescribeInstances&Version=2016-11-15\
-         &Filter.1.Name=tag%3AName&Filter.1.Value.1=web%201%26Action%3DTerminateInstances\
+         &Filter.1.Name=tag%3AName&Filter.1.Value.1=web+1%26Action%3DTerminateInstances\
          &Filter.2.Name=instance-state-name&Filter.2.Value.1=running\
          &Filter.3.Name=private-ip-address&Filter.3.Value.1=127.0.0.5\
          &Filter.4.Name=ip-address&Filter.4.Value.1=2001%3Adb8%3A%3A1\
@@ -345,12 +335,7 @@ fn filters_no_instance_can_match_are_never_sent() {
 
 #[tokio::test]
 async fn unmatchable_filters_are_answered_empty_without_a_call() {
-    let config = aws_config::SdkConfig::builder()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url("http://127.0.0.1:1")
-        .build();
-    let ec2 =
-        AwsEc2::from_context(AwsContext::from_config(config), Duration::from_secs(2)).unwrap();
+    let ec2 = offline();
     assert_eq!(
         ec2.instances(&[InstanceFilter::Id("i-x".into())]).await,
         Ok(vec![])
@@ -360,4 +345,15 @@ async fn unmatchable_filters_are_answered_empty_without_a_call() {
         .instances(&[InstanceFilter::Id("i-0123abcd".into())])
         .await
         .is_err());
+}
+
+#[test]
+fn a_pretty_printed_answer_reads_the_same() {
+    let compact = page(Some("t"));
+    let pretty = compact.replace("><", ">\n    <");
+    let read = |body: &str| {
+        let page = parse_page(body.as_bytes()).unwrap();
+        (page.items, page.next_token)
+    };
+    assert_eq!(read(&pretty), read(&compact));
 }

@@ -1,0 +1,70 @@
+//! The EC2 client `proxy` and `hosts` use, for `[reach]` or one environment (its AWS profile
+//! and region over the standard chain), made only when it is first needed: a cached name
+//! costs no credential lookup.
+
+use std::cell::OnceCell;
+
+use super::connect::Target;
+use crate::ec2::query::AwsEc2;
+use crate::ec2::{Ec2Error, Instance, InstanceFilter, Instances};
+use crate::iam::ClientOptions;
+
+/// An [`AwsEc2`] for a target, built on first use.
+pub struct LazyEc2 {
+    options: ClientOptions,
+    region: Option<String>,
+    profile: Option<String>,
+    client: OnceCell<AwsEc2>,
+}
+
+impl LazyEc2 {
+    pub fn new(options: ClientOptions, target: &Target) -> LazyEc2 {
+        LazyEc2 {
+            options,
+            region: target.region.clone(),
+            profile: target.profile.clone(),
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn build(&self) -> Result<AwsEc2, Ec2Error> {
+        use aws_config::meta::region::ProvideRegion as _;
+        use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+        let shared = crate::iam::sdk_config(&self.options).await;
+        let mut builder = shared.into_builder();
+        let mut region = self.region.clone();
+        if let Some(profile) = &self.profile {
+            let credentials = ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build();
+            builder = builder.credentials_provider(
+                aws_sdk_iam::config::SharedCredentialsProvider::new(credentials),
+            );
+            if region.is_none() {
+                region = ProfileFileRegionProvider::builder()
+                    .profile_name(profile)
+                    .build()
+                    .region()
+                    .await
+                    .map(|r| r.to_string());
+            }
+        }
+        if let Some(region) = region {
+            builder = builder.region(aws_config::Region::new(region));
+        }
+        AwsEc2::from_config(builder.build(), &self.options)
+    }
+}
+
+impl Instances for LazyEc2 {
+    async fn instances(&self, filters: &[InstanceFilter]) -> Result<Vec<Instance>, Ec2Error> {
+        if self.client.get().is_none() {
+            let client = self.build().await?;
+            let _ = self.client.set(client);
+        }
+        match self.client.get() {
+            Some(client) => client.instances(filters).await,
+            None => Err(Ec2Error::Unreachable("no EC2 client".into())),
+        }
+    }
+}
