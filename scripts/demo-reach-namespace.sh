@@ -36,20 +36,6 @@ args = sys.argv[1:]
 $1" "${@:2}"
 }
 
-# landed WHAT: true when this build has WHAT (a piece of issue 12 still being merged); else
-# says so. Removed once every piece is in.
-landed() {
-    local said
-    case $1 in
-    open) said=$("$KEYWARD" open --sweep --dry-run 2>&1 || true) ;;
-    ssh-config) said=$("$KEYWARD" ssh-config 2>&1 || true) ;;
-    esac
-    if [[ $said == *'not implemented yet'* ]]; then
-        note "(not in this build yet: keyward $1; this part of the demo is left out)"
-        return 1
-    fi
-}
-
 # ---------------------------------------------------------------------------
 step "IAM (an admin, once): alice may log in (group ops) and may use the jump host (group keyward_jumpers)"
 iam group ops
@@ -93,10 +79,8 @@ for r in ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": args}])[
 }
 BASTION=$(run_instance bastion 127.0.0.1 "$BASTION_SG")
 WEB_A=$(run_instance web-1 127.0.0.11 "$WEB_SG")
-show_sh "$(printf '%q ' "$E2E_PY") -c 'import boto3
-for r in boto3.client(\"ec2\").describe_instances()[\"Reservations\"]:
-    for i in r[\"Instances\"]:
-        print(i[\"InstanceId\"], i[\"State\"][\"Name\"], i[\"PrivateIpAddress\"], [t[\"Value\"] for t in i[\"Tags\"] if t[\"Key\"] == \"Name\"])'"
+note "bastion $BASTION (security group $BASTION_SG, tagged keyward:open), web-1 $WEB_A (security group $WEB_SG)"
+show "$KEYWARD" hosts || fail "keyward hosts failed"
 [[ $(describe_named web-1) == "$WEB_A running 127.0.0.11" ]] || fail "web-1 is not running at 127.0.0.11: $(describe_named web-1)"
 
 # ---------------------------------------------------------------------------
@@ -118,7 +102,8 @@ grep -q '^permitopen 127\.0\.0\.0:22 .* 127\.0\.0\.11:22 ' <<<"$for_alice" || fa
 # /etc/keyward/keyward.toml) and KEYWARD_DEMO_INSTANCE set in every session, so that a login
 # shows which instance it reached.
 
-# instance_sshd_start ID ADDRESS: sshd for instance ID on ADDRESS:22; its files in $E2E_WORK/ID.
+# instance_sshd_start ID ADDRESS: sshd for instance ID on ADDRESS:22; its files in $E2E_WORK/ID,
+# its log beside the namespace's (kept when the demo fails).
 instance_sshd_start() {
     local id=$1 address=$2 dir=$E2E_WORK/$1
     install -d -m 0755 "$dir"
@@ -138,11 +123,11 @@ SetEnv KEYWARD_DEMO_INSTANCE=$id
 LogLevel VERBOSE
 CONFIG
     /usr/sbin/sshd -t -f "$dir/sshd_config" || fail "sshd -t rejects $dir/sshd_config"
-    /usr/sbin/sshd -D -e -f "$dir/sshd_config" </dev/null >>"$dir/sshd.log" 2>&1 &
+    /usr/sbin/sshd -D -e -f "$dir/sshd_config" </dev/null >>"/run/keyward/logs/sshd-$id.log" 2>&1 &
     printf '%s\n' "$!" >"$dir/pid"
     local deadline=$((SECONDS + 30))
     until (exec 3<>"/dev/tcp/$address/22") 2>/dev/null; do
-        kill -0 "$(cat "$dir/pid")" 2>/dev/null || fail "the sshd of $id died: $(cat "$dir/sshd.log")"
+        kill -0 "$(cat "$dir/pid")" 2>/dev/null || fail "the sshd of $id died: $(cat "/run/keyward/logs/sshd-$id.log")"
         ((SECONDS < deadline)) || fail "the sshd of $id did not answer on $address:22 within 30s"
         sleep 0.1
     done
@@ -230,7 +215,8 @@ on_web='set -- $SSH_CONNECTION; echo "$(id -un) on $KEYWARD_DEMO_INSTANCE at $3"
 # on its console at boot (EC2 GetConsoleOutput; here read from its key file).
 fingerprint() { ssh-keygen -lf "$E2E_WORK/$1/ssh_host_ed25519_key.pub" | cut -d' ' -f2; }
 # forwarded ADDRESS: how often the jump host's sshd has opened a forwarding to ADDRESS:22.
-forwarded() { grep -c "target $1 port 22\$" "$E2E_SSHD_LOG" || true; }
+# (sshd -e ends its log lines with \r\n.)
+forwarded() { grep -c "target ${1//./\\.} port 22[[:space:]]*\$" "$E2E_SSHD_LOG" || true; }
 # ssh_web ANSWER: `ssh web-1 "$on_web"` as alice, on a terminal, answering ANSWER if asked about
 # a host key; shown as she would see it. Sets OUT to what the terminal showed; returns ssh's code.
 ssh_web() {
@@ -241,66 +227,75 @@ ssh_web() {
     return "$rc"
 }
 
-if landed ssh-config; then
-    step "alice's ssh config, once: the block keyward ssh-config prints, Included from ~/.ssh/config"
-    install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
-    printf '%s\n' '[[reach.environments]]' 'name = "demo"' 'hosts = ["web-*"]' 'jump = "alice@127.0.0.1"' '' |
-        "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
-    laptop cat "$laptop/.config/keyward/laptop.toml"
-    printf '   laptop$ %s\n' "keyward ssh-config > ~/.ssh/keyward.conf" >&2
-    "${as_alice[@]}" "$KEYWARD" ssh-config >"$E2E_WORK/keyward.conf" || fail "keyward ssh-config failed"
-    "${as_alice[@]}" tee "$laptop/.ssh/keyward.conf" <"$E2E_WORK/keyward.conf" >/dev/null
-    printf '%s\n' 'Include keyward.conf' '' 'Host *' '    User alice' | "${as_alice[@]}" tee "$laptop/.ssh/config" >/dev/null
-    laptop cat "$laptop/.ssh/keyward.conf"
-    laptop cat "$laptop/.ssh/config"
-    grep -q 'ProxyCommand .*keyward proxy' "$laptop/.ssh/keyward.conf" || fail "keyward ssh-config printed no ProxyCommand"
-    grep -qi 'StrictHostKeyChecking no' "$laptop/.ssh/keyward.conf" && fail "keyward ssh-config turns host key checking off"
+step "alice's ssh config, once: the block keyward ssh-config prints, Included from ~/.ssh/config"
+install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
+# cache_ttl: how long proxy reuses a resolved name (default 60s); short here, see below.
+printf '%s\n' '[reach]' 'cache_ttl = "3s"' '' \
+    '[[reach.environments]]' 'name = "demo"' 'hosts = ["web-*"]' 'jump = "alice@127.0.0.1"' '' |
+    "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
+laptop cat "$laptop/.config/keyward/laptop.toml"
+printf '   laptop$ %s\n' "keyward ssh-config > ~/.ssh/keyward.conf" >&2
+"${as_alice[@]}" "$KEYWARD" ssh-config >"$E2E_WORK/keyward.conf" || fail "keyward ssh-config failed"
+"${as_alice[@]}" tee "$laptop/.ssh/keyward.conf" <"$E2E_WORK/keyward.conf" >/dev/null
+printf '%s\n' 'Include keyward.conf' '' 'Host *' '    User alice' | "${as_alice[@]}" tee "$laptop/.ssh/config" >/dev/null
+laptop cat "$laptop/.ssh/keyward.conf"
+laptop cat "$laptop/.ssh/config"
+grep -q 'ProxyCommand .*keyward proxy' "$laptop/.ssh/keyward.conf" || fail "keyward ssh-config printed no ProxyCommand"
+grep -qi 'StrictHostKeyChecking no' "$laptop/.ssh/keyward.conf" && fail "keyward ssh-config turns host key checking off"
 
-    step "ssh web-1: found by its Name tag, through the jump host; ssh asks about the new instance's key"
-    fp_a=$(fingerprint "$WEB_A")
-    note "web-1's console at boot showed its host key: $fp_a; alice answers ssh with it"
-    before=$(forwarded 127.0.0.11)
-    ssh_web "$fp_a" || fail "ssh web-1 failed"
-    grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about web-1's key"
-    grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "ssh web-1 did not reach $WEB_A at 127.0.0.11"
-    (($(forwarded 127.0.0.11) == before + 1)) || fail "the jump host's sshd did not forward to 127.0.0.11:22"
-    note "the jump host's sshd: $(grep "target 127.0.0.11 port 22\$" "$E2E_SSHD_LOG" | tail -n 1 | sed 's/^debug1: //')"
+step "ssh web-1: found by its Name tag, through the jump host; ssh asks about the new instance's key"
+fp_a=$(fingerprint "$WEB_A")
+note "web-1's console at boot showed its host key: $fp_a; alice answers ssh with it"
+before=$(forwarded 127.0.0.11)
+ssh_web "$fp_a" || fail "ssh web-1 failed"
+grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about web-1's key"
+grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "ssh web-1 did not reach $WEB_A at 127.0.0.11"
+(($(forwarded 127.0.0.11) == before + 1)) || fail "the jump host's sshd did not forward to 127.0.0.11:22"
+note "the jump host's sshd: $(grep "target 127\\.0\\.0\\.11 port 22[[:space:]]*\$" "$E2E_SSHD_LOG" | tail -n 1 | tr -d '\r' | sed 's/^debug1: //')"
 
-    step "ssh web-1 again: the instance's key is known now, no question"
-    ssh_web no || fail "the second ssh web-1 failed"
-    grep -q 'yes/no' <<<"$OUT" && fail "ssh asked again about a known instance"
-    grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "the second ssh web-1 did not reach $WEB_A"
-    known=$laptop/.local/state/keyward/known_hosts
-    laptop ls -l "$known"
-    laptop cat "$known/by-instance/$WEB_A"
-    [[ $(readlink "$known/web-1") == "by-instance/$WEB_A" ]] || fail "web-1's known_hosts is not instance $WEB_A's"
+step "ssh web-1 again: the instance's key is known now, no question"
+ssh_web no || fail "the second ssh web-1 failed"
+grep -q 'yes/no' <<<"$OUT" && fail "ssh asked again about a known instance"
+grep -qx "alice on $WEB_A at 127.0.0.11" <<<"$OUT" || fail "the second ssh web-1 did not reach $WEB_A"
+known=$laptop/.local/state/keyward/known_hosts
+laptop ls -l "$known"
+laptop cat "$known/by-instance/$WEB_A"
+[[ $(readlink "$known/web-1") == "by-instance/$WEB_A" ]] || fail "web-1's known_hosts is not instance $WEB_A's"
 
-    step "web-1 is replaced: the instance is terminated, and a new web-1 starts at 127.0.0.12 with a new key"
-    aws_py 'ec2.terminate_instances(InstanceIds=args)' "$WEB_A"
-    instance_sshd_stop "$WEB_A"
-    WEB_B=$(run_instance web-1 127.0.0.12 "$WEB_SG")
-    instance_sshd_start "$WEB_B" 127.0.0.12
-    show describe_named web-1
-    [[ $(describe_named web-1) == *"$WEB_A terminated"*"$WEB_B running 127.0.0.12"* ]] ||
-        fail "EC2 does not show web-1 replaced: $(describe_named web-1)"
+step "web-1 is replaced: the instance is terminated, and a new web-1 starts at 127.0.0.12 with a new key"
+aws_py 'ec2.terminate_instances(InstanceIds=args)' "$WEB_A"
+instance_sshd_stop "$WEB_A"
+WEB_B=$(run_instance web-1 127.0.0.12 "$WEB_SG")
+instance_sshd_start "$WEB_B" 127.0.0.12
+[[ $(describe_named web-1) == *"$WEB_A terminated"*"$WEB_B running 127.0.0.12"* ]] ||
+    fail "EC2 does not show web-1 replaced: $(describe_named web-1)"
+note "EC2: $(describe_named web-1 | paste -sd, | sed 's/,/; /')"
+laptop "$KEYWARD" hosts || fail "keyward hosts failed"
+hosts=$("${as_alice[@]}" "$KEYWARD" hosts 2>/dev/null)
+grep -q "^$WEB_B .*web-1.*127\.0\.0\.12" <<<"$hosts" || fail "keyward hosts does not list the new web-1: $hosts"
+grep -q "^$WEB_A " <<<"$hosts" && fail "keyward hosts lists the terminated $WEB_A: $hosts"
 
-    step "ssh web-1 in a script (BatchMode): the new instance's key is unknown, so ssh refuses; nothing was trusted for it"
-    rc=0
-    printf '   laptop$ %s\n' "$(kw_quote ssh -o BatchMode=yes web-1 "$on_web")" >&2
-    out=$("${as_alice[@]}" ssh -o BatchMode=yes web-1 "$on_web" </dev/null 2>&1) || rc=$?
-    indent <<<"$out"
-    ((rc == 255)) && grep -q 'Host key verification failed' <<<"$out" ||
-        fail "ssh web-1 in BatchMode: expected host key verification to fail (exit $rc): $out"
-    grep -q 'IDENTIFICATION HAS CHANGED' <<<"$out" && fail "ssh took the new instance for the old one (host key changed)"
+# Through a jump host, keyward proxy hands the connection to `ssh -W` and cannot see the old
+# address refuse it, so a name resolved before the replacement is used until cache_ttl ends.
+note "(the demo's cache_ttl is 3s: waiting until web-1's cached address is stale, as it is a minute after a replacement)"
+sleep 4
 
-    step "ssh web-1 at a terminal: the new instance, asked about; alice checks its console's fingerprint"
-    fp_b=$(fingerprint "$WEB_B")
-    note "the new web-1's console showed: $fp_b"
-    ssh_web "$fp_b" || fail "ssh web-1 to the new instance failed"
-    grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about the new instance's key"
-    grep -qx "alice on $WEB_B at 127.0.0.12" <<<"$OUT" || fail "ssh web-1 did not reach the new instance $WEB_B at 127.0.0.12"
-    note "same ssh config, same command: the new instance at its new address, its key asked about"
-fi
+step "ssh web-1 in a script (BatchMode): the new instance's key is unknown, so ssh refuses; nothing was trusted for it"
+rc=0
+printf '   laptop$ %s\n' "$(kw_quote ssh -o BatchMode=yes web-1 "$on_web")" >&2
+out=$("${as_alice[@]}" ssh -o BatchMode=yes web-1 "$on_web" </dev/null 2>&1) || rc=$?
+indent <<<"$out"
+((rc == 255)) && grep -q 'Host key verification failed' <<<"$out" ||
+    fail "ssh web-1 in BatchMode: expected host key verification to fail (exit $rc): $out"
+grep -q 'IDENTIFICATION HAS CHANGED' <<<"$out" && fail "ssh took the new instance for the old one (host key changed)"
+
+step "ssh web-1 at a terminal: the new instance, asked about; alice checks its console's fingerprint"
+fp_b=$(fingerprint "$WEB_B")
+note "the new web-1's console showed: $fp_b"
+ssh_web "$fp_b" || fail "ssh web-1 to the new instance failed"
+grep -q 'yes/no/\[fingerprint\]' <<<"$OUT" || fail "ssh did not ask about the new instance's key"
+grep -qx "alice on $WEB_B at 127.0.0.12" <<<"$OUT" || fail "ssh web-1 did not reach the new instance $WEB_B at 127.0.0.12"
+note "same ssh config, same command: the new instance at its new address, its key asked about"
 
 # ---------------------------------------------------------------------------
 # keyward open: a rule for alice's own address on the jump host's security group (the one
@@ -329,9 +324,8 @@ rule_of() {
     printf '%s\n' "$rules"
 }
 
-if landed open; then
-    step "the public-address service: a loopback HTTP server answering 203.0.113.7 (checkip.amazonaws.com in real life)"
-    "$E2E_PY" -c '
+step "the public-address service: a loopback HTTP server answering 203.0.113.7 (checkip.amazonaws.com in real life)"
+"$E2E_PY" -c '
 import http.server
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -342,54 +336,52 @@ class Answer(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 http.server.HTTPServer(("127.0.0.1", 8080), Answer).serve_forever()' </dev/null >/dev/null 2>&1 &
-    deadline=$((SECONDS + 30))
-    until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do
-        ((SECONDS < deadline)) || fail "the address service did not answer on 127.0.0.1:8080"
-        sleep 0.1
-    done
-    install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
-    printf '[reach.open]\nip_url = "http://127.0.0.1:8080/"\n' |
-        "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
-    laptop cat "$laptop/.config/keyward/laptop.toml"
+deadline=$((SECONDS + 30))
+until (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; do
+    ((SECONDS < deadline)) || fail "the address service did not answer on 127.0.0.1:8080"
+    sleep 0.1
+done
+install -d -o laptop -g laptop -m 0700 "$laptop/.config" "$laptop/.config/keyward"
+printf '[reach.open]\nip_url = "http://127.0.0.1:8080/"\n' |
+    "${as_alice[@]}" tee -a "$laptop/.config/keyward/laptop.toml" >/dev/null
+laptop cat "$laptop/.config/keyward/laptop.toml"
 
-    step "keyward open bastion: alice's address allowed on the jump host's keyward:open group, with owner and expiry"
-    laptop "$KEYWARD" open bastion --ttl 1h || fail "keyward open failed"
-    show_rules
-    read -r rule cidr port owner expires < <(rule_of 203.0.113.7/32) || fail "no rule for 203.0.113.7/32: $(group_rules)"
-    [[ $port == 22 && $owner == "arn:aws:iam::123456789012:user/alice" ]] || fail "the rule is not alice's for port 22: $rule $port $owner"
-    left=$(($(date -d "$expires" +%s) - $(date +%s)))
-    ((left > 3500 && left <= 3600)) || fail "the rule does not expire in an hour: $expires"
-    note "rule $rule: 203.0.113.7/32 to port 22, owner alice, expires $expires"
+step "keyward open bastion: alice's address allowed on the jump host's keyward:open group, with owner and expiry"
+laptop "$KEYWARD" open bastion --ttl 1h || fail "keyward open failed"
+show_rules
+read -r rule cidr port owner expires < <(rule_of 203.0.113.7/32) || fail "no rule for 203.0.113.7/32: $(group_rules)"
+[[ $port == 22 && $owner == "arn:aws:iam::123456789012:user/alice" ]] || fail "the rule is not alice's for port 22: $rule $port $owner"
+left=$(($(date -d "$expires" +%s) - $(date +%s)))
+((left > 3500 && left <= 3600)) || fail "the rule does not expire in an hour: $expires"
+note "rule $rule: 203.0.113.7/32 to port 22, owner alice, expires $expires"
 
-    step "keyward open again, for 2h: the same rule, a later expiry"
-    laptop "$KEYWARD" open bastion --ttl 2h || fail "the second keyward open failed"
-    show_rules
-    read -r rule2 _ _ _ expires2 < <(rule_of 203.0.113.7/32)
-    [[ $rule2 == "$rule" ]] || fail "the rule was replaced ($rule -> $rule2), not extended"
-    (($(date -d "$expires2" +%s) > $(date -d "$expires" +%s))) || fail "the expiry did not move: $expires -> $expires2"
-    note "rule $rule2 now expires $expires2"
+step "keyward open again, for 2h: the same rule, a later expiry"
+laptop "$KEYWARD" open bastion --ttl 2h || fail "the second keyward open failed"
+show_rules
+read -r rule2 _ _ _ expires2 < <(rule_of 203.0.113.7/32)
+[[ $rule2 == "$rule" ]] || fail "the rule was replaced ($rule -> $rule2), not extended"
+(($(date -d "$expires2" +%s) > $(date -d "$expires" +%s))) || fail "the expiry did not move: $expires -> $expires2"
+note "rule $rule2 now expires $expires2"
 
-    step "bob's rule from yesterday: expired, and keyward open --sweep (a scheduled job) revokes it"
-    iam user bob
-    read -r BOB_KEY BOB_SECRET < <(aws_py '
+step "bob's rule, past its expiry: keyward open --sweep (a scheduled job) revokes it, and only it"
+iam user bob
+read -r BOB_KEY BOB_SECRET < <(aws_py '
 k = iam.create_access_key(UserName="bob")["AccessKey"]
 print(k["AccessKeyId"], k["SecretAccessKey"])')
-    printf '   bob$ %s\n' "$(kw_quote keyward open bastion --ip 198.51.100.9/32 --ttl 1h)" >&2
-    AWS_ACCESS_KEY_ID=$BOB_KEY AWS_SECRET_ACCESS_KEY=$BOB_SECRET HOME=$E2E_WORK \
-        "$KEYWARD" open bastion --ip 198.51.100.9/32 --ttl 1h 2>&1 | indent
-    read -r bob_rule _ _ bob_owner _ < <(rule_of 198.51.100.9/32) || fail "bob's open made no rule"
-    [[ $bob_owner == "arn:aws:iam::123456789012:user/bob" ]] || fail "bob's rule is not bob's: $bob_owner"
-    # The demo cannot wait an hour: the rule's expiry tag is set to an hour ago, as it would read tomorrow.
-    yesterday=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
-    aws_py 'ec2.create_tags(Resources=[args[0]], Tags=[{"Key": "keyward:expires", "Value": args[1]}])' "$bob_rule" "$yesterday"
-    note "(time passes: bob's rule $bob_rule now says keyward:expires $yesterday)"
-    show_rules
-    show "$KEYWARD" open --sweep || fail "keyward open --sweep failed"
-    show_rules
-    [[ -z $(rule_of 198.51.100.9/32) ]] || fail "bob's expired rule was not revoked"
-    [[ $(rule_of 203.0.113.7/32 | cut -d' ' -f1) == "$rule" ]] || fail "the sweep took alice's live rule"
-    note "bob's expired rule is gone; alice's, still valid, stays"
-fi
+printf '   bob$ %s\n' "$(kw_quote keyward open bastion --ip 198.51.100.9/32 --ttl 1h)" >&2
+AWS_ACCESS_KEY_ID=$BOB_KEY AWS_SECRET_ACCESS_KEY=$BOB_SECRET HOME=$E2E_WORK \
+    "$KEYWARD" open bastion --ip 198.51.100.9/32 --ttl 1h 2>&1 | indent || fail "bob's keyward open failed"
+read -r bob_rule _ _ bob_owner _ < <(rule_of 198.51.100.9/32) || fail "bob's open made no rule"
+[[ $bob_owner == "arn:aws:iam::123456789012:user/bob" ]] || fail "bob's rule is not bob's: $bob_owner"
+expired=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+aws_py 'ec2.create_tags(Resources=[args[0]], Tags=[{"Key": "keyward:expires", "Value": args[1]}])' "$bob_rule" "$expired"
+note "(the demo cannot wait an hour: bob's rule $bob_rule is tagged keyward:expires $expired, as if he had opened it two hours ago)"
+show_rules
+show "$KEYWARD" open --sweep || fail "keyward open --sweep failed"
+show_rules
+[[ -z $(rule_of 198.51.100.9/32) ]] || fail "bob's expired rule was not revoked"
+[[ $(rule_of 203.0.113.7/32 | cut -d' ' -f1) == "$rule" ]] || fail "the sweep took alice's live rule"
+note "bob's expired rule is gone; alice's, still valid, stays"
 
 # ---------------------------------------------------------------------------
 step "keyward uninstall: the jump host's sshd back as it was"

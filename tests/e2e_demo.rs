@@ -53,7 +53,17 @@ fn the_reaching_hosts_demo_runs_end_to_end() {
     for line in [
         "jumpers:x:",
         "keyward: this is a jump host for group jumpers",
-        "alice on i-",
+        "ProxyCommand /run/keyward/bin/keyward proxy --env demo '%n' %p",
+        "StrictHostKeyChecking ask",
+        "Are you sure you want to continue connecting (yes/no/[fingerprint])?",
+        " at 127.0.0.11\n",
+        "target 127.0.0.11 port 22",
+        "Host key verification failed.",
+        " at 127.0.0.12\n",
+        "allow 203.0.113.7/32 on tcp/22",
+        "arn:aws:iam::123456789012:user/alice",
+        "extend sgr-",
+        "arn:aws:iam::123456789012:user/bob, expired",
         "demo finished",
     ] {
         assert!(
