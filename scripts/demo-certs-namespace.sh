@@ -15,22 +15,11 @@ MOTO_URL=$AWS_ENDPOINT_URL
 ISSUER=http://127.0.0.1:8443
 ACCOUNT=123456789012
 
-# aws_py CODE [ARGS...]: Python with boto3 clients for this namespace's moto (iam, sts, ec2).
-aws_py() {
-    AWS_ENDPOINT_URL=$MOTO_URL "$E2E_PY" -c "
-import sys, json, boto3
-iam, sts, ec2 = boto3.client('iam'), boto3.client('sts'), boto3.client('ec2')
-args = sys.argv[1:]
-$1" "${@:2}"
-}
-
 step "IAM (an admin, once): alice in group ops, with AWS credentials on her laptop"
 iam group ops
 iam user alice
 iam member ops alice
-read -r ALICE_KEY ALICE_SECRET < <(aws_py '
-k = iam.create_access_key(UserName="alice")["AccessKey"]
-print(k["AccessKeyId"], k["SecretAccessKey"])')
+read -r ALICE_KEY ALICE_SECRET < <(access_key alice)
 note "IAM user alice (UserId $(iam_user_id alice)), member of ops; access key $ALICE_KEY"
 
 step "EC2: this host is instance web-1, running with instance profile web-host (role web-host)"

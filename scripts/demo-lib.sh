@@ -24,3 +24,20 @@ show_sh() {
 
 # indent: stdin shown as show shows a command's output.
 indent() { sed 's/^/   | /' >&2; }
+
+# aws_py CODE [ARGS...]: Python with boto3 clients (iam, sts, ec2) for this namespace's moto
+# itself, also once fault_proxy_start put a proxy in front of it for keyward; ARGS in `args`.
+aws_py() {
+    AWS_ENDPOINT_URL=${E2E_MOTO_URL:-$AWS_ENDPOINT_URL} "$E2E_PY" -c "
+import sys, json, boto3
+iam, sts, ec2 = boto3.client('iam'), boto3.client('sts'), boto3.client('ec2')
+args = sys.argv[1:]
+$1" "${@:2}"
+}
+
+# access_key USER: a new access key of IAM user USER: its id and secret, on one line.
+access_key() {
+    aws_py '
+k = iam.create_access_key(UserName=args[0])["AccessKey"]
+print(k["AccessKeyId"], k["SecretAccessKey"])' "$1"
+}

@@ -9,15 +9,6 @@
 # shellcheck source=scripts/demo-lib.sh
 . "$E2E_REPO/scripts/demo-lib.sh"
 
-# aws_py CODE [ARGS...]: Python with boto3 clients for this namespace's moto (iam, ec2).
-aws_py() {
-    "$E2E_PY" -c "
-import sys, json, boto3
-iam, ec2 = boto3.client('iam'), boto3.client('ec2')
-args = sys.argv[1:]
-$1" "${@:2}"
-}
-
 # ---------------------------------------------------------------------------
 step "IAM (an admin, once): alice may log in (group ops) and may use the jump host (group keyward_jumpers)"
 iam group ops
@@ -25,9 +16,7 @@ iam group keyward_jumpers
 iam user alice
 iam member ops alice
 iam member keyward_jumpers alice
-read -r ALICE_KEY ALICE_SECRET < <(aws_py '
-k = iam.create_access_key(UserName="alice")["AccessKey"]
-print(k["AccessKeyId"], k["SecretAccessKey"])')
+read -r ALICE_KEY ALICE_SECRET < <(access_key alice)
 note "IAM user alice, member of ops and keyward_jumpers (sync makes the Linux group jumpers); access key $ALICE_KEY"
 
 # ---------------------------------------------------------------------------
@@ -347,9 +336,7 @@ note "rule $rule2 now expires $expires2"
 
 step "bob's rule, past its expiry: keyward open --sweep (a scheduled job) revokes it, and only it"
 iam user bob
-read -r BOB_KEY BOB_SECRET < <(aws_py '
-k = iam.create_access_key(UserName="bob")["AccessKey"]
-print(k["AccessKeyId"], k["SecretAccessKey"])')
+read -r BOB_KEY BOB_SECRET < <(access_key bob)
 printf '   bob$ %s\n' "$(kw_quote keyward open bastion --ip 198.51.100.9/32 --ttl 1h)" >&2
 AWS_ACCESS_KEY_ID=$BOB_KEY AWS_SECRET_ACCESS_KEY=$BOB_SECRET HOME=$E2E_WORK \
     "$KEYWARD" open bastion --ip 198.51.100.9/32 --ttl 1h 2>&1 | indent || fail "bob's keyward open failed"
