@@ -4,24 +4,8 @@
 # loopback, the issuer (`keyward ca serve`) beside them, a laptop in a directory. Never run it
 # on a host directly (tests/e2e/lib.sh refuses). It checks what it shows: any step that does
 # not hold ends the demo with FAIL (tests/e2e_demo.rs runs it so that it cannot rot).
-# kw_quote only; sourced first, so that tests/e2e/lib.sh's helpers (iam, ...) win.
-# shellcheck source=scripts/lib.sh
-. "$E2E_REPO/scripts/lib.sh"
-# shellcheck source=tests/e2e/lib.sh
-. "$E2E_LIB"
-
-# show CMD ARGS...: echo the command, quoted so that it can be pasted, then run it; its output
-# indented. Returns the command's exit code.
-show() {
-    printf '   $ %s\n' "$(kw_quote "$@")" >&2
-    "$@" 2>&1 | sed 's/^/   | /' >&2
-    return "${PIPESTATUS[0]}"
-}
-# show_sh 'PIPELINE': echo a shell pipeline as written, then run it with bash.
-show_sh() {
-    printf '   $ %s\n' "$1" >&2
-    bash -c "$1" 2>&1 | sed 's/^/   | /' >&2
-}
+# shellcheck source=scripts/demo-lib.sh
+. "$E2E_REPO/scripts/demo-lib.sh"
 
 # The namespace's moto, kept for the issuer, the laptop and the instance once the fault proxy
 # stands in front of it for the host.
@@ -31,22 +15,11 @@ MOTO_URL=$AWS_ENDPOINT_URL
 ISSUER=http://127.0.0.1:8443
 ACCOUNT=123456789012
 
-# aws_py CODE [ARGS...]: Python with boto3 clients for this namespace's moto (iam, sts, ec2).
-aws_py() {
-    AWS_ENDPOINT_URL=$MOTO_URL "$E2E_PY" -c "
-import sys, json, boto3
-iam, sts, ec2 = boto3.client('iam'), boto3.client('sts'), boto3.client('ec2')
-args = sys.argv[1:]
-$1" "${@:2}"
-}
-
 step "IAM (an admin, once): alice in group ops, with AWS credentials on her laptop"
 iam group ops
 iam user alice
 iam member ops alice
-read -r ALICE_KEY ALICE_SECRET < <(aws_py '
-k = iam.create_access_key(UserName="alice")["AccessKey"]
-print(k["AccessKeyId"], k["SecretAccessKey"])')
+read -r ALICE_KEY ALICE_SECRET < <(access_key alice)
 note "IAM user alice (UserId $(iam_user_id alice)), member of ops; access key $ALICE_KEY"
 
 step "EC2: this host is instance web-1, running with instance profile web-host (role web-host)"

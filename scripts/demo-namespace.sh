@@ -2,22 +2,8 @@
 # The demo's story, run by scripts/demo inside a throwaway namespace (tests/e2e/ns): a host
 # with the real OpenSSH server on 127.0.0.1, a local IAM emulator, and keyward wired in by
 # `keyward install`. Never run it on a host directly (tests/e2e/lib.sh refuses).
-# kw_quote only; sourced first, so that tests/e2e/lib.sh's helpers (iam, ...) win.
-# shellcheck source=scripts/lib.sh
-. "$E2E_REPO/scripts/lib.sh"
-# shellcheck source=tests/e2e/lib.sh
-. "$E2E_LIB"
-
-# show CMD ARGS...: echo the command, quoted so that it can be pasted, then run it.
-show() {
-    printf '   $ %s\n' "$(kw_quote "$@")" >&2
-    "$@" 2>&1 | sed 's/^/   | /' >&2
-}
-# show_sh 'PIPELINE': echo a shell pipeline as written, then run it with bash.
-show_sh() {
-    printf '   $ %s\n' "$1" >&2
-    bash -c "$1" 2>&1 | sed 's/^/   | /' >&2
-}
+# shellcheck source=scripts/demo-lib.sh
+. "$E2E_REPO/scripts/demo-lib.sh"
 
 step "IAM (an admin, once): user alice in group ops"
 iam user alice
