@@ -146,6 +146,10 @@ pub enum InstallError {
     NoJumpConfig,
     #[error("[jump] destinations: {0}; nothing was changed")]
     BadJump(String),
+    #[error(
+        "[jump] group {group}: no such Linux group, so sshd's Match Group would match nobody and its members would get shells; run keyward sync first (it makes {group} from the IAM group {prefix}{group}); nothing was changed"
+    )]
+    NoJumpGroup { group: String, prefix: String },
 }
 
 impl From<CommandError> for InstallError {

@@ -305,7 +305,7 @@ pub fn plan_install(
             bin,
         ));
     }
-    let jump = jump_rule(config, opts, old)?;
+    let jump = jump_rule(snap, config, opts, old)?;
     if let (Some(_), Some(j)) = (&jump, &config.jump) {
         notes.push(format!(
             "jump host: members of Linux group {} get no shell or command{} and may only forward to port {} of {}",
@@ -522,6 +522,7 @@ fn is_sshd_file(path: &str) -> bool {
 /// the config's `[jump]` table); `None` with `--no-jump` or when neither. A plain re-install
 /// keeps the rule: dropping it silently would give every member of the jump group a shell.
 fn jump_rule(
+    snap: &HostSnapshot,
     config: &Config,
     opts: &InstallOptions,
     old: Option<&Manifest>,
@@ -533,6 +534,12 @@ fn jump_rule(
         return Ok(None);
     }
     let table = config.jump.as_ref().ok_or(InstallError::NoJumpConfig)?;
+    if snap.jump_group_missing {
+        return Err(InstallError::NoJumpGroup {
+            group: table.group.clone(),
+            prefix: config.group_prefix.clone(),
+        });
+    }
     super::jump::render(table)
         .map(Some)
         .map_err(InstallError::BadJump)
@@ -913,6 +920,7 @@ mod tests {
             host_identity: "4b2d0b0f1c3e4a8f9d6e7c5b4a39281f".into(),
             binary_problem: None,
             host_certificates: Vec::new(),
+            jump_group_missing: false,
         }
     }
 
@@ -1788,6 +1796,24 @@ mod tests {
             }));
             assert_eq!(restored(&installed, &u), snap.files);
         }
+    }
+
+    /// h2: with no Linux group for [jump] (before the first sync), `Match Group bastion`
+    /// matches nobody and every IAM member of keyward_bastion gets a shell; first-login
+    /// accounts join only groups that exist, so they stay outside it too.
+    #[test]
+    fn h2_jump_before_its_linux_group_exists_is_refused() {
+        let mut snap = fresh();
+        snap.jump_group_missing = true;
+        let err = plan_install(&snap, &jump_config(), &jump_opts()).unwrap_err();
+        assert!(matches!(err, InstallError::NoJumpGroup { .. }), "{err}");
+        let says = err.to_string();
+        assert!(
+            says.contains("bastion") && says.contains("keyward sync"),
+            "{says}"
+        );
+        // Without the rule (a plain install, or --no-jump) the group does not matter.
+        assert!(plan_install(&snap, &jump_config(), &opts()).is_ok());
     }
 
     #[test]

@@ -24,11 +24,17 @@ write_config 'allowed_groups = ["keyward_bastion"]' 'create_on_login = false' \
     '[jump]' 'group = "bastion"' 'destinations = ["127.0.0.2/31"]' 'admin_groups = ["ops"]'
 before=$(wired)
 
-step "install --jump, then sync makes the accounts and the Linux groups bastion and ops"
+step "h2: install --jump before the Linux group bastion exists is refused, nothing changed"
+if host_cmd install --jump --scheduler cron; then fail "install --jump without the group bastion succeeded"; fi
+grep -q 'no such Linux group.*keyward sync first' <<<"$HOST_OUT" || fail "the refusal said: $HOST_OUT"
+[[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "a refused install --jump wrote keyward_jump.conf"
+same_snapshot "a refused install --jump changed sshd's files" "$before" "$(wired)"
+
+step "sync makes the accounts and the Linux groups bastion and ops, then install --jump"
+"$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 host_cmd install --jump --scheduler cron || fail "keyward install --jump failed (exit $?)"
 grep -q 'jump host: members of Linux group bastion' <<<"$HOST_OUT" || fail "install did not say what --jump does"
 [[ $(stat -c '%a %U' /etc/ssh/keyward_jump.conf) == "644 root" ]] || fail "keyward_jump.conf: $(stat -c '%a %U' /etc/ssh/keyward_jump.conf)"
-"$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 [[ $(getent group bastion | cut -d: -f4) == alice,carol ]] || fail "bastion: $(getent group bastion)"
 [[ $(getent group ops | cut -d: -f4) == carol ]] || fail "ops: $(getent group ops)"
 jump_check() {
