@@ -387,3 +387,81 @@ fn a_private_answer_from_the_address_service_opens_nothing() {
     assert!(run.stderr.contains("no running instance"), "{}", run.stderr);
     assert!(w.rules(&w.sg).is_empty());
 }
+
+/// `proxy --open`: the instance's marked group opened for the caller's address on the port
+/// asked for, then the bytes piped to the instance's address (a loopback echo server standing
+/// in for its sshd). Through a jump host there is nothing of the caller's to open: refused.
+#[test]
+fn proxy_open_opens_the_port_then_pipes_to_the_instance() {
+    let w = world();
+    let sg = python(
+        &w.moto,
+        r#"
+vpc = ec2.create_vpc(CidrBlock="127.0.0.0/16")["Vpc"]["VpcId"]
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="127.0.0.0/24")["Subnet"]["SubnetId"]
+sg = ec2.create_security_group(GroupName="near", Description="near", VpcId=vpc,
+    TagSpecifications=[{"ResourceType": "security-group",
+                        "Tags": [{"Key": "keyward:open", "Value": ""}]}])["GroupId"]
+ami = ec2.describe_images()["Images"][0]["ImageId"]
+ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SubnetId=subnet,
+    SecurityGroupIds=[sg], PrivateIpAddress="127.0.0.61",
+    TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "near-1"}]}])
+print(sg)
+"#,
+        &[],
+    );
+    let sg = sg.trim();
+    let settings = w.dir.path().join("config/keyward/laptop.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, format!("[reach]\naddress = \"private\"\n{text}")).unwrap();
+
+    let listener = TcpListener::bind("127.0.0.61:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    // Every connection is echoed: the wait for the port is a connection of its own.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut got = Vec::new();
+            if stream.read_to_end(&mut got).is_ok() {
+                let _ = stream.write_all(b"echo:");
+                let _ = stream.write_all(&got);
+            }
+        }
+    });
+
+    let mut cmd = w.command_on("cache", &["proxy", "--open", "near-1", &port]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"hello").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo:hello",
+        "{stderr}"
+    );
+
+    let rules = w.rules(sg);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0]["CidrIpv4"], "198.51.100.7/32");
+    assert_eq!(rules[0]["FromPort"].as_i64(), Some(port.parse().unwrap()));
+    assert_eq!(tag(&rules[0], "keyward:owner"), ME);
+
+    let via = w
+        .command_on(
+            "cache",
+            &["proxy", "--open", "--via", "jump.example", "near-1", "22"],
+        )
+        .output()
+        .unwrap();
+    assert!(!via.status.success());
+    assert!(
+        String::from_utf8_lossy(&via.stderr).contains("open the jump host instead"),
+        "{}",
+        String::from_utf8_lossy(&via.stderr)
+    );
+    assert_eq!(w.rules(sg).len(), 1);
+}

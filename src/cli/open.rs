@@ -174,12 +174,17 @@ fn finish(result: Result<Outcome, OpenError>) -> anyhow::Result<Exit> {
         }
         Err(err) => {
             eprintln!("keyward: {err}");
-            Ok(match (&err, err.aws_kind()) {
-                (OpenError::Usage(_), _) => Exit::Usage,
-                (_, Some(AwsKind::Credentials)) => Exit::IamCredentials,
-                (_, Some(AwsKind::Unreachable)) => Exit::IamUnreachable,
-                (_, None) => Exit::Failure,
-            })
+            Ok(exit_of(&err))
         }
+    }
+}
+
+/// The exit code of a failed `open`, `close` or `proxy --open`.
+pub(crate) fn exit_of(err: &OpenError) -> Exit {
+    match (err, err.aws_kind()) {
+        (OpenError::Usage(_), _) => Exit::Usage,
+        (_, Some(AwsKind::Credentials)) => Exit::IamCredentials,
+        (_, Some(AwsKind::Unreachable)) => Exit::IamUnreachable,
+        (_, None) => Exit::Failure,
     }
 }

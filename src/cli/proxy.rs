@@ -14,7 +14,8 @@ use crate::ec2::Ec2Error;
 use crate::reach::aws::LazyEc2;
 use crate::reach::cache::{self, Cache};
 use crate::reach::connect::{self, ConnectError, Connection, Places};
-use crate::reach::proxy::{self, CONNECT_TIMEOUT};
+use crate::reach::open::{self, OpenAws};
+use crate::reach::proxy::{self, Route, CONNECT_TIMEOUT};
 use crate::reach::resolve::ResolveError;
 use crate::reach::{known_hosts, resolve};
 
@@ -37,7 +38,8 @@ pub struct Proxy {
     /// The environment (`[[reach.environments]]` in laptop.toml) HOST belongs to
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
-    /// Open the firewall for your address first (`keyward open`), then wait for the port
+    /// Open the instance's marked security groups for your address first (as `keyward open`),
+    /// wait until the port answers, then connect (not with --via)
     #[arg(long)]
     pub open: bool,
 }
@@ -53,9 +55,6 @@ pub(crate) fn exit_of_ec2(err: &Ec2Error) -> Exit {
 
 impl Proxy {
     pub async fn run(self, _ctx: &Context) -> anyhow::Result<Exit> {
-        if self.open {
-            bail!("keyward proxy --open is not implemented yet");
-        }
         resolve::check_host(&self.host)?;
         let settings = super::ssh_cert::reach_settings()?;
         let target = connect::target(&settings, self.env.as_deref(), self.via.as_deref())?;
@@ -65,6 +64,14 @@ impl Proxy {
         };
         let ec2 = LazyEc2::new(super::laptop::interactive_options(), &target);
         let now = unix_secs(SystemTime::now());
+        if self.open {
+            if let Some(exit) = self
+                .open_first(&ec2, &places, &target, &settings, now)
+                .await?
+            {
+                return Ok(exit);
+            }
+        }
         let opened = connect::open(
             &ec2,
             &places,
@@ -89,6 +96,54 @@ impl Proxy {
                 Ok(exit_of_ec2(&e))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `--open`: the instance HOST means, opened for the caller's address on its marked
+    /// groups (as `keyward open`), and its address answering TCP; `Some(exit)` when that failed.
+    /// The connection that follows finds the same instance in the cache.
+    async fn open_first(
+        &self,
+        ec2: &LazyEc2,
+        places: &Places,
+        target: &connect::Target,
+        settings: &crate::reach::settings::ReachSettings,
+        now: u64,
+    ) -> anyhow::Result<Option<Exit>> {
+        if let Some(jump) = &target.jump {
+            bail!(
+                "--open opens the instance's own security groups for your address, but this \
+                 connection goes through the jump host {jump:?}: open the jump host instead \
+                 (`keyward open JUMP-INSTANCE`) or connect without --via"
+            );
+        }
+        let found = connect::find(ec2, places.cache.as_ref(), target, &self.host, now, true).await;
+        let instance = match found {
+            Ok((instance, _)) => instance,
+            Err(ResolveError::Ec2(e)) => {
+                eprintln!("keyward: cannot look up {}: {e}", self.host);
+                return Ok(Some(exit_of_ec2(&e)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Route::Direct(addr) = connect::route(&instance, target, self.port)? else {
+            bail!("--open needs a direct route to the instance");
+        };
+        let options = super::laptop::interactive_options();
+        let shared = crate::reach::aws::target_config(&options, target).await;
+        let opened = match OpenAws::from_config(shared, &options) {
+            Ok(aws) => {
+                let mut log = std::io::stderr().lock();
+                open::open_and_wait(&aws, &instance, addr, &settings.open, &mut log).await
+            }
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(_) => Ok(None),
+            Err(err) => {
+                eprintln!("keyward: {err}");
+                Ok(Some(super::open::exit_of(&err)))
+            }
         }
     }
 }

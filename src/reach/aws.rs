@@ -28,32 +28,47 @@ impl LazyEc2 {
     }
 
     async fn build(&self) -> Result<AwsEc2, Ec2Error> {
-        use aws_config::meta::region::ProvideRegion as _;
-        use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
-        let shared = crate::iam::sdk_config(&self.options).await;
-        let mut builder = shared.into_builder();
-        let mut region = self.region.clone();
-        if let Some(profile) = &self.profile {
-            let credentials = ProfileFileCredentialsProvider::builder()
-                .profile_name(profile)
-                .build();
-            builder = builder.credentials_provider(
-                aws_sdk_iam::config::SharedCredentialsProvider::new(credentials),
-            );
-            if region.is_none() {
-                region = ProfileFileRegionProvider::builder()
-                    .profile_name(profile)
-                    .build()
-                    .region()
-                    .await
-                    .map(|r| r.to_string());
-            }
-        }
-        if let Some(region) = region {
-            builder = builder.region(aws_config::Region::new(region));
-        }
-        AwsEc2::from_config(builder.build(), &self.options)
+        let shared = sdk_config(&self.options, self.region.clone(), self.profile.as_deref()).await;
+        AwsEc2::from_config(shared, &self.options)
     }
+}
+
+/// The SDK config for a target: the standard chain, then the environment's AWS profile (its
+/// credentials, and its region unless the environment names one) and region. `proxy --open`
+/// opens with the same identity and region `proxy` looked the name up with.
+pub async fn target_config(options: &ClientOptions, target: &Target) -> aws_config::SdkConfig {
+    sdk_config(options, target.region.clone(), target.profile.as_deref()).await
+}
+
+async fn sdk_config(
+    options: &ClientOptions,
+    mut region: Option<String>,
+    profile: Option<&str>,
+) -> aws_config::SdkConfig {
+    use aws_config::meta::region::ProvideRegion as _;
+    use aws_config::profile::{ProfileFileCredentialsProvider, ProfileFileRegionProvider};
+    let shared = crate::iam::sdk_config(options).await;
+    let mut builder = shared.into_builder();
+    if let Some(profile) = profile {
+        let credentials = ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .build();
+        builder = builder.credentials_provider(
+            aws_sdk_iam::config::SharedCredentialsProvider::new(credentials),
+        );
+        if region.is_none() {
+            region = ProfileFileRegionProvider::builder()
+                .profile_name(profile)
+                .build()
+                .region()
+                .await
+                .map(|r| r.to_string());
+        }
+    }
+    if let Some(region) = region {
+        builder = builder.region(aws_config::Region::new(region));
+    }
+    builder.build()
 }
 
 impl Instances for LazyEc2 {

@@ -610,7 +610,15 @@ pub struct OpenAws {
 
 impl OpenAws {
     pub async fn load(options: &crate::iam::ClientOptions) -> Result<OpenAws, OpenError> {
-        let aws = crate::sigv4::AwsContext::load(options).await;
+        OpenAws::from_config(crate::iam::sdk_config(options).await, options)
+    }
+
+    /// EC2 and STS from an SDK config already loaded (`proxy --open`: the environment's).
+    pub fn from_config(
+        shared: aws_config::SdkConfig,
+        options: &crate::iam::ClientOptions,
+    ) -> Result<OpenAws, OpenError> {
+        let aws = crate::sigv4::AwsContext::from_config(shared);
         let timeout = options
             .timeout
             .unwrap_or(crate::ec2::query::DEFAULT_TIMEOUT);
