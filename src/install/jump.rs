@@ -167,20 +167,44 @@ pub fn render(jump: &JumpConfig) -> Result<String, String> {
 
 /// Checks the global `sshd -T` (no connection given) after install: the jump rule must only
 /// apply inside its Match, so sshd must not force the refusal on everyone.
+///
+/// It also refuses a global `AcceptEnv` that lets a client set `BASH_ENV` or `ENV`: sshd runs
+/// `ForceCommand` through the member's login shell, which would read and run that file first
+/// (`ssh -o SetEnv=BASH_ENV=…`), and a `Match` block cannot take an `AcceptEnv` back.
 pub fn verify_scoped(dump: &[(String, String)]) -> Result<(), super::sshd::NotEffective> {
+    let mut problems = Vec::new();
     let forced = dump
         .iter()
         .find(|(k, _)| k == "forcecommand")
         .map(|(_, v)| v.as_str());
-    match forced {
-        Some(command) if command.contains(REFUSAL_START) => Err(super::sshd::NotEffective {
-            problems: vec![format!(
-                "the jump rule applies to every connection (forcecommand is {command:?}): its Match is not scoped to {JUMP_PATH}"
-            )],
-        }),
-        _ => Ok(()),
+    if let Some(command) = forced.filter(|c| c.contains(REFUSAL_START)) {
+        problems.push(format!(
+            "the jump rule applies to every connection (forcecommand is {command:?}): its Match is not scoped to {JUMP_PATH}"
+        ));
+    }
+    for (_, patterns) in dump.iter().filter(|(k, _)| k == "acceptenv") {
+        for pattern in patterns.split_whitespace() {
+            if let Some(var) = SHELL_STARTUP_VARS
+                .iter()
+                .find(|var| super::glob_match(pattern, var))
+            {
+                problems.push(format!(
+                    "sshd accepts {var} from clients (AcceptEnv {pattern}): a jump-group member's \
+                     login shell would run that file before the ForceCommand; remove {pattern:?} \
+                     from AcceptEnv"
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(super::sshd::NotEffective { problems })
     }
 }
+
+/// Variables that make a shell started with `-c` read a file of commands.
+const SHELL_STARTUP_VARS: &[&str] = &["BASH_ENV", "ENV"];
 
 /// The line keyward's drop-in (or block) carries to read [`JUMP_PATH`].
 pub fn include_line() -> String {
@@ -280,6 +304,17 @@ mod tests {
     fn a_rule_sshd_applies_globally_is_caught() {
         let dump = |force: &str| vec![("forcecommand".to_owned(), force.to_owned())];
         assert!(verify_scoped(&dump("none")).is_ok());
+        // Debian's default AcceptEnv is harmless; one that admits BASH_ENV or ENV is not.
+        let with_env = |patterns: &str| {
+            let mut d = dump("none");
+            d.push(("acceptenv".to_owned(), patterns.to_owned()));
+            d
+        };
+        assert!(verify_scoped(&with_env("LANG LC_*")).is_ok());
+        for bad in ["*", "BASH_ENV", "B*", "*ENV", "E?V"] {
+            let err = verify_scoped(&with_env(bad)).unwrap_err();
+            assert!(err.problems[0].contains("AcceptEnv"), "{bad}: {err:?}");
+        }
         assert!(verify_scoped(&dump("/usr/bin/backup")).is_ok());
         let err = verify_scoped(&dump(&forced_command("bastion"))).unwrap_err();
         assert!(err.to_string().contains("not scoped"), "{err}");
