@@ -249,7 +249,7 @@ pub async fn find_instance<I: Instances>(ec2: &I, host: &str) -> Result<Instance
     }
     let mut found: Vec<Instance> = Vec::new();
     for filter in searches {
-        for instance in ec2.instances(std::slice::from_ref(&filter)).await? {
+        for instance in ec2.instances(&[filter.clone()]).await? {
             let gone = matches!(instance.state.as_str(), "terminated" | "shutting-down");
             // EC2 filters match more loosely than asked (`*` and `?` in a Name are wildcards).
             let asked = match &filter {
