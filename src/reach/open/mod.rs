@@ -249,17 +249,9 @@ pub async fn find_instance<I: Instances>(ec2: &I, host: &str) -> Result<Instance
     }
     let mut found: Vec<Instance> = Vec::new();
     for filter in searches {
-        for instance in ec2.instances(&[filter.clone()]).await? {
+        for instance in ec2.instances(&[filter]).await? {
             let gone = matches!(instance.state.as_str(), "terminated" | "shutting-down");
-            // EC2 filters match more loosely than asked (`*` and `?` in a Name are wildcards).
-            let asked = match &filter {
-                InstanceFilter::Id(id) => &instance.id == id,
-                InstanceFilter::PrivateIp(ip) => instance.private_ip == Some(*ip),
-                InstanceFilter::PublicIp(ip) => instance.public_ip == Some(*ip),
-                InstanceFilter::Name(name) => instance.name_tag.as_deref() == Some(name),
-                _ => false,
-            };
-            if asked && !gone && !found.iter().any(|i| i.id == instance.id) {
+            if !gone && !found.iter().any(|i| i.id == instance.id) {
                 found.push(instance);
             }
         }
