@@ -9,8 +9,10 @@
 //!   or partial read revokes nothing.
 //! - Per (caller, group, port) at most one rule is kept; which one is decided by
 //!   [`keep_first`], the same order in every run, so runs on two laptops converge.
-//! - `open` never shortens a rule's life (the later expiry wins); `close` removes the caller's
-//!   rules; anyone's expired rule is revoked by `open` and `--sweep`.
+//! - `open` never shortens a rule's life (the later expiry wins) unless its expiry lies beyond
+//!   the longest ttl; `close` removes the caller's rules; anyone's expired rule, or one whose
+//!   expiry lies further ahead than any `open` sets ([`overdue`]), is revoked by `open` and
+//!   `--sweep`.
 
 use std::cmp::Ordering;
 use std::fmt::Write as _;
@@ -18,8 +20,24 @@ use std::time::SystemTime;
 
 use ipnet::IpNet;
 
-use super::{keyward_rule, KeywardRule};
+use super::{keyward_rule, KeywardRule, MAX_TTL};
 use crate::ec2::IngressRule;
+
+/// How far past `now` + [`MAX_TTL`] an expiry may lie and still be one an `open` set: the
+/// clocks of the laptop that set it and of this one may differ (SigV4 refuses more than 15
+/// minutes).
+pub const EXPIRY_SLACK: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Why anyone's rule goes whoever owns it: its expiry has passed, or it lies further ahead
+/// than any `open` sets — a tag edited by hand (the policy cannot bound its value), which would
+/// otherwise keep the rule forever.
+pub fn overdue(rule: &KeywardRule, now: SystemTime) -> Option<Why> {
+    if rule.expires <= now {
+        return Some(Why::Expired);
+    }
+    let latest = now.checked_add(MAX_TTL + EXPIRY_SLACK)?;
+    (rule.expires > latest).then_some(Why::TooLong)
+}
 
 /// What the caller asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +69,8 @@ pub struct GroupRead {
 pub enum Why {
     /// Its expiry has passed (anyone's rule).
     Expired,
+    /// Its expiry lies beyond the longest ttl (anyone's rule): see [`overdue`].
+    TooLong,
     /// The caller's rule for an address the caller no longer has.
     Replaced,
     /// Another rule of the caller for the same port is kept instead.
@@ -182,7 +202,6 @@ fn plan_group(
     adds: &mut Vec<Step>,
     revokes: &mut Vec<Step>,
 ) {
-    let expired = |r: &KeywardRule| r.expires <= now;
     let revoke = |rule: &KeywardRule, why| Step::Revoke {
         rule: rule.clone(),
         why,
@@ -191,8 +210,7 @@ fn plan_group(
         Mode::Sweep => {
             revokes.extend(
                 ours.iter()
-                    .filter(|r| expired(r))
-                    .map(|r| revoke(r, Why::Expired)),
+                    .filter_map(|r| overdue(r, now).map(|why| revoke(r, why))),
             );
         }
         Mode::Close => {
@@ -225,18 +243,23 @@ fn plan_group(
             // The caller's rule for this very address, expired or not: extended in place.
             let same = ours.iter().find(|r| is_mine(r) && r.cidr == *cidr);
             match same {
-                Some(rule) if rule.expires < *expires => adds.push(Step::Extend {
-                    rule: rule.clone(),
-                    expires: *expires,
-                }),
+                Some(rule)
+                    if rule.expires < *expires || overdue(rule, now) == Some(Why::TooLong) =>
+                {
+                    adds.push(Step::Extend {
+                        rule: rule.clone(),
+                        expires: *expires,
+                    })
+                }
                 Some(_) => {}
                 None => {
                     let identical = identical_rule(rules, &group.group_id, *cidr, *port);
                     match identical.map(|other| (other, keyward_rule(other))) {
                         // Someone's expired rule for the same address: it goes first, or EC2
                         // refuses the new one as a duplicate.
-                        Some((_, Some(theirs))) if expired(&theirs) => {
-                            adds.push(revoke(&theirs, Why::Expired));
+                        Some((_, Some(theirs))) if overdue(&theirs, now).is_some() => {
+                            let why = overdue(&theirs, now).unwrap_or(Why::Expired);
+                            adds.push(revoke(&theirs, why));
                             adds.push(authorize());
                         }
                         Some((other, theirs)) => adds.push(Step::AlreadyAllowed {
@@ -258,8 +281,10 @@ fn plan_group(
                 }
                 if is_mine(rule) && rule.cidr != *cidr {
                     revokes.push(revoke(rule, Why::Replaced));
-                } else if expired(rule) && !(is_mine(rule) && rule.cidr == *cidr) {
-                    revokes.push(revoke(rule, Why::Expired));
+                } else if !(is_mine(rule) && rule.cidr == *cidr) {
+                    if let Some(why) = overdue(rule, now) {
+                        revokes.push(revoke(rule, why));
+                    }
                 }
             }
         }
@@ -318,6 +343,7 @@ pub fn describe(plan: &Plan) -> String {
                 rfc3339(rule.expires),
                 match why {
                     Why::Expired => "expired",
+                    Why::TooLong => "its expiry is beyond the longest ttl",
                     Why::Replaced => "your address changed",
                     Why::Duplicate => "another rule of yours is kept",
                     Why::Closed => "closed",

@@ -146,6 +146,38 @@ fn expired_rules_of_anyone_are_swept_by_open_and_by_sweep() {
     assert_eq!(kinds(&p.steps), ["revoke sgr-b Expired"]);
 }
 
+/// Review finding: anyone holding `policy --open` may tag a rule's expiry as they like; a year
+/// far ahead kept a rule forever although no `open` sets more than `MAX_TTL`.
+#[test]
+fn h2_an_expiry_beyond_the_longest_ttl_is_swept_and_reset_on_extend() {
+    let far = at(10) + MAX_TTL + Duration::from_secs(2 * 86_400);
+    let bobs_forever = rule("sgr-b", "192.0.2.1/32", 22, BOB, far);
+    // The longest ttl, set by a laptop whose clock ran a few minutes ahead: kept.
+    let bobs_longest = rule("sgr-c", "192.0.2.2/32", 22, BOB, at(10 + 600) + MAX_TTL);
+    let mine_forever = rule("sgr-d", "198.51.100.7/32", 22, ME, far);
+    let p = plan(
+        &read_ok(vec![bobs_forever.clone(), bobs_longest.clone()]),
+        ME,
+        &Mode::Sweep,
+        at(10),
+    );
+    assert_eq!(kinds(&p.steps), ["revoke sgr-b TooLong"]);
+    let p = plan(
+        &read_ok(vec![bobs_forever, bobs_longest, mine_forever]),
+        ME,
+        &open_mode("198.51.100.7/32", at(3600)),
+        at(10),
+    );
+    assert_eq!(
+        kinds(&p.steps),
+        [
+            format!("extend sgr-d {}", plan::rfc3339(at(3600))),
+            "revoke sgr-b TooLong".to_owned()
+        ]
+    );
+    assert!(plan::describe(&p).contains("beyond the longest ttl"));
+}
+
 #[test]
 fn rules_keyward_did_not_make_are_left_alone() {
     let mut no_tags = rule("sgr-n", "192.0.2.3/32", 22, ME, at(0));
