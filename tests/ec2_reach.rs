@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::{runtime, Moto};
 use keyward::ec2::query::AwsEc2;
@@ -19,25 +18,7 @@ use keyward::ec2::{
 /// Runs `script` (Python with boto3's `ec2` client in scope) against moto; its stdout, parsed
 /// as JSON.
 fn boto3(moto: &Moto, script: &str) -> serde_json::Value {
-    let python = common::venv_tool("python")
-        .expect("no venv python with boto3: run scripts/test (it makes .venv)");
-    let out = Command::new(&python)
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .args([
-            "-c",
-            &format!("import json, boto3\nec2 = boto3.client(\"ec2\")\n{script}"),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test)", python.display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&common::boto3(&moto.endpoint(), script, &[])).unwrap()
 }
 
 /// A VPC 127.0.0.0/16 with a security group tagged `keyward:open` and instances at

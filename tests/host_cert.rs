@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{runtime, ssh_keygen_list, Moto};
@@ -23,16 +22,9 @@ const ACCOUNT: &str = "123456789012";
 /// Roles web-host and db-host, each in an instance profile, and one running instance per
 /// profile (web at 127.0.0.10, Name tag bastion.example.com); returns (web id, db id).
 fn seed(moto: &Moto) -> (String, String) {
-    let python = common::venv_tool("python")
-        .expect("no venv python with boto3: run scripts/test (it makes .venv)");
-    let out = Command::new(&python)
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .args([
-            "-c",
-            r#"
+    let ids = common::boto3(
+        &moto.endpoint(),
+        r#"
 import json, boto3
 iam, ec2 = boto3.client("iam"), boto3.client("ec2")
 trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
@@ -51,15 +43,8 @@ for role, ip, name in (("web-host", "127.0.0.10", "bastion.example.com"), ("db-h
     ids.append(run["Instances"][0]["InstanceId"])
 print(*ids)
 "#,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test)", python.display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &[],
     );
-    let ids = String::from_utf8(out.stdout).unwrap();
     let mut ids = ids.split_whitespace().map(str::to_owned);
     (ids.next().unwrap(), ids.next().unwrap())
 }
