@@ -226,7 +226,6 @@ fn tried<T>(result: Result<T, IamError>) -> Result<(), IamError> {
     result.map(|_| ())
 }
 
-/// The running binary, as sshd would name it in AuthorizedKeysCommand.
 /// The jump rule install wrote, and which `[jump]` groups the group database lacks.
 fn jump_facts(config: &Config) -> checks::JumpFacts {
     let groups = config
@@ -259,6 +258,7 @@ fn ca_facts(config: &Config) -> checks::CaFacts {
     }
 }
 
+/// The running binary, as sshd would name it in AuthorizedKeysCommand.
 fn current_binary() -> String {
     std::env::current_exe()
         .and_then(|p| p.canonicalize())
