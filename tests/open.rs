@@ -381,4 +381,9 @@ fn a_private_answer_from_the_address_service_opens_nothing() {
         run.stderr
     );
     assert!(w.rules(&w.plain_sg).is_empty());
+    // Nor anything for a name no running instance has.
+    let run = w.keyward(&["open", "web-9", "--ip", "198.51.100.7"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("no running instance"), "{}", run.stderr);
+    assert!(w.rules(&w.sg).is_empty());
 }

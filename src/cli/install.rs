@@ -52,9 +52,12 @@ pub struct Install {
     ca_public_key: Option<PathBuf>,
     /// Make this a jump-only host for the config's [jump] group: its members (unless in an
     /// admin_groups group) get no shell and may only forward to port 22 (jump.port) of
-    /// jump.destinations (`ssh -J`); installing without --jump takes the rule out again
+    /// jump.destinations (`ssh -J`); a later install without --jump keeps the rule
     #[arg(long)]
     jump: bool,
+    /// Take out the jump rule an earlier --jump installed
+    #[arg(long, conflicts_with = "jump")]
+    no_jump: bool,
 }
 
 impl Install {
@@ -82,6 +85,7 @@ impl Install {
                 .map(read_key_file)
                 .transpose()?,
             jump: self.jump,
+            no_jump: self.no_jump,
         };
         install::install(
             &opts,

@@ -898,28 +898,29 @@ pub struct JumpFacts {
 pub fn jump(config: &Config, dump: &SshdDump, facts: &JumpFacts) -> Check {
     use crate::install::jump::{self as rule, JUMP_PATH};
     const NAME: &str = "jump host";
-    let table =
-        match (&config.jump, &facts.rule) {
-            (None, None) => {
-                return Check::skip(
-                    NAME,
-                    "not a jump host (no [jump] table, no keyward install --jump)",
-                )
-            }
-            (None, Some(_)) => return Check::problem(
+    let table = match (&config.jump, &facts.rule) {
+        (None, None) => {
+            return Check::skip(
+                NAME,
+                "not a jump host (no [jump] table, no keyward install --jump)",
+            )
+        }
+        (None, Some(_)) => {
+            return Check::problem(
                 NAME,
                 format!("{JUMP_PATH} is installed, but the config has no [jump] table"),
-                "keyward install (without --jump) takes the rule out; or add the [jump] table back",
-            ),
-            (Some(_), None) => {
-                return Check::problem(
-                    NAME,
-                    "the config has a [jump] table, but this host is not a jump host",
-                    "keyward install --jump",
-                )
-            }
-            (Some(table), Some(_)) => table,
-        };
+                "keyward install --no-jump takes the rule out; or add the [jump] table back",
+            )
+        }
+        (Some(_), None) => {
+            return Check::problem(
+                NAME,
+                "the config has a [jump] table, but this host is not a jump host",
+                "keyward install --jump",
+            )
+        }
+        (Some(table), Some(_)) => table,
+    };
     let mut problems = Vec::new();
     let mut fix = "keyward sync";
     if rule::render(table).ok().as_ref() != facts.rule.as_ref() {

@@ -204,11 +204,10 @@ pub const OPEN_CHANGE_ACTIONS: &[&str] = &[
     "ec2:AuthorizeSecurityGroupIngress",
     "ec2:RevokeSecurityGroupIngress",
 ];
-pub const OPEN_TAG_ACTIONS: &[&str] = &[
-    "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:RevokeSecurityGroupIngress",
-    "ec2:CreateTags",
-];
+pub const OPEN_TAG_ACTIONS: &[&str] = &["ec2:RevokeSecurityGroupIngress", "ec2:CreateTags"];
+/// A new rule must carry both of keyward's tags: `ForAllValues` alone holds for a request with
+/// no tags, which would let an untagged rule (one no sweep removes) into a marked group.
+pub const OPEN_NEW_RULE_ACTIONS: &[&str] = &["ec2:AuthorizeSecurityGroupIngress"];
 
 /// The people who run `keyward open` (and a scheduled `open --sweep`): read instances and
 /// groups; change ingress rules only of groups tagged `group_tag`; tag rules only with
@@ -228,6 +227,18 @@ pub fn open_policy(group_tag: &str) -> Document {
                 "arn:aws:ec2:*:*:security-group/*",
                 Some(serde_json::json!({
                     "Null": { format!("aws:ResourceTag/{group_tag}"): "false" }
+                })),
+            ),
+            statement(
+                "KeywardOpenNewRulesTagged",
+                OPEN_NEW_RULE_ACTIONS,
+                "arn:aws:ec2:*:*:security-group-rule/*",
+                Some(serde_json::json!({
+                    "Null": {
+                        format!("aws:RequestTag/{owner}"): "false",
+                        format!("aws:RequestTag/{expires}"): "false",
+                    },
+                    "ForAllValues:StringEquals": { "aws:TagKeys": [owner, expires] }
                 })),
             ),
             statement(
@@ -394,7 +405,7 @@ mod tests {
     fn open_policy_changes_only_marked_groups_and_keywards_tags() {
         let p: Value = serde_json::from_str(&render(&open_policy("keyward:open"))).unwrap();
         let statements = p["Statement"].as_array().unwrap();
-        assert_eq!(statements.len(), 3);
+        assert_eq!(statements.len(), 4);
         assert_eq!(statements[0]["Resource"], "*");
         for a in statements[0]["Action"].as_array().unwrap() {
             assert!(a.as_str().unwrap().starts_with("ec2:Describe"), "{a}");
@@ -407,20 +418,50 @@ mod tests {
             statements[1]["Condition"]["Null"]["aws:ResourceTag/keyward:open"],
             "false"
         );
-        assert_eq!(
-            statements[2]["Resource"],
-            "arn:aws:ec2:*:*:security-group-rule/*"
-        );
-        assert_eq!(
-            statements[2]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
-            serde_json::json!(["keyward:owner", "keyward:expires"])
-        );
+        for s in &statements[2..] {
+            assert_eq!(s["Resource"], "arn:aws:ec2:*:*:security-group-rule/*");
+            assert_eq!(
+                s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+                serde_json::json!(["keyward:owner", "keyward:expires"])
+            );
+        }
         // Every write is conditioned; nothing but reads on `*`.
         for s in &statements[1..] {
             assert!(s.get("Condition").is_some());
         }
         let text = render(&open_policy("team:ssh"));
         assert!(text.contains("aws:ResourceTag/team:ssh"), "{text}");
+    }
+
+    /// Review finding: `ForAllValues` holds for a request with no tags, so the rule statement
+    /// let holders add untagged rules to marked groups — rules no sweep ever removes.
+    #[test]
+    fn h1_open_policy_adds_no_rule_without_keywards_owner_and_expiry_tags() {
+        let p: Value = serde_json::from_str(&render(&open_policy("keyward:open"))).unwrap();
+        let mut authorizing = 0;
+        for s in p["Statement"].as_array().unwrap() {
+            let authorizes = s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == "ec2:AuthorizeSecurityGroupIngress");
+            if !authorizes || s["Resource"] != "arn:aws:ec2:*:*:security-group-rule/*" {
+                continue;
+            }
+            authorizing += 1;
+            for key in ["keyward:owner", "keyward:expires"] {
+                assert_eq!(
+                    s["Condition"]["Null"][format!("aws:RequestTag/{key}")],
+                    "false",
+                    "{s}"
+                );
+            }
+            assert_eq!(
+                s["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"],
+                serde_json::json!(["keyward:owner", "keyward:expires"])
+            );
+        }
+        assert_eq!(authorizing, 1);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::io::Write;
 use super::host::{Host, Meta};
 use super::plan::{CopyChange, InstallPlan, InstallStep, UninstallPlan, UninstallStep};
 use super::schedule;
-use super::snapshot::{ensure_run_sshd, lookup_user, read_text, Layout, Target};
+use super::snapshot::{ensure_run_sshd, lookup_user, Layout, Target};
 use super::sshd;
 use super::system::{self, run_checked, System};
 use super::{cache, InstallError, USER};
@@ -512,14 +512,7 @@ fn remove_account(
         command: format!("userdel {}", args.join(" ")),
         source,
     })?;
-    let group_left = if host.is_real() {
-        sys.group_exists(USER)
-    } else {
-        read_text(host, "/etc/group")
-            .ok()
-            .flatten()
-            .is_some_and(|g| system::group_lookup(&g, USER))
-    };
+    let group_left = super::snapshot::group_exists(host, &*sys, USER);
     if group_left {
         run_checked(sys, "groupdel", &argv).map_err(|source| AccountError {
             command: format!("groupdel {}", args.join(" ")),

@@ -308,6 +308,7 @@ pub(crate) mod tests {
                 ca: self.ca_public_key.is_some(),
                 ca_public_key: self.ca_public_key.clone(),
                 jump: false,
+                no_jump: false,
             }
         }
 

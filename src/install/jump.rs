@@ -131,7 +131,7 @@ pub fn render(jump: &JumpConfig) -> Result<String, String> {
     let permit = permit_open(&jump.destinations, jump.port)?;
     let mut text = format!(
         "{mark}: the jump-only rule (keyward install --jump).\n\
-         # keyward uninstall, or keyward install without --jump, removes this file.\n\
+         # keyward uninstall, or keyward install --no-jump, removes this file.\n\
          # Members of Linux group {group} (unless in {admins}) get no shell or command and may\n\
          # only forward to port {port} of the [jump] destinations in keyward.toml.\n",
         mark = super::MANAGED_MARK,

@@ -141,11 +141,15 @@ pub enum InstallError {
     #[error("{from}: {problem}; nothing was changed")]
     BadCaKey { from: &'static str, problem: String },
     #[error(
-        "--jump needs a [jump] table in the config (group, destinations, and optionally port and admin_groups; see docs/hosts.md); nothing was changed"
+        "--jump (or the jump rule an earlier --jump installed) needs a [jump] table in the config (group, destinations, and optionally port and admin_groups; see docs/hosts.md); --no-jump takes the rule out; nothing was changed"
     )]
     NoJumpConfig,
     #[error("[jump] destinations: {0}; nothing was changed")]
     BadJump(String),
+    #[error(
+        "[jump] group {group}: no such Linux group, so sshd's Match Group would match nobody and its members would get shells; run keyward sync first (it makes {group} from the IAM group {prefix}{group}); nothing was changed"
+    )]
+    NoJumpGroup { group: String, prefix: String },
 }
 
 impl From<CommandError> for InstallError {

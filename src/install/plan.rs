@@ -45,8 +45,11 @@ pub struct InstallOptions {
     pub ca: bool,
     /// The text of `--ca-public-key FILE`; else config `ssh_ca_public_key`.
     pub ca_public_key: Option<String>,
-    /// `--jump`: the `[jump]` rule goes in (see [`super::jump`]); without it, it comes out.
+    /// `--jump`: the `[jump]` rule goes in (see [`super::jump`]); without it, a rule an
+    /// earlier `--jump` installed stays (re-rendered from `[jump]`).
     pub jump: bool,
+    /// `--no-jump`: the jump rule comes out.
+    pub no_jump: bool,
 }
 
 /// `keyward uninstall`'s options.
@@ -302,7 +305,7 @@ pub fn plan_install(
             bin,
         ));
     }
-    let jump = jump_rule(config, opts)?;
+    let jump = jump_rule(snap, config, opts, old)?;
     if let (Some(_), Some(j)) = (&jump, &config.jump) {
         notes.push(format!(
             "jump host: members of Linux group {} get no shell or command{} and may only forward to port {} of {}",
@@ -515,13 +518,28 @@ fn is_sshd_file(path: &str) -> bool {
     [MAIN_CONFIG, DROPIN_PATH, JUMP_PATH].contains(&path)
 }
 
-/// The text of [`JUMP_PATH`] with `--jump` (which needs the config's `[jump]` table), else
-/// `None`: a plain install takes an earlier `--jump` out.
-fn jump_rule(config: &Config, opts: &InstallOptions) -> Result<Option<String>, InstallError> {
-    if !opts.jump {
+/// The text of [`JUMP_PATH`] with `--jump`, or when an earlier `--jump` wrote it (which needs
+/// the config's `[jump]` table); `None` with `--no-jump` or when neither. A plain re-install
+/// keeps the rule: dropping it silently would give every member of the jump group a shell.
+fn jump_rule(
+    snap: &HostSnapshot,
+    config: &Config,
+    opts: &InstallOptions,
+    old: Option<&Manifest>,
+) -> Result<Option<String>, InstallError> {
+    let installed = old
+        .and_then(|m| m.record(JUMP_PATH))
+        .is_some_and(|r| r.written_sha256.is_some());
+    if opts.no_jump || !(opts.jump || installed) {
         return Ok(None);
     }
     let table = config.jump.as_ref().ok_or(InstallError::NoJumpConfig)?;
+    if snap.jump_group_missing {
+        return Err(InstallError::NoJumpGroup {
+            group: table.group.clone(),
+            prefix: config.group_prefix.clone(),
+        });
+    }
     super::jump::render(table)
         .map(Some)
         .map_err(InstallError::BadJump)
@@ -902,6 +920,7 @@ mod tests {
             host_identity: "4b2d0b0f1c3e4a8f9d6e7c5b4a39281f".into(),
             binary_problem: None,
             host_certificates: Vec::new(),
+            jump_group_missing: false,
         }
     }
 
@@ -916,6 +935,7 @@ mod tests {
             ca: false,
             ca_public_key: None,
             jump: false,
+            no_jump: false,
         }
     }
 
@@ -1689,14 +1709,23 @@ mod tests {
         plan_install(&installed(), &jump_config(), &jump_opts()).unwrap()
     }
 
-    #[test]
-    fn install_without_jump_after_jump_takes_the_rule_out() {
+    /// The host after `install --jump` on a fresh one.
+    fn jump_installed() -> HostSnapshot {
         let snap = fresh();
-        let with = applied(
+        applied(
             &snap,
             &plan_install(&snap, &jump_config(), &jump_opts()).unwrap(),
-        );
-        let p = plan_install(&with, &jump_config(), &opts()).unwrap();
+        )
+    }
+
+    #[test]
+    fn install_with_no_jump_after_jump_takes_the_rule_out() {
+        let with = jump_installed();
+        let no_jump = InstallOptions {
+            no_jump: true,
+            ..opts()
+        };
+        let p = plan_install(&with, &jump_config(), &no_jump).unwrap();
         assert!(!p.jump);
         let rule = p.file_steps().find(|f| f.change.path == JUMP_PATH).unwrap();
         assert_eq!(rule.change.desired, None);
@@ -1708,6 +1737,41 @@ mod tests {
         assert!(plan_install(&without, &jump_config(), &opts())
             .unwrap()
             .is_empty());
+    }
+
+    /// h1: a plain `keyward install` (an upgrade, another scheduler) on a jump host silently
+    /// took the jump rule out, giving every member of the jump group a shell.
+    #[test]
+    fn h1_plain_reinstall_on_a_jump_host_keeps_the_jump_rule() {
+        let with = jump_installed();
+        let p = plan_install(&with, &jump_config(), &opts()).unwrap();
+        assert!(p.jump);
+        assert!(p.is_empty(), "{:?}", p.steps);
+        // A changed [jump] table is rendered again, still without --jump.
+        let mut wider = jump_config();
+        if let Some(j) = wider.jump.as_mut() {
+            j.destinations = vec!["10.0.2.0/31".into()];
+        }
+        let p = plan_install(&with, &wider, &opts()).unwrap();
+        assert!(p.jump);
+        assert!(desired(&p, JUMP_PATH)
+            .unwrap()
+            .contains("\tPermitOpen 10.0.2.0:22 10.0.2.1:22\n"));
+    }
+
+    /// h1: a config pushed without its [jump] table must not open the jump host either.
+    #[test]
+    fn h1_jump_host_whose_config_lost_its_jump_table_is_refused() {
+        let with = jump_installed();
+        let err = plan_install(&with, &Config::default(), &opts()).unwrap_err();
+        assert!(matches!(err, InstallError::NoJumpConfig), "{err}");
+        assert!(err.to_string().contains("--no-jump"), "{err}");
+        let no_jump = InstallOptions {
+            no_jump: true,
+            ..opts()
+        };
+        let p = plan_install(&with, &Config::default(), &no_jump).unwrap();
+        assert!(!p.jump);
     }
 
     #[test]
@@ -1732,6 +1796,24 @@ mod tests {
             }));
             assert_eq!(restored(&installed, &u), snap.files);
         }
+    }
+
+    /// h2: with no Linux group for [jump] (before the first sync), `Match Group bastion`
+    /// matches nobody and every IAM member of keyward_bastion gets a shell; first-login
+    /// accounts join only groups that exist, so they stay outside it too.
+    #[test]
+    fn h2_jump_before_its_linux_group_exists_is_refused() {
+        let mut snap = fresh();
+        snap.jump_group_missing = true;
+        let err = plan_install(&snap, &jump_config(), &jump_opts()).unwrap_err();
+        assert!(matches!(err, InstallError::NoJumpGroup { .. }), "{err}");
+        let says = err.to_string();
+        assert!(
+            says.contains("bastion") && says.contains("keyward sync"),
+            "{says}"
+        );
+        // Without the rule (a plain install, or --no-jump) the group does not matter.
+        assert!(plan_install(&snap, &jump_config(), &opts()).is_ok());
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct HostSnapshot {
     pub binary_problem: Option<String>,
     /// The files matching `sshd::HOST_CERT_GLOB` (path, text), sorted (install only).
     pub host_certificates: Vec<(String, String)>,
+    /// The config has a `[jump]` table whose Linux group the group database lacks.
+    pub jump_group_missing: bool,
 }
 
 impl HostSnapshot {
@@ -236,6 +238,10 @@ pub fn read_host(
         sshd_dump,
         binary_problem,
         host_certificates,
+        jump_group_missing: config
+            .jump
+            .as_ref()
+            .is_some_and(|j| !group_exists(host, sys, &j.group)),
     })
 }
 
@@ -346,6 +352,17 @@ fn read_manifest(host: &Host, path: &str) -> Result<Option<Manifest>, InstallErr
 
 /// The keyward user's uid and gid: NSS on the running host, the tree's /etc/passwd under
 /// `--root` (NSS does not see it).
+/// Whether `name` is in the host's group database (`/etc/group` of a `--root` tree).
+pub fn group_exists(host: &Host, sys: &dyn System, name: &str) -> bool {
+    if host.is_real() {
+        return sys.group_exists(name);
+    }
+    read_text(host, "/etc/group")
+        .ok()
+        .flatten()
+        .is_some_and(|g| system::group_lookup(&g, name))
+}
+
 pub fn lookup_user(host: &Host, sys: &dyn System) -> Result<Option<(u32, u32)>, InstallError> {
     if host.is_real() {
         return Ok(sys.lookup_user(USER));

@@ -66,6 +66,7 @@ pub fn json_lines(instances: &[Instance]) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::issuer::handler::tests::block_on;
     use crate::reach::resolve::tests::{instance, FakeEc2};
 
     #[test]
@@ -91,11 +92,7 @@ mod tests {
             ],
             ..FakeEc2::default()
         };
-        let found = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(list(&ec2, &[]))
-            .unwrap();
+        let found = block_on(list(&ec2, &[])).unwrap();
         let text = table(&found);
         assert_eq!(
             text,

@@ -2,15 +2,29 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
+use crate::issuer::handler::tests::block_on;
 use crate::reach::resolve::tests::{instance, FakeEc2};
 
 const A: &str = "i-0123456789abcdef0";
 
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
+/// `open` for HOST on `port` at `now`, with the default connect timeout.
+fn open_at(
+    ec2: &FakeEc2,
+    places: &Places,
+    t: &Target,
+    host: &str,
+    port: u16,
+    now: u64,
+) -> Result<Connection, ConnectError> {
+    block_on(open(
+        ec2,
+        places,
+        t,
+        host,
+        port,
+        now,
+        proxy::CONNECT_TIMEOUT,
+    ))
 }
 
 fn env(name: &str) -> Environment {
@@ -103,17 +117,7 @@ fn proxy_resolves_points_known_hosts_connects_and_then_uses_the_cache() {
     let (_tmp, places) = places();
     let t = plain();
     for _ in 0..2 {
-        match block(open(
-            &ec2,
-            &places,
-            &t,
-            "web-1",
-            port,
-            1000,
-            proxy::CONNECT_TIMEOUT,
-        ))
-        .unwrap()
-        {
+        match open_at(&ec2, &places, &t, "web-1", port, 1000).unwrap() {
             Connection::Stream { instance, stream } => {
                 assert_eq!(instance.id, A);
                 assert_eq!(stream.peer_addr().unwrap().port(), port);
@@ -143,17 +147,7 @@ fn a_cached_address_that_refuses_is_forgotten_and_ec2_asked_again() {
         ..FakeEc2::default()
     };
     let t = plain();
-    match block(open(
-        &ec2,
-        &places,
-        &t,
-        "web-1",
-        port,
-        1001,
-        proxy::CONNECT_TIMEOUT,
-    ))
-    .unwrap()
-    {
+    match open_at(&ec2, &places, &t, "web-1", port, 1001).unwrap() {
         Connection::Stream { instance, .. } => assert_eq!(instance.id, A),
         other => panic!("{other:?}"),
     }
@@ -171,17 +165,7 @@ fn through_a_jump_host_the_answer_is_an_ssh_command_line() {
         jump: Some("alice@bastion".into()),
         ..Target::default()
     };
-    match block(open(
-        &ec2,
-        &Places::default(),
-        &t,
-        "web-1",
-        22,
-        0,
-        proxy::CONNECT_TIMEOUT,
-    ))
-    .unwrap()
-    {
+    match open_at(&ec2, &Places::default(), &t, "web-1", 22, 0).unwrap() {
         Connection::Exec { argv, .. } => {
             assert_eq!(argv, ["-W", "10.0.0.1:22", "--", "alice@bastion"])
         }
@@ -201,16 +185,7 @@ fn an_ambiguous_name_is_never_cached() {
     let (_tmp, places) = places();
     let t = plain();
     for _ in 0..2 {
-        let err = block(open(
-            &ec2,
-            &places,
-            &t,
-            "web-2",
-            22,
-            0,
-            proxy::CONNECT_TIMEOUT,
-        ))
-        .unwrap_err();
+        let err = open_at(&ec2, &places, &t, "web-2", 22, 0).unwrap_err();
         assert!(
             matches!(err, ConnectError::Resolve(ResolveError::Ambiguous { .. })),
             "{err}"

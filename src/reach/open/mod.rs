@@ -31,7 +31,7 @@ mod sts;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,8 +41,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use self::plan::{GroupRead, Mode, Plan, Step};
 use crate::ec2::{
-    Ec2Error, IngressRule, Instance, InstanceFilter, Instances, NewIngressRule, RuleError,
-    SecurityGroups,
+    Ec2Error, IngressRule, Instance, Instances, NewIngressRule, RuleError, SecurityGroups,
 };
 
 /// The tag whose value is the ARN of the person the rule is for.
@@ -230,61 +229,18 @@ pub fn parse_ttl(text: &str) -> Result<Duration, OpenError> {
     Ok(ttl)
 }
 
-/// The one instance `host` means (an id, an address or a `Name` tag), not terminated; several
-/// or none is an error listing what was found.
+/// The one running instance `host` means, as `proxy` resolves it ([`crate::reach::resolve`]:
+/// an id, an address or a `Name` tag; several or none is an error listing the candidates).
 pub async fn find_instance<I: Instances>(ec2: &I, host: &str) -> Result<Instance, OpenError> {
-    let mut searches: Vec<InstanceFilter> = Vec::new();
-    if crate::ec2::is_instance_id(host) {
-        searches.push(InstanceFilter::Id(host.to_owned()));
-    } else if let Ok(ip) = host.parse::<IpAddr>() {
-        searches.push(InstanceFilter::PrivateIp(ip));
-        searches.push(InstanceFilter::PublicIp(ip));
-    } else if !host.is_empty() && host.len() <= 256 && !host.chars().any(char::is_control) {
-        searches.push(InstanceFilter::Name(host.to_owned()));
-    } else {
-        return Err(OpenError::Host(format!(
-            "{:?} is not an instance id, address or Name",
-            crate::iam::printable(host)
-        )));
-    }
-    let mut found: Vec<Instance> = Vec::new();
-    for filter in searches {
-        for instance in ec2.instances(&[filter]).await? {
-            let gone = matches!(instance.state.as_str(), "terminated" | "shutting-down");
-            if !gone && !found.iter().any(|i| i.id == instance.id) {
-                found.push(instance);
-            }
-        }
-        if !found.is_empty() {
-            break;
-        }
-    }
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(OpenError::Host(format!(
-            "no instance is called {:?}",
-            crate::iam::printable(host)
-        ))),
-        _ => {
-            let list: Vec<String> = found
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{} ({}, {})",
-                        i.id,
-                        crate::iam::printable(i.name_tag.as_deref().unwrap_or("-")),
-                        i.state
-                    )
-                })
-                .collect();
-            Err(OpenError::Host(format!(
-                "{:?} names {} instances: {}",
-                crate::iam::printable(host),
-                found.len(),
-                list.join(", ")
-            )))
-        }
-    }
+    use crate::reach::resolve::{parse_host, resolve, ResolveError};
+    let found = match parse_host(host, None) {
+        Ok(lookup) => resolve(ec2, &lookup).await,
+        Err(e) => Err(e),
+    };
+    found.map_err(|e| match e {
+        ResolveError::Ec2(e) => OpenError::Ec2(e),
+        other => OpenError::Host(other.to_string()),
+    })
 }
 
 /// The instance's groups that carry `group_tag`; an error when none does.

@@ -1,6 +1,7 @@
 use std::cell::RefCell;
 
 use super::*;
+use crate::issuer::handler::tests::block_on;
 
 /// EC2 in memory: answers filters as DescribeInstances does and records each call.
 #[derive(Default)]
@@ -43,13 +44,6 @@ pub(crate) fn instance(id: &str, name: &str, state: &str, private: &str, public:
         public_ip: public.parse().ok(),
         ..Instance::default()
     }
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 const A: &str = "i-0123456789abcdef0";
@@ -145,7 +139,7 @@ fn hosts_that_could_be_an_option_a_path_or_a_shell_word_are_refused() {
 #[test]
 fn a_unique_running_name_resolves_with_one_call() {
     let ec2 = fleet();
-    let found = block(resolve(&ec2, &Lookup::Name("web-1".into()))).unwrap();
+    let found = block_on(resolve(&ec2, &Lookup::Name("web-1".into()))).unwrap();
     assert_eq!(found.id, A);
     assert_eq!(
         *ec2.calls.borrow(),
@@ -158,7 +152,7 @@ fn a_unique_running_name_resolves_with_one_call() {
 
 #[test]
 fn an_ambiguous_name_fails_listing_every_running_candidate() {
-    let err = block(resolve(&fleet(), &Lookup::Name("web-2".into()))).unwrap_err();
+    let err = block_on(resolve(&fleet(), &Lookup::Name("web-2".into()))).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ResolveError::Ambiguous { ref candidates, .. } if candidates.len() == 2));
     assert!(text.contains("matches 2 running instances"), "{text}");
@@ -175,7 +169,7 @@ fn an_ambiguous_name_fails_listing_every_running_candidate() {
 #[test]
 fn a_name_with_nothing_running_lists_the_stopped_candidates() {
     let ec2 = fleet();
-    let err = block(resolve(&ec2, &Lookup::Name("old".into()))).unwrap_err();
+    let err = block_on(resolve(&ec2, &Lookup::Name("old".into()))).unwrap_err();
     let text = err.to_string();
     assert!(
         text.starts_with("no running instance has Name tag \"old\""),
@@ -186,7 +180,7 @@ fn a_name_with_nothing_running_lists_the_stopped_candidates() {
         "{text}"
     );
     assert_eq!(ec2.calls.borrow().len(), 2);
-    let err = block(resolve(&ec2, &Lookup::Name("nothing".into()))).unwrap_err();
+    let err = block_on(resolve(&ec2, &Lookup::Name("nothing".into()))).unwrap_err();
     assert_eq!(
         err.to_string(),
         "no running instance has Name tag \"nothing\""
@@ -196,11 +190,11 @@ fn a_name_with_nothing_running_lists_the_stopped_candidates() {
 #[test]
 fn an_address_is_tried_private_first_then_public() {
     let ec2 = fleet();
-    let found = block(resolve(&ec2, &Lookup::Ip("10.0.0.2".parse().unwrap()))).unwrap();
+    let found = block_on(resolve(&ec2, &Lookup::Ip("10.0.0.2".parse().unwrap()))).unwrap();
     assert_eq!(found.id, B);
     assert_eq!(ec2.calls.borrow().len(), 1);
     let ec2 = fleet();
-    let found = block(resolve(&ec2, &Lookup::Ip("3.3.3.1".parse().unwrap()))).unwrap();
+    let found = block_on(resolve(&ec2, &Lookup::Ip("3.3.3.1".parse().unwrap()))).unwrap();
     assert_eq!(found.id, A);
     assert_eq!(
         *ec2.calls.borrow(),
@@ -210,17 +204,19 @@ fn an_address_is_tried_private_first_then_public() {
         ]
     );
     // An address only a terminated instance had: not running, and said so.
-    let err = block(resolve(&fleet(), &Lookup::Ip("10.0.0.9".parse().unwrap()))).unwrap_err();
+    let err = block_on(resolve(&fleet(), &Lookup::Ip("10.0.0.9".parse().unwrap()))).unwrap_err();
     assert!(err.to_string().contains("terminated"), "{err}");
 }
 
 #[test]
 fn an_id_resolves_only_when_that_instance_runs() {
     assert_eq!(
-        block(resolve(&fleet(), &Lookup::Id(A.into()))).unwrap().id,
+        block_on(resolve(&fleet(), &Lookup::Id(A.into())))
+            .unwrap()
+            .id,
         A
     );
-    let err = block(resolve(&fleet(), &Lookup::Id("i-0123456789abcdef3".into()))).unwrap_err();
+    let err = block_on(resolve(&fleet(), &Lookup::Id("i-0123456789abcdef3".into()))).unwrap_err();
     assert!(matches!(err, ResolveError::NotRunning { .. }), "{err}");
 }
 
@@ -243,7 +239,7 @@ fn an_ec2_outage_is_an_error_not_an_empty_answer() {
         fail: Some(Ec2Error::Unreachable("timeout".into())),
         ..fleet()
     };
-    let err = block(resolve(&ec2, &Lookup::Name("web-1".into()))).unwrap_err();
+    let err = block_on(resolve(&ec2, &Lookup::Name("web-1".into()))).unwrap_err();
     assert!(
         matches!(err, ResolveError::Ec2(Ec2Error::Unreachable(_))),
         "{err}"

@@ -3,8 +3,8 @@
 # Linux group bastion, which `keyward sync` makes from IAM group keyward_bastion. A second sshd
 # on 127.0.0.2 is the host behind it. `ssh -J` reaches it; a shell or a command on the jump
 # host, `-W` and `-L` to another port, and `-R` are refused; a member of admin group ops keeps
-# a shell; install without --jump takes the rule out; uninstall restores sshd's files byte for
-# byte.
+# a shell; a plain install keeps the rule (h1), install --no-jump takes it out; uninstall
+# restores sshd's files byte for byte.
 # shellcheck source=tests/e2e/lib.sh
 . "$E2E_LIB"
 
@@ -24,11 +24,17 @@ write_config 'allowed_groups = ["keyward_bastion"]' 'create_on_login = false' \
     '[jump]' 'group = "bastion"' 'destinations = ["127.0.0.2/31"]' 'admin_groups = ["ops"]'
 before=$(wired)
 
-step "install --jump, then sync makes the accounts and the Linux groups bastion and ops"
+step "h2: install --jump before the Linux group bastion exists is refused, nothing changed"
+if host_cmd install --jump --scheduler cron; then fail "install --jump without the group bastion succeeded"; fi
+grep -q 'no such Linux group.*keyward sync first' <<<"$HOST_OUT" || fail "the refusal said: $HOST_OUT"
+[[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "a refused install --jump wrote keyward_jump.conf"
+same_snapshot "a refused install --jump changed sshd's files" "$before" "$(wired)"
+
+step "sync makes the accounts and the Linux groups bastion and ops, then install --jump"
+"$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 host_cmd install --jump --scheduler cron || fail "keyward install --jump failed (exit $?)"
 grep -q 'jump host: members of Linux group bastion' <<<"$HOST_OUT" || fail "install did not say what --jump does"
 [[ $(stat -c '%a %U' /etc/ssh/keyward_jump.conf) == "644 root" ]] || fail "keyward_jump.conf: $(stat -c '%a %U' /etc/ssh/keyward_jump.conf)"
-"$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 [[ $(getent group bastion | cut -d: -f4) == alice,carol ]] || fail "bastion: $(getent group bastion)"
 [[ $(getent group ops | cut -d: -f4) == carol ]] || fail "ops: $(getent group ops)"
 jump_check() {
@@ -148,8 +154,17 @@ step "carol, in admin group ops, keeps a shell on the jump host"
 out=$(timeout 20 ssh -F "$carol_cfg" carol@127.0.0.1 'id -un' </dev/null) || fail "carol got no shell (exit $?)"
 [[ $out == carol ]] || fail "carol's command said: $out"
 
-step "install without --jump takes the rule out: alice gets a shell"
+step "h1: a plain install (no --jump) keeps the rule: alice still gets no shell"
+rule_before=$(cat /etc/ssh/keyward_jump.conf)
 host_cmd install --scheduler cron || fail "keyward install without --jump failed (exit $?)"
+[[ $(cat /etc/ssh/keyward_jump.conf 2>/dev/null) == "$rule_before" ]] || fail "a plain install changed or removed keyward_jump.conf"
+if out=$(timeout 20 ssh -F "$alice_cfg" alice@127.0.0.1 'id -un' </dev/null 2>&1); then
+    fail "alice got a shell after a plain re-install: $out"
+fi
+grep -q 'this is a jump host' <<<"$out" || fail "alice's refusal after a plain re-install said: $out"
+
+step "install --no-jump takes the rule out: alice gets a shell"
+host_cmd install --no-jump --scheduler cron || fail "keyward install --no-jump failed (exit $?)"
 [[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "keyward_jump.conf is still there"
 [[ $(jump_check) == "problem the config has a [jump] table, but this host is not a jump host" ]] ||
     fail "doctor's jump host check without the rule: $(jump_check)"
