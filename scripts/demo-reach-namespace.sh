@@ -151,7 +151,8 @@ grep -q 'a command ran as' <<<"$out" && fail "alice ran a command on the jump ho
 grep -q 'this is a jump host' <<<"$out" || fail "the jump host did not say why: $out"
 
 # ---------------------------------------------------------------------------
-# TODO(reach-proxy): ssh-config, proxy, the per-instance host keys.
+# ssh web-1, through the jump host, with the config keyward ssh-config prints.
+
 # on_terminal ANSWER CMD ARGS...: CMD as alice on a terminal (a pty), typing ANSWER (and Enter)
 # when ssh asks whether to trust a host key; what the terminal showed, on stdout. Returns CMD's
 # exit code. (ssh asks on its terminal and discards anything typed before it asks.)
@@ -214,7 +215,7 @@ laptop cat "$laptop/.ssh/config"
 grep -q 'ProxyCommand .*keyward proxy' "$laptop/.ssh/keyward.conf" || fail "keyward ssh-config printed no ProxyCommand"
 grep -qi 'StrictHostKeyChecking no' "$laptop/.ssh/keyward.conf" && fail "keyward ssh-config turns host key checking off"
 
-step "ssh web-1: found by its Name tag, through the jump host; ssh asks about the new instance's key"
+step "ssh web-1: found by its Name tag, through the jump host; ssh asks about the instance's key"
 fp_a=$(fingerprint "$WEB_A")
 note "web-1's console at boot showed its host key: $fp_a; alice answers ssh with it"
 before=$(forwarded 127.0.0.11)
