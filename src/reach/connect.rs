@@ -6,8 +6,10 @@
 //! Invariants (with those of the modules it calls):
 //! - The known_hosts link of HOST is pointed at the instance before any byte reaches ssh, so
 //!   ssh checks the host key against that instance's keys only.
-//! - A cached answer is used only while fresh; when its address refuses the connection, the
-//!   entry is dropped and EC2 is asked once more; an EC2 answer is never retried.
+//! - A cached answer is used only while fresh and only for a direct connection; when its
+//!   address refuses the connection, the entry is dropped and EC2 is asked once more; an EC2
+//!   answer is never retried. Through a jump host `ssh -W` connects, so a stale address could
+//!   not be noticed: the cache is not read there.
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
@@ -206,7 +208,8 @@ pub async fn open<E: Instances>(
     timeout: Duration,
 ) -> Result<Connection, ConnectError> {
     let cache = places.cache.as_ref();
-    let mut use_cached = true;
+    // Through a jump host a stale address would fail inside `ssh -W`, out of sight.
+    let mut use_cached = target.jump.is_none();
     loop {
         let (instance, source) = find(ec2, cache, target, host, now, use_cached).await?;
         if let Some(dir) = &places.known_hosts {

@@ -174,6 +174,33 @@ fn through_a_jump_host_the_answer_is_an_ssh_command_line() {
 }
 
 #[test]
+fn through_a_jump_host_a_cached_address_is_not_used() {
+    // The cache still has the replaced instance: `ssh -W` to it would fail out of sight.
+    let (_tmp, places) = places();
+    let cache = places.cache.as_ref().unwrap();
+    let old = instance("i-0123456789abcdef9", "web-1", "running", "10.0.0.9", "");
+    cache.put("", "web-1", &old, 1000).unwrap();
+    let ec2 = FakeEc2 {
+        instances: vec![instance(A, "web-1", "running", "10.0.0.1", "")],
+        ..FakeEc2::default()
+    };
+    let t = Target {
+        jump: Some("alice@bastion".into()),
+        ..plain()
+    };
+    match open_at(&ec2, &places, &t, "web-1", 22, 1001).unwrap() {
+        Connection::Exec { instance, argv } => {
+            assert_eq!(instance.id, A);
+            assert_eq!(argv, ["-W", "10.0.0.1:22", "--", "alice@bastion"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ec2.calls.borrow().len(), 1);
+    // The answer is still written, for direct connections and `hosts`.
+    assert_eq!(cache.get("", "web-1", 1001, t.ttl).unwrap().unwrap().id, A);
+}
+
+#[test]
 fn an_ambiguous_name_is_never_cached() {
     let ec2 = FakeEc2 {
         instances: vec![
