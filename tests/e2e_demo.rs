@@ -55,7 +55,7 @@ fn the_reaching_hosts_demo_runs_end_to_end() {
         &[
             "jumpers:x:",
             "keyward: this is a jump host for group jumpers",
-            "ProxyCommand /run/keyward/bin/keyward proxy --env demo '%n' %p",
+            "ProxyCommand /run/keyward/bin/keyward proxy --known-hosts /home/laptop/.local/state/keyward/known_hosts --env demo '%n' %p",
             "StrictHostKeyChecking ask",
             "Are you sure you want to continue connecting (yes/no/[fingerprint])?",
             " at 127.0.0.11\n",

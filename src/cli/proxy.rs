@@ -38,6 +38,10 @@ pub struct Proxy {
     /// The environment (`[[reach.environments]]` in laptop.toml) HOST belongs to
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// The directory of per-name known_hosts links ssh reads (`keyward ssh-config` passes the
+    /// one its UserKnownHostsFile names) [default: ~/.local/state/keyward/known_hosts]
+    #[arg(long, value_name = "DIR")]
+    pub known_hosts: Option<std::path::PathBuf>,
     /// Open the instance's marked security groups for your address first (as `keyward open`),
     /// wait until the port answers, then connect (not with --via)
     #[arg(long)]
@@ -60,7 +64,11 @@ impl Proxy {
         let target = connect::target(&settings, self.env.as_deref(), self.via.as_deref())?;
         let places = Places {
             cache: cache::default_dir().map(Cache::new),
-            known_hosts: known_hosts::default_dir(),
+            known_hosts: match self.known_hosts.clone() {
+                Some(dir) if dir.is_absolute() => Some(dir),
+                Some(dir) => bail!("--known-hosts {} is not an absolute path", dir.display()),
+                None => known_hosts::default_dir(),
+            },
         };
         let ec2 = LazyEc2::new(super::laptop::interactive_options(), &target);
         let now = unix_secs(SystemTime::now());

@@ -4,8 +4,10 @@
 //!
 //! One block per `[[reach.environments]]` (its `hosts` patterns, with `--env NAME`), then a
 //! default block for instance ids (`i-????????` and `i-?????????????????`). Each sets
-//! - `ProxyCommand <absolute keyward> proxy [--env NAME] '%n' %p` (`%n`: the name as typed,
-//!   case kept, since EC2 Name tags are case-sensitive);
+//! - `ProxyCommand <absolute keyward> proxy --known-hosts <dir> [--env NAME] '%n' %p` (`%n`:
+//!   the name as typed, case kept, since EC2 Name tags are case-sensitive; `--known-hosts`: the
+//!   directory `UserKnownHostsFile` names, so the proxy re-points the very links ssh reads,
+//!   whatever `HOME` or `XDG_STATE_HOME` ssh runs it with);
 //! - `UserKnownHostsFile <state>/keyward/known_hosts/%n`, the per-name link the proxy points at
 //!   the instance's key file (see [`super::known_hosts`]);
 //! - `StrictHostKeyChecking ask`: an unknown instance is asked about, never trusted silently
@@ -117,7 +119,10 @@ fn block(
 ) {
     let _ = writeln!(out, "Host {}", patterns.join(" "));
     let env_flag = env.map(|e| format!(" --env {e}")).unwrap_or_default();
-    let _ = writeln!(out, "    ProxyCommand {keyward} proxy{env_flag} '%n' %p");
+    let _ = writeln!(
+        out,
+        "    ProxyCommand {keyward} proxy --known-hosts {known_hosts}{env_flag} '%n' %p"
+    );
     let _ = writeln!(out, "    UserKnownHostsFile {known_hosts}/%n");
     let _ = writeln!(out, "    StrictHostKeyChecking ask");
     out.push('\n');
@@ -227,17 +232,17 @@ mod tests {
              # Names resolve at connect time (keyward proxy); host keys are kept per instance.\n\
              \n\
              Host !bastion.prod *.prod\n    \
-                 ProxyCommand /home/alice/.local/bin/keyward proxy --env prod '%n' %p\n    \
+                 ProxyCommand /home/alice/.local/bin/keyward proxy --known-hosts /home/alice/.local/state/keyward/known_hosts --env prod '%n' %p\n    \
                  UserKnownHostsFile /home/alice/.local/state/keyward/known_hosts/%n\n    \
                  StrictHostKeyChecking ask\n\
              \n\
              Host web-* db-?\n    \
-                 ProxyCommand /home/alice/.local/bin/keyward proxy --env lab '%n' %p\n    \
+                 ProxyCommand /home/alice/.local/bin/keyward proxy --known-hosts /home/alice/.local/state/keyward/known_hosts --env lab '%n' %p\n    \
                  UserKnownHostsFile /home/alice/.local/state/keyward/known_hosts/%n\n    \
                  StrictHostKeyChecking ask\n\
              \n\
              Host i-???????? i-?????????????????\n    \
-                 ProxyCommand /home/alice/.local/bin/keyward proxy '%n' %p\n    \
+                 ProxyCommand /home/alice/.local/bin/keyward proxy --known-hosts /home/alice/.local/state/keyward/known_hosts '%n' %p\n    \
                  UserKnownHostsFile /home/alice/.local/state/keyward/known_hosts/%n\n    \
                  StrictHostKeyChecking ask\n\n"
         );

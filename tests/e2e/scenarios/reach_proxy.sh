@@ -68,7 +68,7 @@ CFG=$E2E_WORK/ssh_config
 "$KEYWARD" ssh-config >"$CFG" || fail "ssh-config failed"
 note "$(cat "$CFG")"
 grep -qx "Host web-\* spare" "$CFG" || fail "no block for the lab environment: $(cat "$CFG")"
-grep -qx "    ProxyCommand $KEYWARD proxy --env lab '%n' %p" "$CFG" || fail "ProxyCommand: $(cat "$CFG")"
+grep -qx "    ProxyCommand $KEYWARD proxy --known-hosts [^ ]*/keyward/known_hosts --env lab '%n' %p" "$CFG" || fail "ProxyCommand: $(cat "$CFG")"
 grep -qi "StrictHostKeyChecking no" "$CFG" && fail "ssh-config turned host key checking off"
 KNOWN=/root/.local/state/keyward/known_hosts
 
@@ -115,7 +115,12 @@ step "the first instance named web-1 again: its key is still trusted, no prompt"
 rename "$SPARE" spare
 rename "$WEB1" web-1
 rm -rf /root/.cache/keyward/hosts
-out=$(connect yes web-1) || fail "ssh to $WEB1 under its old name again failed: $out"
+# ssh started with another XDG_STATE_HOME (an IDE, cron): the proxy still re-points the links
+# ssh reads (--known-hosts from the snippet), not links of its own elsewhere.
+mkdir -p "$E2E_WORK/elsewhere"
+out=$(XDG_STATE_HOME=$E2E_WORK/elsewhere connect yes web-1) || fail "ssh to $WEB1 under its old name again failed: $out"
+[[ $(readlink "$KNOWN/web-1") == "by-instance/$WEB1" ]] || fail "known_hosts/web-1 -> $(readlink "$KNOWN/web-1")"
+[[ -e $E2E_WORK/elsewhere/keyward ]] && fail "the proxy made links under XDG_STATE_HOME, not where ssh reads"
 grep -qx "at 127.0.0.11 22" <<<"$out" || fail "web-1 again: $out"
 # ...and under its instance id (the default block), with the key accepted under web-1.
 out=$(connect yes "$WEB1") || fail "ssh $WEB1 by id failed: $out"
