@@ -150,6 +150,10 @@ pub enum InstallError {
         "[jump] group {group}: no such Linux group, so sshd's Match Group would match nobody and its members would get shells; run keyward sync first (it makes {group} from the IAM group {prefix}{group}); nothing was changed"
     )]
     NoJumpGroup { group: String, prefix: String },
+    #[error(
+        "[jump] group {group}: a local group keyward does not manage (sync has no record of it), so sync would never add the IAM members of {prefix}{group} to it and they would get shells; remove that group and run keyward sync, or name it in adopt_groups and run keyward sync; nothing was changed"
+    )]
+    ForeignJumpGroup { group: String, prefix: String },
 }
 
 impl From<CommandError> for InstallError {

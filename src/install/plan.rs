@@ -540,6 +540,12 @@ fn jump_rule(
             prefix: config.group_prefix.clone(),
         });
     }
+    if snap.jump_group_foreign {
+        return Err(InstallError::ForeignJumpGroup {
+            group: table.group.clone(),
+            prefix: config.group_prefix.clone(),
+        });
+    }
     super::jump::render(table)
         .map(Some)
         .map_err(InstallError::BadJump)
@@ -921,6 +927,7 @@ mod tests {
             binary_problem: None,
             host_certificates: Vec::new(),
             jump_group_missing: false,
+            jump_group_foreign: false,
         }
     }
 
@@ -1813,6 +1820,21 @@ mod tests {
             "{says}"
         );
         // Without the rule (a plain install, or --no-jump) the group does not matter.
+        assert!(plan_install(&snap, &jump_config(), &opts()).is_ok());
+    }
+
+    #[test]
+    fn jump_group_that_keyward_does_not_manage_is_refused() {
+        // A local group of that name that sync did not make or adopt: sync never adds the IAM
+        // members to it, so sshd's Match Group would miss them and they would get shells.
+        let mut snap = fresh();
+        snap.jump_group_foreign = true;
+        let err = plan_install(&snap, &jump_config(), &jump_opts()).unwrap_err();
+        assert!(
+            matches!(err, InstallError::ForeignJumpGroup { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("adopt_groups"), "{err}");
         assert!(plan_install(&snap, &jump_config(), &opts()).is_ok());
     }
 

@@ -137,6 +137,9 @@ pub struct HostSnapshot {
     pub host_certificates: Vec<(String, String)>,
     /// The config has a `[jump]` table whose Linux group the group database lacks.
     pub jump_group_missing: bool,
+    /// The `[jump]` group exists but sync has no record of it (`state_dir/groups/NAME`): a
+    /// group keyward did not create or adopt, which sync never adds IAM members to.
+    pub jump_group_foreign: bool,
 }
 
 impl HostSnapshot {
@@ -220,6 +223,17 @@ pub fn read_host(
         )
         .is_ok()
     });
+    let jump_group_missing = config
+        .jump
+        .as_ref()
+        .is_some_and(|j| !group_exists(host, sys, &j.group));
+    let jump_group_foreign = !jump_group_missing
+        && config.jump.as_ref().is_some_and(|j| {
+            let record = crate::state::StateDir::new(&config.state_dir)
+                .groups()
+                .join(&j.group);
+            !host.exists(&record.to_string_lossy())
+        });
     Ok(HostSnapshot {
         root: (!host.is_real()).then(|| host.root().to_string_lossy().into_owned()),
         services: target.services,
@@ -238,10 +252,8 @@ pub fn read_host(
         sshd_dump,
         binary_problem,
         host_certificates,
-        jump_group_missing: config
-            .jump
-            .as_ref()
-            .is_some_and(|j| !group_exists(host, sys, &j.group)),
+        jump_group_missing,
+        jump_group_foreign,
     })
 }
 

@@ -30,6 +30,14 @@ grep -q 'no such Linux group.*keyward sync first' <<<"$HOST_OUT" || fail "the re
 [[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "a refused install --jump wrote keyward_jump.conf"
 same_snapshot "a refused install --jump changed sshd's files" "$before" "$(wired)"
 
+step "a local group bastion that keyward does not manage is refused too (sync would never fill it)"
+groupadd bastion
+if host_cmd install --jump --scheduler cron; then fail "install --jump with a foreign group bastion succeeded"; fi
+grep -q 'keyward does not manage.*adopt_groups' <<<"$HOST_OUT" || fail "the refusal said: $HOST_OUT"
+[[ ! -e /etc/ssh/keyward_jump.conf ]] || fail "a refused install --jump wrote keyward_jump.conf"
+same_snapshot "a refused install --jump changed sshd's files" "$before" "$(wired)"
+groupdel bastion
+
 step "sync makes the accounts and the Linux groups bastion and ops, then install --jump"
 "$KEYWARD" sync >"$E2E_WORK/sync.out" 2>&1 || { cat "$E2E_WORK/sync.out" >&2; fail "keyward sync failed"; }
 host_cmd install --jump --scheduler cron || fail "keyward install --jump failed (exit $?)"
