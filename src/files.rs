@@ -30,6 +30,17 @@ use std::path::{Component, Path, PathBuf};
 /// keyward.
 pub const MAX_TEXT_LEN: u64 = 1024 * 1024;
 
+/// A per-user base directory of the XDG layout: `$VAR` (e.g. `XDG_CACHE_HOME`), else
+/// `$HOME/fallback` (e.g. `.cache`); `None` when neither is set. An empty value counts as unset,
+/// so a blank variable never turns into a path relative to the working directory.
+pub fn xdg_base(var: &str, fallback: &str) -> Option<PathBuf> {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    match set(var) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(set("HOME")?).join(fallback)),
+    }
+}
+
 /// Symlinks followed in one walk before it gives up (Linux's own limit).
 const MAX_SYMLINKS: usize = 40;
 

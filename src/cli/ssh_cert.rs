@@ -161,11 +161,7 @@ pub(crate) fn reach_settings() -> anyhow::Result<crate::reach::settings::ReachSe
 }
 
 pub(crate) fn settings_path() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
-    };
-    Some(base.join(SETTINGS_FILE))
+    Some(files::xdg_base("XDG_CONFIG_HOME", ".config")?.join(SETTINGS_FILE))
 }
 
 /// The settings file decides which CA the laptop trusts, so it is read the way keyward reads

@@ -50,11 +50,7 @@ pub fn is_fresh(resolved_at: u64, now: u64, ttl: Duration) -> bool {
 
 /// The cache directory: `$XDG_CACHE_HOME/keyward/hosts` or `~/.cache/keyward/hosts`.
 pub fn default_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
-    };
-    Some(base.join("keyward").join("hosts"))
+    Some(crate::files::xdg_base("XDG_CACHE_HOME", ".cache")?.join("keyward/hosts"))
 }
 
 /// The resolved names of one user, in one directory.

@@ -38,11 +38,7 @@ pub const BY_INSTANCE: &str = "by-instance";
 
 /// `$XDG_STATE_HOME/keyward/known_hosts` or `~/.local/state/keyward/known_hosts`.
 pub fn default_dir() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".local/state"),
-    };
-    Some(base.join("keyward").join("known_hosts"))
+    Some(crate::files::xdg_base("XDG_STATE_HOME", ".local/state")?.join("keyward/known_hosts"))
 }
 
 /// Why a name's known_hosts link was not made.

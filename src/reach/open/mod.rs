@@ -574,11 +574,7 @@ impl OpenLock {
 
 /// `$XDG_CACHE_HOME/keyward/open.lock`, else `~/.cache/keyward/open.lock`.
 pub fn lock_path() -> Option<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").filter(|v| !v.is_empty())?).join(".cache"),
-    };
-    Some(base.join("keyward").join("open.lock"))
+    Some(crate::files::xdg_base("XDG_CACHE_HOME", ".cache")?.join("keyward/open.lock"))
 }
 
 /// Waits until `addr` accepts a TCP connection, retrying with backoff (50 ms doubling to 1 s)
