@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use crate::ca::{CaError, KmsError};
+use crate::ec2::Ec2Error;
 use crate::iam::IamError;
 use crate::issuer::client::ClientError;
 
@@ -96,6 +97,16 @@ impl Exit {
             ClientError::Unavailable(_) => Exit::IamUnreachable,
             ClientError::Credentials(_) | ClientError::Refused(_) => Exit::IamCredentials,
             ClientError::BadRequest(_) | ClientError::Issuer(_) => Exit::Failure,
+        }
+    }
+
+    /// The code a failed EC2 lookup gets (`proxy`, `hosts`): 3 unreachable, 4 credentials or
+    /// access; an answer keyward could not use, or none to give, is 1.
+    pub fn of_ec2(err: &Ec2Error) -> Exit {
+        match err {
+            Ec2Error::Unreachable(_) => Exit::IamUnreachable,
+            Ec2Error::NoCredentials(_) | Ec2Error::AccessDenied { .. } => Exit::IamCredentials,
+            Ec2Error::Malformed(_) | Ec2Error::NotFound(_) | Ec2Error::Invalid(_) => Exit::Failure,
         }
     }
 

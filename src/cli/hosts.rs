@@ -37,7 +37,7 @@ impl Hosts {
             Ok(found) => found,
             Err(e) => {
                 eprintln!("keyward: cannot list instances: {e}");
-                return Ok(super::proxy::exit_of_ec2(&e));
+                return Ok(Exit::of_ec2(&e));
             }
         };
         let text = if self.json {

@@ -10,7 +10,6 @@ use anyhow::{anyhow, bail};
 
 use super::{Context, Exit};
 use crate::clock::unix_secs;
-use crate::ec2::Ec2Error;
 use crate::reach::aws::LazyEc2;
 use crate::reach::cache::{self, Cache};
 use crate::reach::connect::{self, ConnectError, Connection, Places};
@@ -46,15 +45,6 @@ pub struct Proxy {
     /// wait until the port answers, then connect (not with --via)
     #[arg(long)]
     pub open: bool,
-}
-
-/// The exit code of a failed EC2 lookup: 3 unreachable, 4 credentials or access.
-pub(crate) fn exit_of_ec2(err: &Ec2Error) -> Exit {
-    match err {
-        Ec2Error::Unreachable(_) => Exit::IamUnreachable,
-        Ec2Error::NoCredentials(_) | Ec2Error::AccessDenied { .. } => Exit::IamCredentials,
-        Ec2Error::Malformed(_) | Ec2Error::NotFound(_) | Ec2Error::Invalid(_) => Exit::Failure,
-    }
 }
 
 impl Proxy {
@@ -101,7 +91,7 @@ impl Proxy {
             }
             Err(ConnectError::Resolve(ResolveError::Ec2(e))) => {
                 eprintln!("keyward: cannot look up {}: {e}", self.host);
-                Ok(exit_of_ec2(&e))
+                Ok(Exit::of_ec2(&e))
             }
             Err(e) => Err(e.into()),
         }
@@ -130,7 +120,7 @@ impl Proxy {
             Ok((instance, _)) => instance,
             Err(ResolveError::Ec2(e)) => {
                 eprintln!("keyward: cannot look up {}: {e}", self.host);
-                return Ok(Some(exit_of_ec2(&e)));
+                return Ok(Some(Exit::of_ec2(&e)));
             }
             Err(e) => return Err(e.into()),
         };
